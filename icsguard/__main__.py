@@ -1,0 +1,3 @@
+from icsguard.cli import main
+
+main()

@@ -1,0 +1,36 @@
+"""Whole runs: a capture set decoded, inventoried and stored, with what went wrong kept."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from icsguard.events import Event
+from icsguard.inventory import Inventory
+from icsguard.pipeline import Pipeline, RunStats
+from icsguard.sources import CaptureError, Frame, read_captures
+from icsguard.store import Store
+
+
+def decode(paths: list[str], proto: str | None = None, stats: RunStats | None = None) -> Iterator[Event]:
+    """Events of the captures in time order; raises CaptureError after the last good one."""
+    pipeline = Pipeline(stats or RunStats(captures=list(paths)))
+    for event in pipeline.run(read_captures(paths)):
+        if proto is None or event.proto == proto:
+            yield event
+
+
+def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | None = None) -> tuple[int, str | None]:
+    """Run the pipeline over the captures and record it; returns the run id and the error
+    that stopped it early, if any. What was decoded before an error is stored all the same."""
+    run_id = store.start_run("analyze", list(paths))
+    stats = RunStats(captures=list(paths))
+    inventory = Inventory()
+    error = None
+    try:
+        for event in Pipeline(stats).run(read_captures(paths), progress):
+            inventory.feed(event)
+    except CaptureError as exc:
+        error = str(exc)
+    inventory.attach_macs(stats.hosts)
+    store.finish_run(run_id, stats, inventory)
+    return run_id, error

@@ -1,0 +1,83 @@
+"""The Event: one record per application PDU, spoken by every stage after the decoders.
+
+The field names are a contract shared with rules, exports and other tools, so
+they are spelled out here once; a protocol sets only the fields its PDU carries.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+PROTOCOLS = ("modbus", "s7comm", "s7comm-plus", "opcua", "cotp")
+DIRECTIONS = ("request", "response", "notification")
+
+
+PROTOCOL_FIELDS = frozenset({
+    # why a PDU could not be decoded; set only on events that report a malformed PDU
+    "malformed",
+    # modbus
+    "transaction_id", "unit_id", "address", "quantity", "values", "exception_code",
+    "subfunction", "mei_type", "objects", "and_mask", "or_mask", "read_address",
+    "read_quantity", "write_address", "write_values", "data",
+    # s7comm
+    "rosctr", "pdu_ref", "error_class", "error_code", "items", "userdata_group",
+    "userdata_subfunction", "szl_id", "szl_index", "block_type", "block_number",
+    "pi_service", "cpu_info",
+    # s7comm-plus
+    "version", "opcode", "seq_num", "session_id", "integrity", "object_ids",
+    # opcua
+    "message_type", "secure_channel_id", "security_policy", "security_mode", "request_id",
+    "request_handle", "status_code", "service", "node_ids", "identity_token", "endpoint_url",
+    "application_uri", "certificate_sha1",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Common fields are attributes; protocol fields live in ``fields`` and read as
+    attributes too (``event.address``), None when the PDU did not carry them.
+
+    ``fields`` may be shared between events (decoded PDUs are cached): never mutate it.
+    """
+    ts: float
+    proto: str
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    direction: str
+    function: str
+    function_code: int | None
+    flow: str
+    capture: str
+    frame: int
+    fields: Mapping[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in PROTOCOL_FIELDS:
+            return self.fields.get(name)
+        raise AttributeError(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """Any field by name, common or protocol — what rules and exports use."""
+        if name in COMMON_FIELDS:
+            return getattr(self, name)
+        return self.fields.get(name, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: common fields first, then the protocol fields the PDU carried."""
+        out = {"ts": self.ts, "proto": self.proto, "src": self.src, "sport": self.sport,
+               "dst": self.dst, "dport": self.dport, "direction": self.direction,
+               "function": self.function, "function_code": self.function_code,
+               "flow": self.flow, "capture": self.capture, "frame": self.frame}
+        out.update(self.fields)
+        return out
+
+    def to_json(self) -> str:
+        return _encode(self.to_dict())
+
+
+COMMON_FIELDS = tuple(f.name for f in fields(Event) if f.name != "fields")
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

@@ -1,0 +1,124 @@
+"""Who talks to whom with which functions, and what each host appears to be.
+
+Built from Events (plus the MAC addresses the netstack saw); the store persists it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from netaddr import EUI
+from netaddr.core import NotRegisteredError
+
+from icsguard.events import Event
+
+MAX_PAIRS = 200_000
+ENGINEERING_WORDS = ("diagnostics", "device_identification", "report_server_id",
+                     "comm_event", "file_record", "user_defined", "reserved")
+
+
+@dataclass
+class Communication:
+    requests: int = 0
+    responses: int = 0
+    exceptions: int = 0
+    malformed: int = 0
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+
+
+@dataclass
+class Asset:
+    ip: str
+    mac: str | None = None
+    protocols: set[str] = field(default_factory=set)
+    serves: int = 0         # PDUs answered as a server
+    writes: int = 0         # write requests sent as a client
+    engineering: int = 0    # diagnostic / identification / program requests sent
+    requests: int = 0
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+
+    @property
+    def vendor(self) -> str | None:
+        return vendor_of(self.mac) if self.mac else None
+
+    @property
+    def role(self) -> str:
+        """A first guess from behaviour; the site file is where a user states the truth."""
+        if self.serves and not self.requests:
+            return "plc"
+        if self.engineering:
+            return "ews"
+        if self.writes:
+            return "hmi"
+        if self.requests:
+            return "scada"
+        return "unknown"
+
+
+@lru_cache(maxsize=4096)
+def vendor_of(mac: str) -> str | None:
+    """The organisation registered for the MAC's OUI (IEEE registry shipped with netaddr)."""
+    try:
+        eui = EUI(mac)
+        if eui.words[0] & 0x02:          # locally administered: no vendor
+            return None
+        return eui.oui.registration().org
+    except (NotRegisteredError, ValueError, IndexError):
+        return None
+
+
+class Inventory:
+    def __init__(self) -> None:
+        # (client, server, server port, proto, function) → Communication
+        self.pairs: dict[tuple, Communication] = {}
+        self.assets: dict[str, Asset] = {}
+        self.dropped_pairs = 0
+
+    def feed(self, event: Event) -> None:
+        request = event.direction == "request"
+        client, server = (event.src, event.dst) if request else (event.dst, event.src)
+        port = event.dport if request else event.sport
+        key = (client, server, port, event.proto, event.function)
+        comm = self.pairs.get(key)
+        if comm is None:
+            if len(self.pairs) >= MAX_PAIRS:
+                self.dropped_pairs += 1
+                return
+            comm = self.pairs[key] = Communication(first_seen=event.ts)
+        comm.last_seen = event.ts
+        fields = event.fields
+        if "malformed" in fields:
+            comm.malformed += 1
+        if request:
+            comm.requests += 1
+        else:
+            comm.responses += 1
+            if fields.get("exception_code") is not None:
+                comm.exceptions += 1
+        self._asset(client, event, False, request)
+        self._asset(server, event, True, request)
+
+    def _asset(self, ip: str, event: Event, is_server: bool, request: bool) -> None:
+        asset = self.assets.get(ip)
+        if asset is None:
+            asset = self.assets[ip] = Asset(ip, first_seen=event.ts)
+        asset.last_seen = event.ts
+        asset.protocols.add(event.proto)
+        if is_server:
+            if not request:
+                asset.serves += 1
+        elif request:
+            asset.requests += 1
+            function = event.function
+            if "write" in function:
+                asset.writes += 1
+            if any(word in function for word in ENGINEERING_WORDS):
+                asset.engineering += 1
+
+    def attach_macs(self, hosts: dict[str, str]) -> None:
+        for ip, asset in self.assets.items():
+            if ip in hosts and hosts[ip] != "00:00:00:00:00:00":
+                asset.mac = hosts[ip]

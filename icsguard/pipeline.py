@@ -1,0 +1,96 @@
+"""The decode pipeline: frames in, Events out, with every stage's counters.
+
+Data flows one way — source → netstack → reassembly → protocols — and the
+pipeline only wires the stages together and keeps the run's statistics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from icsguard.events import Event
+from icsguard.netstack import SUPPORTED_LINKS, NetStack, UnsupportedLink
+from icsguard.protocols import ProtocolStage
+from icsguard.reassembly import Reassembler
+from icsguard.sources import CaptureError, Frame
+
+MAX_HOSTS = 100_000
+
+
+@dataclass
+class RunStats:
+    """What one run saw; the report and the ``runs`` table are made from it."""
+    captures: list[str] = field(default_factory=list)
+    packets: int = 0
+    bytes: int = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
+    counters: Counter = field(default_factory=Counter)
+    hosts: dict[str, str] = field(default_factory=dict)    # IP → MAC, as seen on the wire
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    error: str | None = None
+
+    @property
+    def pdus(self) -> int:
+        return sum(v for k, v in self.counters.items() if k.endswith(".pdus"))
+
+    @property
+    def malformed(self) -> int:
+        return sum(v for k, v in self.counters.items() if k.endswith(".malformed"))
+
+
+class Pipeline:
+    def __init__(self, stats: RunStats | None = None, cache_entries: int | None = None):
+        self.stats = stats or RunStats()
+        counters = self.stats.counters
+        self.netstack = NetStack(counters)
+        self.reassembler = Reassembler(counters)
+        self.protocols = ProtocolStage(counters, cache_entries)
+
+    def run(self, frames: Iterable[Frame], progress: Callable[[Frame], None] | None = None) -> Iterator[Event]:
+        """Events in capture order. Errors in the capture end the stream with CaptureError
+        after everything before them has been yielded."""
+        stats = self.stats
+        decode = self.netstack.decode
+        feed_tcp = self.reassembler.feed
+        feed_app = self.protocols.feed
+        hosts = stats.hosts
+        last = None
+        failure = None
+        try:
+            for frame in frames:
+                last = frame
+                stats.packets += 1
+                stats.bytes += len(frame.data)
+                if stats.first_ts is None:
+                    stats.first_ts = frame.ts
+                stats.last_ts = frame.ts
+                if progress is not None:
+                    progress(frame)
+                try:
+                    segment = decode(frame.ts, frame.link_type, frame.data)
+                except UnsupportedLink:
+                    raise CaptureError(f"{frame.capture}: link type {frame.link_type} is not supported "
+                                       f"(supported: {', '.join(sorted(set(SUPPORTED_LINKS.values())))})") from None
+                if segment is None:
+                    continue
+                if segment.src_mac and segment.src not in hosts and len(hosts) < MAX_HOSTS:
+                    hosts[segment.src] = segment.src_mac
+                for chunk in feed_tcp(frame.ts, segment):
+                    yield from feed_app(chunk, frame.ts, frame.capture, frame.number)
+        except CaptureError as exc:
+            failure = exc
+            stats.error = str(exc)
+        if last is not None:
+            for chunk in self.reassembler.flush():
+                yield from feed_app(chunk, last.ts, last.capture, last.number)
+        stats.finished = time.time()
+        for name, cache in self.protocols.caches.items():
+            stats.counters[f"{name}.cache_hits"] = cache.hits
+            stats.counters[f"{name}.cache_misses"] = cache.misses
+        if failure is not None:
+            raise failure

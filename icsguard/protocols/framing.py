@@ -1,0 +1,62 @@
+"""Cutting a reassembled byte stream into PDUs by the protocol's own length field."""
+
+from __future__ import annotations
+
+from typing import Callable, Union
+
+# A protocol's length rule: the PDU's total length at this offset, 0 when more
+# bytes are needed to tell, or a reason string when these bytes cannot be a header.
+LengthRule = Callable[[bytes, int], Union[int, str]]
+
+MAX_BUFFER = 256 * 1024
+
+
+class PduFramer:
+    """One direction of one connection.
+
+    After a gap (or when a connection is joined mid-stream) it is out of step:
+    it then slides byte by byte until the next plausible header instead of
+    reporting every byte as malformed.
+    """
+    __slots__ = ("rule", "buffer", "in_step", "problems", "skipped")
+
+    def __init__(self, rule: LengthRule, in_step: bool = True):
+        self.rule = rule
+        self.buffer = b""
+        self.in_step = in_step
+        self.problems: list[str] = []
+        self.skipped = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """PDUs completed by these bytes; header problems are left in ``problems``."""
+        if self.buffer:
+            data = self.buffer + data
+        rule = self.rule
+        pdus = []
+        pos, end = 0, len(data)
+        while pos < end:
+            size = rule(data, pos)
+            if size.__class__ is int:
+                if size == 0 or pos + size > end:
+                    break
+                pdus.append(data[pos:pos + size])
+                pos += size
+                self.in_step = True
+                continue
+            if self.in_step:
+                self.problems.append(size)
+                self.in_step = False
+            pos += 1
+            self.skipped += 1
+        rest = data[pos:]
+        if len(rest) > MAX_BUFFER:
+            self.skipped += len(rest)
+            self.problems.append(f"PDU larger than {MAX_BUFFER} bytes discarded")
+            rest = b""
+            self.in_step = False
+        self.buffer = rest
+        return pdus
+
+    def gap(self) -> None:
+        self.buffer = b""
+        self.in_step = False

@@ -1,0 +1,199 @@
+"""Modbus/TCP: recognise it, frame it by MBAP length, and turn ADUs into Events."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from scapy.packet import Raw
+
+from icsguard.parsers import modbus as layers
+from icsguard.protocols.decode_cache import DecodeCache
+from icsguard.protocols.framing import PduFramer
+
+NAME = "modbus"
+PORTS = frozenset({502})
+MAX_OUTSTANDING = 1024   # unanswered requests remembered per connection
+
+_mbap = struct.Struct("!HHHB")
+
+
+def pdu_length(data: bytes, pos: int) -> int | str:
+    """MBAP framing: protocol id 0, a length that fits a Modbus PDU, a sane function code."""
+    if len(data) - pos < 8:
+        if len(data) - pos >= 4 and data[pos + 2:pos + 4] != b"\x00\x00":
+            return "MBAP protocol id is not 0"
+        return 0
+    _tid, proto, length, _unit = _mbap.unpack_from(data, pos)
+    if proto:
+        return f"MBAP protocol id is {proto}, not 0"
+    if length < 2 or length > layers.MAX_ADU_LENGTH - 6:
+        return f"MBAP length {length} is outside 2..{layers.MAX_ADU_LENGTH - 6}"
+    if data[pos + 7] in (0, 0x80):
+        return "function code 0 is not valid"
+    return 6 + length
+
+
+def signature(data: bytes, on_port: bool) -> bool:
+    """Does a connection's first payload look like Modbus/TCP?
+
+    On port 502 a valid MBAP header suffices (the PDU may continue in the next
+    segment); elsewhere the payload must be made of whole, valid frames.
+    """
+    if on_port:
+        size = pdu_length(data, 0)
+        return size.__class__ is int and size > 0
+    pos = 0
+    while pos < len(data):
+        size = pdu_length(data, pos)
+        if size.__class__ is not int or size == 0:
+            return False
+        pos += size
+    return pos == len(data) and pos > 0
+
+
+def _bits(octets, count: int | None) -> tuple:
+    bits = tuple((byte >> i) & 1 for byte in octets for i in range(8))
+    return bits[:count] if count is not None else bits
+
+
+def normalise(adu: bytes, request: bool) -> dict[str, Any]:
+    """Protocol fields of one ADU, without the transaction id (so results can be cached)."""
+    pdu = adu[7:]
+    packet = (layers.ModbusRequest if request else layers.ModbusResponse)(adu)
+    body = packet.payload
+    code = pdu[0]
+    fields: dict[str, Any] = {"unit_id": adu[6], "function_code": code & 0x7F}
+    get = body.getfieldval
+    names = {f.name for f in body.fields_desc}
+    if isinstance(body, layers.ModbusException):
+        fields["exception_code"] = get("exceptCode")
+        fields["function"] = layers.function_name(code & 0x7F)
+        return _checked(fields, pdu, request)
+    mei = get("MEIType") if "MEIType" in names else None
+    fields["function"] = layers.function_name(code, mei)
+    if mei is not None:
+        fields["mei_type"] = mei
+    if code == 7:   # contrib calls FC 7's output byte "startAddr"; it is data
+        if not request:
+            fields["values"] = _bits([get("startAddr")], 8)
+        return _checked(fields, pdu, request, body)
+    for source, target in _SIMPLE_FIELDS:
+        if source in names:
+            fields[target] = get(source)
+    if "registerVal" in names:
+        fields["values"] = tuple(get("registerVal"))
+    elif "FIFOVal" in names:
+        fields["values"] = tuple(get("FIFOVal"))
+    elif "registerValue" in names:
+        fields["values"] = (get("registerValue"),)
+    elif "outputValue" in names:
+        raw = get("outputValue")
+        fields["values"] = (1 if raw == 0xFF00 else 0 if raw == 0 else raw,)
+    elif code == 15 and request:
+        fields["values"] = _bits(get("outputsValue"), get("quantityOutput"))
+    elif code == 16 and request:
+        fields["values"] = tuple(get("outputsValue"))
+    elif "coilStatus" in names or "inputStatus" in names:
+        fields["values"] = _bits(get("coilStatus" if "coilStatus" in names else "inputStatus"), None)
+    if code == 23 and request:
+        fields["write_values"] = tuple(get("writeRegistersValue"))
+    if code == 8:
+        fields["values"] = tuple(get("data"))
+    if "data" in names and code != 8:
+        fields["data"] = bytes(get("data")).hex()
+    if mei == 14 and not request:
+        fields["objects"] = _device_objects(body)
+    return _checked(fields, pdu, request, body)
+
+
+_SIMPLE_FIELDS = (
+    ("startAddr", "address"), ("outputAddr", "address"), ("registerAddr", "address"),
+    ("refAddr", "address"), ("FIFOPointerAddr", "address"),
+    ("quantity", "quantity"), ("quantityOutput", "quantity"), ("quantityRegisters", "quantity"),
+    ("subFunc", "subfunction"), ("andMask", "and_mask"), ("orMask", "or_mask"),
+    ("readStartingAddr", "read_address"), ("readQuantityRegisters", "read_quantity"),
+    ("writeStartingAddr", "write_address"),
+)
+
+
+def _device_objects(body) -> dict[int, str]:
+    objects = {}
+    item = body.payload
+    while isinstance(item, layers.contrib.ModbusObjectId):
+        value = item.getfieldval("value")
+        objects[item.getfieldval("id")] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        item = item.payload
+    return objects
+
+
+def _checked(fields: dict, pdu: bytes, request: bool, body=None) -> dict:
+    """Flag PDUs whose length disagrees with their own fields."""
+    expected = layers.expected_pdu_length(pdu, request)
+    if expected is not None and expected != len(pdu):
+        fields["malformed"] = f"PDU is {len(pdu)} bytes but its fields describe {expected}"
+    elif body is not None and body.haslayer(Raw) and not isinstance(body, (layers.ModbusRawPDU, layers.ModbusMEI)):
+        fields["malformed"] = "trailing bytes after the PDU"
+    return fields
+
+
+class ModbusSession:
+    """Both directions of one Modbus/TCP connection: framing, decoding and pairing."""
+
+    def __init__(self, client: tuple, cache: DecodeCache):
+        self.client = client
+        self.framers = {True: PduFramer(pdu_length), False: PduFramer(pdu_length)}
+        self.outstanding: dict[int, dict] = {}
+        self.cache = cache
+
+    def pdus(self, data: bytes, from_client: bool) -> tuple[list[bytes], list[str]]:
+        framer = self.framers[from_client]
+        pdus = framer.feed(data)
+        problems = framer.problems
+        if problems:
+            framer.problems = []
+        return pdus, problems
+
+    def gap(self, from_client: bool) -> None:
+        self.framers[from_client].gap()
+
+    def decode(self, adu: bytes, request: bool) -> tuple[str, int, dict[str, Any]]:
+        """Function name, code and protocol fields of one ADU; a response is paired with its request."""
+        key = (request, adu[6:])
+        decoded = self.cache.get(key)
+        if decoded is None:
+            try:
+                fields = normalise(adu, request)
+            except Exception as exc:  # a dissector bug must cost one PDU, not the run
+                fields = {"unit_id": adu[6], "function_code": adu[7] & 0x7F,
+                          "function": layers.function_name(adu[7] & 0x7F),
+                          "malformed": f"undecodable: {type(exc).__name__}"}
+            decoded = (fields.pop("function"), fields.pop("function_code"), fields)
+            self.cache.put(key, decoded)
+        tid = (adu[0] << 8) | adu[1]
+        function, code, fields = decoded
+        if request:
+            if len(self.outstanding) >= MAX_OUTSTANDING:
+                self.outstanding.pop(next(iter(self.outstanding)))
+            self.outstanding[tid] = decoded
+            return function, code, {"transaction_id": tid, **fields}
+        asked = self.outstanding.pop(tid, None)
+        if asked is None or asked[1] != code:
+            return function, code, {"transaction_id": tid, **fields}
+        return asked[0], code, _paired(tid, code, fields, asked[2])
+
+
+def _paired(tid: int, code: int, response: dict, request: dict) -> dict:
+    """A response carries the addresses its request asked for, so each value is attributable."""
+    paired = {"transaction_id": tid, **response}
+    for key in ("address", "quantity", "read_address", "read_quantity", "mei_type"):
+        if key in request and key not in paired:
+            paired[key] = request[key]
+    if code in (1, 2) and "values" in paired and "quantity" in request:
+        paired["values"] = paired["values"][:request["quantity"]]   # drop the last byte's padding bits
+    if "read_address" in request and "address" not in response:
+        paired["address"] = request["read_address"]
+    return paired
+
+
+Session = ModbusSession

@@ -1,0 +1,217 @@
+"""TCP stream reassembly per connection direction, with hard memory caps.
+
+Hostile or lossy traffic must not make the sensor hoard bytes: out-of-order
+data waits only up to per-direction and global caps, then the hole is declared
+a gap and the next stage resynchronises on the following PDU header.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import socket
+import struct
+from collections import Counter
+from typing import NamedTuple
+
+from icsguard.netstack import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Segment
+
+MAX_PENDING_SEGMENTS = 64          # out-of-order segments held per direction
+MAX_PENDING_BYTES = 256 * 1024     # out-of-order bytes held per direction
+MAX_TOTAL_PENDING = 64 * 1024 * 1024
+MAX_PENDING_AGE = 5.0              # seconds a hole may stay open
+MAX_CONNECTIONS = 100_000
+IDLE_TIMEOUT = 900.0               # polling links may be quiet for minutes
+SWEEP_INTERVAL = 10.0
+
+DATA, GAP, CLOSE = "data", "gap", "close"
+
+
+def community_id(src: str, sport: int, dst: str, dport: int, proto: int = 6) -> str:
+    """Community ID v1: the same flow id Zeek and Suricata print, for pivoting between tools."""
+    family = socket.AF_INET6 if ":" in src else socket.AF_INET
+    a, b = socket.inet_pton(family, src), socket.inet_pton(family, dst)
+    if (a, sport) > (b, dport):
+        a, b, sport, dport = b, a, dport, sport
+    digest = hashlib.sha1(struct.pack("!H", 0) + a + b + struct.pack("!BBHH", proto, 0, sport, dport))
+    return "1:" + base64.b64encode(digest.digest()).decode()
+
+
+class _Direction:
+    __slots__ = ("next_seq", "pending", "pending_bytes", "pending_since")
+
+    def __init__(self) -> None:
+        self.next_seq: int | None = None
+        self.pending: dict[int, bytes] = {}
+        self.pending_bytes = 0
+        self.pending_since = 0.0
+
+
+class Connection:
+    """Both directions of one TCP connection, plus a slot for the protocol stage's state."""
+    __slots__ = ("key", "client", "saw_syn", "last_seen", "directions", "session", "_flow_id")
+
+    def __init__(self, key: tuple, first: Segment, ts: float):
+        self.key = key
+        self.client = (first.src, first.sport)   # a guess until a SYN says otherwise
+        self.saw_syn = False
+        self.last_seen = ts
+        self.directions = {(first.src, first.sport): _Direction(), (first.dst, first.dport): _Direction()}
+        self.session: object = None
+        self._flow_id: str | None = None
+
+    @property
+    def flow_id(self) -> str:
+        if self._flow_id is None:
+            (a, ap), (b, bp) = self.key[:2], self.key[2:]
+            self._flow_id = community_id(a, ap, b, bp)
+        return self._flow_id
+
+
+class Chunk(NamedTuple):
+    """In-order bytes of one direction (DATA), a hole before the next bytes (GAP), or the end (CLOSE)."""
+    kind: str
+    conn: Connection
+    src: tuple
+    data: bytes
+
+
+class Reassembler:
+    def __init__(self, counters: Counter | None = None):
+        self.counters = counters if counters is not None else Counter()
+        self.connections: dict[tuple, Connection] = {}
+        self.total_pending = 0
+        self._next_sweep = 0.0
+
+    def feed(self, ts: float, seg: Segment) -> list[Chunk]:
+        out: list[Chunk] = []
+        if ts >= self._next_sweep:
+            self._sweep(ts, out)
+        side = (seg.src, seg.sport)
+        key = (seg.src, seg.sport, seg.dst, seg.dport)
+        if side > (seg.dst, seg.dport):
+            key = (seg.dst, seg.dport, seg.src, seg.sport)
+        conn = self.connections.pop(key, None)
+        flags = seg.flags
+        if conn is not None and flags & TCP_SYN and not flags & TCP_ACK:
+            previous = conn.directions[side].next_seq
+            if previous is not None and previous != (seg.seq + 1) & 0xFFFFFFFF:
+                self._close(conn, out)      # the 4-tuple is being reused by a new connection
+                conn = None
+        if conn is None:
+            if flags & TCP_RST or (not seg.payload and not flags & TCP_SYN):
+                return out
+            if len(self.connections) >= MAX_CONNECTIONS:
+                oldest = next(iter(self.connections))
+                self._close(self.connections.pop(oldest), out)
+                self.counters["tcp.connections_evicted"] += 1
+            conn = Connection(key, seg, ts)
+            self.counters["tcp.connections"] += 1
+        conn.last_seen = ts
+        direction = conn.directions[side]
+        if flags & TCP_SYN:
+            self.connections[key] = conn
+            if not flags & TCP_ACK:
+                conn.client = side
+                conn.saw_syn = True
+            direction.next_seq = (seg.seq + 1) & 0xFFFFFFFF
+            return out
+        if seg.payload:
+            self._data(ts, conn, side, direction, seg.seq, seg.payload, out)
+        if flags & TCP_RST:
+            self._close(conn, out)
+        else:
+            self.connections[key] = conn   # re-inserted last: the dict is ordered by recency
+        return out
+
+    def _data(self, ts: float, conn: Connection, side: tuple, d: _Direction,
+              seq: int, payload: bytes, out: list[Chunk]) -> None:
+        if d.next_seq is None:
+            d.next_seq = seq
+            self.counters["tcp.midstream"] += 1
+        offset = (seq - d.next_seq) & 0xFFFFFFFF
+        if offset >= 0x80000000:          # starts before what was already delivered
+            behind = 0x100000000 - offset
+            if behind >= len(payload):
+                self.counters["tcp.retransmitted_segments"] += 1
+                return
+            self.counters["tcp.overlaps"] += 1
+            payload = payload[behind:]
+            offset = 0
+        if offset:
+            if seq not in d.pending or len(d.pending[seq]) < len(payload):
+                if not d.pending:
+                    d.pending_since = ts
+                old = d.pending.get(seq)
+                d.pending[seq] = payload
+                grow = len(payload) - (len(old) if old else 0)
+                d.pending_bytes += grow
+                self.total_pending += grow
+                self.counters["tcp.out_of_order_segments"] += 1
+            if (len(d.pending) > MAX_PENDING_SEGMENTS or d.pending_bytes > MAX_PENDING_BYTES
+                    or self.total_pending > MAX_TOTAL_PENDING or ts - d.pending_since > MAX_PENDING_AGE):
+                self._skip_hole(conn, side, d, out)
+            return
+        out.append(Chunk(DATA, conn, side, payload))
+        d.next_seq = (d.next_seq + len(payload)) & 0xFFFFFFFF
+        if d.pending:
+            self._drain(conn, side, d, out)
+
+    def _drain(self, conn: Connection, side: tuple, d: _Direction, out: list[Chunk]) -> None:
+        """Deliver buffered segments that now continue the stream; drop what is already covered."""
+        while d.pending:
+            seq = min(d.pending, key=lambda s: (s - d.next_seq) & 0xFFFFFFFF)
+            offset = (seq - d.next_seq) & 0xFFFFFFFF
+            if 0 < offset < 0x80000000:
+                return
+            payload = self._take(d, seq)
+            behind = (0x100000000 - offset) & 0xFFFFFFFF
+            if behind >= len(payload):
+                self.counters["tcp.retransmitted_segments"] += 1
+                continue
+            if behind:
+                self.counters["tcp.overlaps"] += 1
+            out.append(Chunk(DATA, conn, side, payload[behind:]))
+            d.next_seq = (d.next_seq + len(payload) - behind) & 0xFFFFFFFF
+
+    def _skip_hole(self, conn: Connection, side: tuple, d: _Direction, out: list[Chunk]) -> None:
+        """Give up on missing bytes: jump to the first buffered segment and announce a gap."""
+        seq = min(d.pending, key=lambda s: (s - d.next_seq) & 0xFFFFFFFF)
+        self.counters["tcp.gaps"] += 1
+        self.counters["tcp.gap_bytes"] += (seq - d.next_seq) & 0xFFFFFFFF
+        out.append(Chunk(GAP, conn, side, b""))
+        d.next_seq = seq
+        self._drain(conn, side, d, out)
+        if d.pending:
+            d.pending_since = conn.last_seen
+
+    def _take(self, d: _Direction, seq: int) -> bytes:
+        payload = d.pending.pop(seq)
+        d.pending_bytes -= len(payload)
+        self.total_pending -= len(payload)
+        return payload
+
+    def _close(self, conn: Connection, out: list[Chunk]) -> None:
+        for side, d in conn.directions.items():
+            while d.pending:
+                self._skip_hole(conn, side, d, out)
+        out.append(Chunk(CLOSE, conn, conn.client, b""))
+
+    def _sweep(self, now: float, out: list[Chunk]) -> None:
+        self._next_sweep = now + SWEEP_INTERVAL
+        while self.connections:
+            key = next(iter(self.connections))
+            conn = self.connections[key]
+            if now - conn.last_seen <= IDLE_TIMEOUT:
+                break
+            del self.connections[key]
+            self.counters["tcp.connections_idle_closed"] += 1
+            self._close(conn, out)
+
+    def flush(self) -> list[Chunk]:
+        """End of input: deliver what is buffered and close every connection."""
+        out: list[Chunk] = []
+        while self.connections:
+            _, conn = self.connections.popitem()
+            self._close(conn, out)
+        return out

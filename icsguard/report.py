@@ -1,0 +1,160 @@
+"""Reports read from the store: one summary structure, rendered for a terminal, JSON or Markdown."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from icsguard.store import Store
+
+TOP_PAIRS = 25
+SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan"}
+DROP_COUNTERS = ("truncated", "malformed", "not_", "gap", "evicted", "timeout", "oversized",
+                 "retransmitted", "overlaps", "out_of_order", "midstream", "wrong_protocol",
+                 "unusual_port", "unidentified", "dropped")
+
+
+def gather(store: Store, run_id: int | None = None) -> dict[str, Any]:
+    """The facts a report shows, for one run (default: the latest)."""
+    run = store.run(run_id) if run_id is not None else store.latest_run()
+    if run is None:
+        return {"run": None}
+    comms = list(store.communications(run["id"]))
+    functions: dict[tuple, dict[str, int]] = defaultdict(lambda: {"requests": 0, "responses": 0, "exceptions": 0})
+    pairs: dict[tuple, dict[str, Any]] = {}
+    for c in comms:
+        f = functions[(c["proto"], c["function"])]
+        for key in ("requests", "responses", "exceptions"):
+            f[key] += c[key]
+        pair = pairs.setdefault((c["client"], c["server"], c["port"], c["proto"]),
+                                {"pdus": 0, "functions": set(), "first_seen": c["first_seen"],
+                                 "last_seen": c["last_seen"]})
+        pair["pdus"] += c["requests"] + c["responses"]
+        pair["functions"].add(c["function"])
+        pair["first_seen"] = min(pair["first_seen"], c["first_seen"])
+        pair["last_seen"] = max(pair["last_seen"], c["last_seen"])
+    counters = json.loads(run["counters"] or "{}")
+    return {
+        "run": {k: run[k] for k in ("id", "captures", "packets", "bytes", "pdus", "malformed",
+                                    "first_ts", "last_ts", "started", "finished", "error")}
+               | {"captures": json.loads(run["captures"] or "[]")},
+        "functions": [{"proto": p, "function": f, **v}
+                      for (p, f), v in sorted(functions.items(), key=lambda kv: -(kv[1]["requests"] + kv[1]["responses"]))],
+        "pairs": [{"client": k[0], "server": k[1], "port": k[2], "proto": k[3], "pdus": v["pdus"],
+                   "functions": sorted(v["functions"]), "first_seen": v["first_seen"], "last_seen": v["last_seen"]}
+                  for k, v in sorted(pairs.items(), key=lambda kv: -kv[1]["pdus"])],
+        "assets": [dict(a, protocols=json.loads(a["protocols"] or "[]")) for a in store.assets()
+                   if a["last_run"] == run["id"]],
+        "alerts": list(store.alerts(run_id=run["id"])),
+        "problems": {k: v for k, v in sorted(counters.items()) if any(w in k for w in DROP_COUNTERS)},
+        "counters": counters,
+    }
+
+
+def _time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render_terminal(data: dict[str, Any], console: Console) -> None:
+    run = data["run"]
+    if run is None:
+        console.print("The database holds no runs yet: run [bold]icsguard analyze CAPTURE[/] first.")
+        return
+    span = (run["last_ts"] or 0) - (run["first_ts"] or 0)
+    elapsed = max((run["finished"] or run["started"]) - run["started"], 1e-9)
+    summary = Table.grid(padding=(0, 2))
+    summary.add_row("captures", ", ".join(run["captures"]))
+    summary.add_row("packets", f"{run['packets']:,} ({run['bytes']:,} bytes) in {elapsed:.2f} s "
+                               f"({run['packets'] / elapsed:,.0f} packets/s)")
+    summary.add_row("traffic", f"{_time(run['first_ts'])} → {_time(run['last_ts'])} UTC ({span:,.1f} s)")
+    summary.add_row("PDUs", f"{run['pdus']:,} decoded, {run['malformed']:,} malformed")
+    if run["error"]:
+        summary.add_row("[red]stopped[/]", f"[red]{run['error']}[/]")
+    console.rule(f"[bold]icsguard run {run['id']}")
+    console.print(summary)
+
+    functions = Table(title="Protocols and functions", title_justify="left")
+    for column in ("proto", "function", "requests", "responses", "exceptions"):
+        functions.add_column(column, justify="right" if column not in ("proto", "function") else "left")
+    for f in data["functions"]:
+        functions.add_row(f["proto"], f["function"], f"{f['requests']:,}", f"{f['responses']:,}",
+                          f"[red]{f['exceptions']:,}[/]" if f["exceptions"] else "0")
+    console.print(functions)
+
+    pairs = Table(title="Communication pairs", title_justify="left")
+    for column in ("client", "server", "proto", "PDUs", "functions"):
+        pairs.add_column(column, justify="right" if column == "PDUs" else "left")
+    for p in data["pairs"][:TOP_PAIRS]:
+        pairs.add_row(p["client"], f"{p['server']}:{p['port']}", p["proto"], f"{p['pdus']:,}",
+                      ", ".join(p["functions"]))
+    if len(data["pairs"]) > TOP_PAIRS:
+        pairs.caption = f"{len(data['pairs']) - TOP_PAIRS} more pairs: icsguard report --format json"
+    console.print(pairs)
+
+    assets = Table(title="Assets", title_justify="left")
+    for column in ("ip", "mac", "vendor", "role (guess)", "protocols"):
+        assets.add_column(column)
+    for a in data["assets"]:
+        assets.add_row(a["ip"], a["mac"] or "-", a["vendor"] or "-", a["role"], ", ".join(a["protocols"]))
+    console.print(assets)
+
+    if data["alerts"]:
+        alerts = Table(title="Alerts", title_justify="left")
+        for column in ("severity", "rule", "title", "src", "dst", "count", "last seen"):
+            alerts.add_column(column)
+        for a in data["alerts"]:
+            style = SEVERITY_STYLE.get(a["severity"], "")
+            alerts.add_row(f"[{style}]{a['severity']}[/]", a["rule"], a["title"], a["src"] or "-",
+                           a["dst"] or "-", str(a["count"]), _time(a["last_ts"]))
+        console.print(alerts)
+    else:
+        console.print("[bold]Alerts[/]: none")
+
+    if data["problems"]:
+        problems = Table(title="Malformed, dropped and unusual", title_justify="left")
+        problems.add_column("counter")
+        problems.add_column("count", justify="right")
+        for name, count in data["problems"].items():
+            problems.add_row(name, f"{count:,}")
+        console.print(problems)
+    else:
+        console.print("[bold]Malformed or dropped[/]: nothing")
+
+
+def render_json(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, default=list)
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    run = data["run"]
+    if run is None:
+        return "No runs yet.\n"
+    lines = [f"# icsguard run {run['id']}", "",
+             f"- captures: {', '.join(run['captures'])}",
+             f"- packets: {run['packets']:,}; PDUs: {run['pdus']:,}; malformed: {run['malformed']:,}",
+             f"- traffic: {_time(run['first_ts'])} → {_time(run['last_ts'])} UTC", ""]
+
+    def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+        lines.extend([f"## {title}", "", "| " + " | ".join(header) + " |",
+                      "|" + "---|" * len(header)])
+        lines.extend("| " + " | ".join(str(c) for c in row) + " |" for row in rows)
+        lines.append("")
+
+    table("Protocols and functions", ["proto", "function", "requests", "responses", "exceptions"],
+          [[f["proto"], f["function"], f["requests"], f["responses"], f["exceptions"]] for f in data["functions"]])
+    table("Communication pairs", ["client", "server", "proto", "PDUs", "functions"],
+          [[p["client"], f"{p['server']}:{p['port']}", p["proto"], p["pdus"], ", ".join(p["functions"])]
+           for p in data["pairs"]])
+    table("Assets", ["ip", "mac", "vendor", "role (guess)", "protocols"],
+          [[a["ip"], a["mac"] or "-", a["vendor"] or "-", a["role"], ", ".join(a["protocols"])] for a in data["assets"]])
+    table("Alerts", ["severity", "rule", "title", "src", "dst", "count"],
+          [[a["severity"], a["rule"], a["title"], a["src"], a["dst"], a["count"]] for a in data["alerts"]])
+    table("Malformed, dropped and unusual", ["counter", "count"], [[k, v] for k, v in data["problems"].items()])
+    return "\n".join(lines)

@@ -1,0 +1,4 @@
+"""Scapy layers for the industrial protocols icsguard decodes, one module per protocol.
+
+Installed as ``icsguard.parsers``; import them from there.
+"""
