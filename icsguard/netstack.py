@@ -41,6 +41,7 @@ class Segment(NamedTuple):
     dst: str
     dport: int
     seq: int
+    ack: int
     flags: int
     payload: bytes
     src_mac: str | None
@@ -173,10 +174,10 @@ class NetStack:
         if len(tcp) < 20:
             self.counters["tcp.malformed"] += 1
             return None
-        sport, dport, seq, _ack, offset, flags = _tcp_header.unpack_from(tcp)
+        sport, dport, seq, ack, offset, flags = _tcp_header.unpack_from(tcp)
         header_len = (offset >> 4) * 4
         if header_len < 20 or header_len > len(tcp):
             self.counters["tcp.malformed"] += 1
             return None
-        return Segment(src, sport, dst, dport, seq, flags, tcp[header_len:],
+        return Segment(src, sport, dst, dport, seq, ack, flags, tcp[header_len:],
                        _mac(mac) if mac else None, version)

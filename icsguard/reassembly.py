@@ -116,6 +116,8 @@ class Reassembler:
                 conn.saw_syn = True
             direction.next_seq = (seg.seq + 1) & 0xFFFFFFFF
             return out
+        if flags & TCP_ACK:
+            self._acked(conn, (seg.dst, seg.dport), seg.ack, out)
         if seg.payload:
             self._data(ts, conn, side, direction, seg.seq, seg.payload, out)
         if flags & TCP_RST:
@@ -156,6 +158,12 @@ class Reassembler:
         d.next_seq = (d.next_seq + len(payload)) & 0xFFFFFFFF
         if d.pending:
             self._drain(conn, side, d, out)
+
+    def _acked(self, conn: Connection, side: tuple, ack: int, out: list[Chunk]) -> None:
+        """The receiver acknowledged bytes this sensor never saw: the hole will not be filled."""
+        d = conn.directions[side]
+        if d.pending and d.next_seq is not None and 0 < (ack - d.next_seq) & 0xFFFFFFFF < 0x80000000:
+            self._skip_hole(conn, side, d, out)
 
     def _drain(self, conn: Connection, side: tuple, d: _Direction, out: list[Chunk]) -> None:
         """Deliver buffered segments that now continue the stream; drop what is already covered."""

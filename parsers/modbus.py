@@ -31,6 +31,8 @@ FUNCTION_NAMES = {
 }
 MEI_NAMES = {13: "canopen_general_reference", 14: "read_device_identification"}
 USER_DEFINED = set(range(65, 73)) | set(range(100, 111))
+SCHNEIDER_UMAS = 90
+KNOWN_CODES = frozenset(FUNCTION_NAMES) | USER_DEFINED | {SCHNEIDER_UMAS}
 
 EXCEPTION_NAMES = {
     1: "illegal_function", 2: "illegal_data_address", 3: "illegal_data_value",

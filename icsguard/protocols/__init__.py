@@ -17,14 +17,17 @@ from icsguard.reassembly import CLOSE, GAP, Chunk, Connection
 
 ANALYZERS: tuple[ModuleType, ...] = (modbus,)
 IDENTIFY_ATTEMPTS = 3        # payloads looked at before a connection is given up on
+MAX_HELD = 4096              # bytes per direction held while a connection is unrecognised
 
 
 class _Unclaimed:
-    """A connection not (yet) recognised: how many payloads were tried."""
-    __slots__ = ("attempts",)
+    """A connection not recognised yet: the first bytes of each direction, kept (bounded)
+    so that nothing is lost once the protocol is known."""
+    __slots__ = ("attempts", "buffers")
 
     def __init__(self) -> None:
         self.attempts = 0
+        self.buffers: dict[tuple, bytes] = {}
 
 
 IGNORED = object()
@@ -54,23 +57,39 @@ class ProtocolStage:
             return []
         if state is None or state.__class__ is _Unclaimed:
             if chunk.kind == GAP:
+                if state is not None:
+                    state.buffers.pop(chunk.src, None)
                 return []
-            state = self._identify(conn, chunk, state, ts, capture, frame)
-            if state.__class__ is not _Claimed:
-                return state
+            return self._identify(conn, chunk, state, ts, capture, frame)
         from_client = chunk.src == state.session.client
         if chunk.kind == GAP:
             state.session.gap(from_client)
             return []
-        return self._events(state, conn, chunk, from_client, ts, capture, frame)
+        return self._events(state, conn, chunk.src, chunk.data, from_client, ts, capture, frame)
 
-    def _identify(self, conn: Connection, chunk: Chunk, state, ts, capture, frame):
-        ports = {conn.key[1], conn.key[3]}
-        for analyzer in ANALYZERS:
-            if analyzer.signature(chunk.data, bool(ports & analyzer.PORTS)):
-                return self._claim(conn, analyzer)
+    def _identify(self, conn: Connection, chunk: Chunk, state, ts, capture, frame) -> list[Event]:
+        """Claim the connection for the protocol its bytes look like, then decode what was held back."""
         if state is None:
             state = conn.session = _Unclaimed()
+        held = state.buffers.get(chunk.src, b"") + chunk.data
+        ports = {conn.key[1], conn.key[3]}
+        verdicts = []
+        for analyzer in ANALYZERS:
+            on_port = bool(ports & analyzer.PORTS)
+            verdict = analyzer.signature(held, on_port)
+            if verdict is False and held is not chunk.data:
+                verdict = analyzer.signature(chunk.data, on_port) and "chunk"   # a segment starts a PDU
+            if verdict:
+                if verdict == "chunk":
+                    state.buffers[chunk.src] = chunk.data
+                else:
+                    state.buffers[chunk.src] = held
+                return self._claim(conn, analyzer, state.buffers, ts, capture, frame)
+            verdicts.append(verdict)
+        if None in verdicts and len(held) <= MAX_HELD:
+            state.buffers[chunk.src] = held          # too short to tell yet
+            return []
+        state.buffers[chunk.src] = held[-MAX_HELD:]
         state.attempts += 1
         if state.attempts < IDENTIFY_ATTEMPTS:
             return []
@@ -84,25 +103,28 @@ class ProtocolStage:
         self.counters["tcp.unidentified_connections"] += 1
         return []
 
-    def _claim(self, conn: Connection, analyzer: ModuleType) -> _Claimed:
+    def _claim(self, conn: Connection, analyzer: ModuleType, held: dict, ts, capture, frame) -> list[Event]:
         if not {conn.key[1], conn.key[3]} & analyzer.PORTS:
             self.counters[f"{analyzer.NAME}.on_unusual_port"] += 1
         self.counters[f"{analyzer.NAME}.connections"] += 1
-        session = analyzer.Session(_client_side(conn, analyzer), self.caches[analyzer.NAME])
-        state = conn.session = _Claimed(analyzer, session)
-        return state
+        client = _client_side(conn, analyzer)
+        state = conn.session = _Claimed(analyzer, analyzer.Session(client, self.caches[analyzer.NAME]))
+        events = []
+        for side in sorted(held, key=lambda side: side != client):     # requests before responses
+            events += self._events(state, conn, side, held[side], side == client, ts, capture, frame)
+        return events
 
-    def _events(self, state: _Claimed, conn: Connection, chunk: Chunk, from_client: bool,
+    def _events(self, state: _Claimed, conn: Connection, side: tuple, data: bytes, from_client: bool,
                 ts: float, capture: str, frame: int) -> list[Event]:
         session, analyzer = state.session, state.analyzer
-        pdus, problems = session.pdus(chunk.data, from_client)
+        pdus, problems = session.pdus(data, from_client)
         events = []
         for problem in problems:
             self.counters[f"{analyzer.NAME}.malformed"] += 1
-            events.append(self._malformed_event(analyzer, conn, chunk.src, session.client,
+            events.append(self._malformed_event(analyzer, conn, side, session.client,
                                                 ts, capture, frame, problem))
-        src, sport = chunk.src
-        (dst, dport) = (conn.key[2], conn.key[3]) if chunk.src == (conn.key[0], conn.key[1]) else (conn.key[0], conn.key[1])
+        src, sport = side
+        dst, dport = (conn.key[2], conn.key[3]) if side == (conn.key[0], conn.key[1]) else (conn.key[0], conn.key[1])
         direction = "request" if from_client else "response"
         flow = conn.flow_id
         name = analyzer.NAME

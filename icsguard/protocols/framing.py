@@ -6,7 +6,8 @@ from typing import Callable, Union
 
 # A protocol's length rule: the PDU's total length at this offset, 0 when more
 # bytes are needed to tell, or a reason string when these bytes cannot be a header.
-LengthRule = Callable[[bytes, int], Union[int, str]]
+# ``strict`` asks for a stricter judgement while hunting for a header after a gap.
+LengthRule = Callable[[bytes, int, bool], Union[int, str]]
 
 MAX_BUFFER = 256 * 1024
 
@@ -35,14 +36,19 @@ class PduFramer:
         pdus = []
         pos, end = 0, len(data)
         while pos < end:
-            size = rule(data, pos)
+            size = rule(data, pos, not self.in_step)
             if size.__class__ is int:
                 if size == 0 or pos + size > end:
                     break
-                pdus.append(data[pos:pos + size])
-                pos += size
-                self.in_step = True
-                continue
+                confirmed = self.in_step or self._confirmed(data, pos + size, end)
+                if confirmed is None:
+                    break
+                if confirmed:
+                    pdus.append(data[pos:pos + size])
+                    pos += size
+                    self.in_step = True
+                    continue
+                size = "resynchronising"
             if self.in_step:
                 self.problems.append(size)
                 self.in_step = False
@@ -56,6 +62,17 @@ class PduFramer:
             self.in_step = False
         self.buffer = rest
         return pdus
+
+    def _confirmed(self, data: bytes, after: int, end: int) -> bool | None:
+        """Out of step, a plausible header is trusted only if a plausible header follows it
+        (or the bytes end right there, as segments usually end on a PDU boundary).
+        None: wait for more bytes to tell."""
+        if after == end:
+            return True
+        following = self.rule(data, after, True)
+        if following.__class__ is not int:
+            return False
+        return True if following else None
 
     def gap(self) -> None:
         self.buffer = b""

@@ -18,8 +18,12 @@ MAX_OUTSTANDING = 1024   # unanswered requests remembered per connection
 _mbap = struct.Struct("!HHHB")
 
 
-def pdu_length(data: bytes, pos: int) -> int | str:
-    """MBAP framing: protocol id 0, a length that fits a Modbus PDU, a sane function code."""
+def pdu_length(data: bytes, pos: int, strict: bool = False) -> int | str:
+    """MBAP framing: protocol id 0, a length that fits a Modbus PDU, a sane function code.
+
+    Strict (hunting for a header after a gap): only function codes that real
+    devices use, so that register values are not mistaken for a header.
+    """
     if len(data) - pos < 8:
         if len(data) - pos >= 4 and data[pos + 2:pos + 4] != b"\x00\x00":
             return "MBAP protocol id is not 0"
@@ -29,27 +33,31 @@ def pdu_length(data: bytes, pos: int) -> int | str:
         return f"MBAP protocol id is {proto}, not 0"
     if length < 2 or length > layers.MAX_ADU_LENGTH - 6:
         return f"MBAP length {length} is outside 2..{layers.MAX_ADU_LENGTH - 6}"
-    if data[pos + 7] in (0, 0x80):
+    code = data[pos + 7]
+    if code in (0, 0x80):
         return "function code 0 is not valid"
+    if strict and code & 0x7F not in layers.KNOWN_CODES:
+        return f"function code {code} is not in use"
     return 6 + length
 
 
-def signature(data: bytes, on_port: bool) -> bool:
-    """Does a connection's first payload look like Modbus/TCP?
+def signature(data: bytes, on_port: bool) -> bool | None:
+    """Does a connection's first payload look like Modbus/TCP? None: too few bytes to tell.
 
     On port 502 a valid MBAP header suffices (the PDU may continue in the next
-    segment); elsewhere the payload must be made of whole, valid frames.
+    segment); elsewhere the bytes must be whole, valid frames.
     """
-    if on_port:
-        size = pdu_length(data, 0)
-        return size.__class__ is int and size > 0
     pos = 0
     while pos < len(data):
         size = pdu_length(data, pos)
-        if size.__class__ is not int or size == 0:
+        if size.__class__ is not int:
             return False
+        if size and on_port:
+            return True
+        if size == 0 or pos + size > len(data):
+            return None
         pos += size
-    return pos == len(data) and pos > 0
+    return True if pos else None
 
 
 def _bits(octets, count: int | None) -> tuple:

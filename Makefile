@@ -1,0 +1,41 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_CAPTURE := pcaps/modbus_polling.pcap
+DEBIAN_PACKAGES := tshark tcpdump
+
+.PHONY: demo test install test-deps bench captures clean
+
+$(BIN)/icsguard: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/icsguard
+
+demo: install
+	rm -f demo.db
+	$(BIN)/icsguard analyze --db demo.db $(DEMO_CAPTURE)
+
+# Debian packages the tests use: tshark (cross-checks) and tcpdump (live captures).
+test-deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: install test-deps
+	$(BIN)/python -m pytest -q
+
+bench: install test-deps
+	$(BIN)/python bench/decode_vs_tshark.py
+
+captures: install test-deps
+	$(BIN)/python pcaps/make_captures.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache demo.db
