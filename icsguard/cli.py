@@ -23,7 +23,8 @@ from icsguard.store import DEFAULT_DB, Store, StoreError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Passive security monitoring for industrial networks.")
-stdout = Console()
+PIPED_WIDTH = 140        # rich would squeeze tables to 80 columns when output is not a terminal
+stdout = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
 stderr = Console(stderr=True)
 TABLE_ROWS = 5000
 

@@ -23,11 +23,12 @@ MAX_HELD = 4096              # bytes per direction held while a connection is un
 class _Unclaimed:
     """A connection not recognised yet: the first bytes of each direction, kept (bounded)
     so that nothing is lost once the protocol is known."""
-    __slots__ = ("attempts", "buffers")
+    __slots__ = ("attempts", "buffers", "seen")
 
-    def __init__(self) -> None:
+    def __init__(self, ts: float, capture: str, frame: int) -> None:
         self.attempts = 0
         self.buffers: dict[tuple, bytes] = {}
+        self.seen = (ts, capture, frame)      # where its first payload was, for the report
 
 
 IGNORED = object()
@@ -54,6 +55,8 @@ class ProtocolStage:
             return []
         if chunk.kind == CLOSE:
             conn.session = IGNORED
+            if state is not None and state.__class__ is _Unclaimed and state.buffers:
+                return self._give_up(conn, next(iter(state.buffers)), *state.seen)
             return []
         if state is None or state.__class__ is _Unclaimed:
             if chunk.kind == GAP:
@@ -70,7 +73,7 @@ class ProtocolStage:
     def _identify(self, conn: Connection, chunk: Chunk, state, ts, capture, frame) -> list[Event]:
         """Claim the connection for the protocol its bytes look like, then decode what was held back."""
         if state is None:
-            state = conn.session = _Unclaimed()
+            state = conn.session = _Unclaimed(ts, capture, frame)
         held = state.buffers.get(chunk.src, b"") + chunk.data
         ports = {conn.key[1], conn.key[3]}
         verdicts = []
@@ -94,11 +97,16 @@ class ProtocolStage:
         if state.attempts < IDENTIFY_ATTEMPTS:
             return []
         conn.session = IGNORED
+        return self._give_up(conn, chunk.src, *state.seen)
+
+    def _give_up(self, conn: Connection, src: tuple, ts, capture, frame) -> list[Event]:
+        """Not any protocol we know: report it if it sits on one of their ports."""
+        ports = {conn.key[1], conn.key[3]}
         for analyzer in ANALYZERS:
             if ports & analyzer.PORTS:
                 self.counters[f"{analyzer.NAME}.wrong_protocol_on_port"] += 1
                 reason = f"payload on port {min(ports & analyzer.PORTS)} is not {analyzer.NAME}"
-                return [self._malformed_event(analyzer, conn, chunk.src, _client_side(conn, analyzer),
+                return [self._malformed_event(analyzer, conn, src, _client_side(conn, analyzer),
                                               ts, capture, frame, reason)]
         self.counters["tcp.unidentified_connections"] += 1
         return []

@@ -84,7 +84,7 @@ def normalise(adu: bytes, request: bool) -> dict[str, Any]:
         fields["mei_type"] = mei
     if code == 7:   # contrib calls FC 7's output byte "startAddr"; it is data
         if not request:
-            fields["values"] = _bits([get("startAddr")], 8)
+            fields["values"] = (get("startAddr"),)
         return _checked(fields, pdu, request, body)
     for source, target in _SIMPLE_FIELDS:
         if source in names:
@@ -106,6 +106,10 @@ def normalise(adu: bytes, request: bool) -> dict[str, Any]:
         fields["values"] = _bits(get("coilStatus" if "coilStatus" in names else "inputStatus"), None)
     if code == 23 and request:
         fields["write_values"] = tuple(get("writeRegistersValue"))
+    if code == 11 and not request:
+        fields["values"] = (get("status"), get("eventCount"))
+    if code == 12 and not request:
+        fields["values"] = (get("status"), get("eventCount"), get("messageCount"), *bytes(get("event") or b""))
     if code == 8:
         fields["values"] = tuple(get("data"))
     if "data" in names and code != 8:
