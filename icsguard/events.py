@@ -6,7 +6,7 @@ they are spelled out here once; a protocol sets only the fields its PDU carries.
 
 from __future__ import annotations
 
-import json
+import orjson
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
@@ -76,8 +76,7 @@ class Event:
         return out
 
     def to_json(self) -> str:
-        return _encode(self.to_dict())
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 COMMON_FIELDS = tuple(f.name for f in fields(Event) if f.name != "fields")
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

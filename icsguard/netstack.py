@@ -31,7 +31,18 @@ IPPROTO_TCP, IPPROTO_UDP, IPV6_FRAGMENT = 6, 17, 44
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 
 _tcp_header = struct.Struct("!HHIIBB")
-_ntop4 = socket.inet_ntoa
+MAX_CACHED_ADDRESSES = 65536
+_ipv4_text: dict[bytes, str] = {}
+
+
+def _ntop4(raw: bytes) -> str:
+    """inet_ntoa with memory: a plant has few hosts and each packet names two."""
+    text = _ipv4_text.get(raw)
+    if text is None:
+        if len(_ipv4_text) >= MAX_CACHED_ADDRESSES:
+            _ipv4_text.clear()
+        text = _ipv4_text[raw] = socket.inet_ntoa(raw)
+    return text
 
 
 class Segment(NamedTuple):
