@@ -20,6 +20,7 @@ MAX_PENDING_SEGMENTS = 64          # out-of-order segments held per direction
 MAX_PENDING_BYTES = 256 * 1024     # out-of-order bytes held per direction
 MAX_TOTAL_PENDING = 64 * 1024 * 1024
 MAX_PENDING_AGE = 5.0              # seconds a hole may stay open
+MAX_SEQ_JUMP = 1 << 20             # further than this from the expected byte is not reordering
 MAX_CONNECTIONS = 100_000
 IDLE_TIMEOUT = 900.0               # polling links may be quiet for minutes
 SWEEP_INTERVAL = 10.0
@@ -132,6 +133,14 @@ class Reassembler:
             d.next_seq = seq
             self.counters["tcp.midstream"] += 1
         offset = (seq - d.next_seq) & 0xFFFFFFFF
+        if MAX_SEQ_JUMP < offset < 0x100000000 - MAX_SEQ_JUMP:
+            # No window is that wide: the stream was desynchronised (or forged); restart here.
+            self.counters["tcp.sequence_jumps"] += 1
+            while d.pending:
+                self._skip_hole(conn, side, d, out)
+            out.append(Chunk(GAP, conn, side, b""))
+            d.next_seq = seq
+            offset = 0
         if offset >= 0x80000000:          # starts before what was already delivered
             behind = 0x100000000 - offset
             if behind >= len(payload):

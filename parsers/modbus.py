@@ -31,8 +31,11 @@ FUNCTION_NAMES = {
 }
 MEI_NAMES = {13: "canopen_general_reference", 14: "read_device_identification"}
 USER_DEFINED = set(range(65, 73)) | set(range(100, 111))
-SCHNEIDER_UMAS = 90
+SCHNEIDER_UMAS = 90           # reserved by the standard; Schneider's engineering protocol rides on it
 KNOWN_CODES = frozenset(FUNCTION_NAMES) | USER_DEFINED | {SCHNEIDER_UMAS}
+# UMAS transfers (program and memory blocks) exceed the standard's 253-byte PDU; for
+# every other code a longer MBAP length is a framing error, not a big PDU.
+OVERSIZED_CODES = frozenset({SCHNEIDER_UMAS})
 
 EXCEPTION_NAMES = {
     1: "illegal_function", 2: "illegal_data_address", 3: "illegal_data_value",
@@ -49,6 +52,8 @@ def function_name(code: int, mei_type: int | None = None) -> str:
         return FUNCTION_NAMES[code]
     if code in USER_DEFINED:
         return f"user_defined_{code}"
+    if code == SCHNEIDER_UMAS:
+        return "schneider_umas"
     return f"reserved_{code}"
 
 

@@ -31,11 +31,10 @@ def pdu_length(data: bytes, pos: int, strict: bool = False) -> int | str:
     _tid, proto, length, _unit = _mbap.unpack_from(data, pos)
     if proto:
         return f"MBAP protocol id is {proto}, not 0"
-    if length < 2 or length > layers.MAX_ADU_LENGTH - 6:
-        return f"MBAP length {length} is outside 2..{layers.MAX_ADU_LENGTH - 6}"
     code = data[pos + 7]
-    if code in (0, 0x80):
-        return "function code 0 is not valid"
+    limit = layers.MAX_ADU_LENGTH - 6 if code not in layers.OVERSIZED_CODES else 0xFFFF
+    if length < 2 or length > limit:
+        return f"MBAP length {length} is outside 2..{limit}"
     if strict and code & 0x7F not in layers.KNOWN_CODES:
         return f"function code {code} is not in use"
     return 6 + length
@@ -49,7 +48,7 @@ def signature(data: bytes, on_port: bool) -> bool | None:
     """
     pos = 0
     while pos < len(data):
-        size = pdu_length(data, pos)
+        size = pdu_length(data, pos, not on_port)
         if size.__class__ is not int:
             return False
         if size and on_port:
