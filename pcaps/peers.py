@@ -37,7 +37,10 @@ from pymodbus.pdu.mei_message import ReadDeviceInformationRequest
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-HOST = "127.0.0.1"
+# Distinct loopback addresses, so captures show a PLC and an HMI rather than one host
+# talking to itself; both are still on 127.0.0.0/8 and never leave the machine.
+HOST = "127.0.0.2"
+CLIENT_HOST = "127.0.0.10"
 MODBUS_PORT = 502
 UNIT_ID = 1
 # pymodbus keeps coils in 16-bit words, so a bit table that is not a multiple
@@ -382,7 +385,8 @@ def _client(port: int) -> Iterator[tuple[ModbusTcpClient, list[dict]]]:
         return pdu
 
     # retries=0: a lost answer must fail the scenario, not add a resend to the pcap.
-    client = ModbusTcpClient(HOST, port=port, timeout=3, retries=0, trace_pdu=trace)
+    client = ModbusTcpClient(HOST, port=port, source_address=(CLIENT_HOST, 0), timeout=3, retries=0,
+                             trace_pdu=trace)
     if not client.connect():
         raise ConnectionError(f"no Modbus server on {HOST}:{port}")
     try:
@@ -485,7 +489,7 @@ def device_identification(port: int, unit_id: int = UNIT_ID) -> list[dict]:
 
 
 async def _flood_connection(port: int, transactions: int, unit_id: int) -> None:
-    client = AsyncModbusTcpClient(HOST, port=port, timeout=3, retries=0)
+    client = AsyncModbusTcpClient(HOST, port=port, source_address=(CLIENT_HOST, 0), timeout=3, retries=0)
     if not await client.connect():
         raise ConnectionError(f"no Modbus server on {HOST}:{port}")
     try:

@@ -27,7 +27,7 @@ def db(tmp_path_factory):
 def test_analyze_report_shows_the_run(db):
     _, out = db
     for text in ("packets", "508", "500 decoded, 0 malformed", "read_holding_registers",
-                 "Communication pairs", "127.0.0.1:502", "Assets", "Alerts: none"):
+                 "Communication pairs", "127.0.0.2:502", "Assets", "Alerts: none"):
         assert text in out
 
 
@@ -60,10 +60,10 @@ def test_report_formats(db, tmp_path):
 def test_assets_formats(db):
     path, _ = db
     rows = [json.loads(line) for line in run_icsguard("assets", "--db", path, "--format", "jsonl").stdout.splitlines()]
-    assert [r["ip"] for r in rows] == ["127.0.0.1"]
+    assert [(r["ip"], r["role"]) for r in rows] == [("127.0.0.10", "scada"), ("127.0.0.2", "plc")]
     assert rows[0]["protocols"] == ["modbus"]
     table = list(csv.DictReader(io.StringIO(run_icsguard("assets", "--db", path, "--format", "csv").stdout)))
-    assert table[0]["ip"] == "127.0.0.1"
+    assert [r["ip"] for r in table] == ["127.0.0.10", "127.0.0.2"]
 
 
 def test_alerts_empty_until_detectors_exist(db):
@@ -80,7 +80,7 @@ def test_second_run_is_added_and_assets_merge(tmp_path):
     assert store.latest_run()["id"] == 2
     functions = {c["function"] for c in store.communications(2)}
     assert "diagnostics" in functions and "read_holding_registers" not in functions
-    assert [a["ip"] for a in store.assets()] == ["127.0.0.1"]
+    assert [a["ip"] for a in store.assets()] == ["127.0.0.10", "127.0.0.2"]
     store.close()
 
 
