@@ -27,6 +27,7 @@ PIPED_WIDTH = 140        # rich would squeeze tables to 80 columns when output i
 stdout = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
 stderr = Console(stderr=True)
 TABLE_ROWS = 5000
+SHORT_DIRECTION = {"request": "req", "response": "resp", "notification": "notif"}
 
 CapturesArg = typer.Argument(..., help="pcap or pcapng files, optionally gzip-compressed", show_default=False)
 DbOption = typer.Option(DEFAULT_DB, "--db", help="SQLite database file")
@@ -98,8 +99,9 @@ def decode(captures: List[str] = CapturesArg,
                 break
             shown += 1
             details = " ".join(f"{k}={v}" for k, v in event.fields.items() if k != "transaction_id")
-            table.add_row(str(event.frame), report._time(event.ts), f"{event.src}:{event.sport}",
-                          f"{event.dst}:{event.dport}", event.proto, event.direction[:4], event.function, details)
+            table.add_row(str(event.frame), report.clock(event.ts), f"{event.src}:{event.sport}",
+                          f"{event.dst}:{event.dport}", event.proto, SHORT_DIRECTION[event.direction],
+                          event.function, details)
     except CaptureError as exc:
         stdout.print(table)
         raise Failure(str(exc)) from None

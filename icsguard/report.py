@@ -62,6 +62,11 @@ def _time(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def clock(ts: float) -> str:
+    """Time of day with milliseconds, UTC: enough to line PDUs up in a table."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+
+
 def render_terminal(data: dict[str, Any], console: Console) -> None:
     run = data["run"]
     if run is None:
