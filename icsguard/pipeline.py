@@ -44,12 +44,12 @@ class RunStats:
 
 
 class Pipeline:
-    def __init__(self, stats: RunStats | None = None, cache_entries: int | None = None):
+    def __init__(self, stats: RunStats | None = None):
         self.stats = stats or RunStats()
         counters = self.stats.counters
         self.netstack = NetStack(counters)
         self.reassembler = Reassembler(counters)
-        self.protocols = ProtocolStage(counters, cache_entries)
+        self.protocols = ProtocolStage(counters)
 
     def run(self, frames: Iterable[Frame], progress: Callable[[Frame], None] | None = None) -> Iterator[Event]:
         """Events in capture order. Errors in the capture end the stream with CaptureError

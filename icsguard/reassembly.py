@@ -61,6 +61,11 @@ class Connection:
         self.session: object = None
         self._flow_id: str | None = None
 
+    def peer(self, side: tuple) -> tuple:
+        """The other end of the connection from ``side``."""
+        a, b = self.key[:2], self.key[2:]
+        return b if side == a else a
+
     @property
     def flow_id(self) -> str:
         if self._flow_id is None:

@@ -43,10 +43,9 @@ class _Claimed:
 
 
 class ProtocolStage:
-    def __init__(self, counters: Counter | None = None, cache_entries: int | None = None):
+    def __init__(self, counters: Counter | None = None):
         self.counters = counters if counters is not None else Counter()
-        self.caches = {a.NAME: DecodeCache(cache_entries) if cache_entries else DecodeCache()
-                       for a in ANALYZERS}
+        self.caches = {a.NAME: DecodeCache() for a in ANALYZERS}
 
     def feed(self, chunk: Chunk, ts: float, capture: str, frame: int) -> list[Event]:
         conn = chunk.conn
@@ -80,13 +79,10 @@ class ProtocolStage:
         for analyzer in ANALYZERS:
             on_port = bool(ports & analyzer.PORTS)
             verdict = analyzer.signature(held, on_port)
-            if verdict is False and held is not chunk.data:
-                verdict = analyzer.signature(chunk.data, on_port) and "chunk"   # a segment starts a PDU
+            if verdict is False and len(held) > len(chunk.data) and analyzer.signature(chunk.data, on_port):
+                held, verdict = chunk.data, True   # what came before was the tail of a PDU; a segment starts one
             if verdict:
-                if verdict == "chunk":
-                    state.buffers[chunk.src] = chunk.data
-                else:
-                    state.buffers[chunk.src] = held
+                state.buffers[chunk.src] = held
                 return self._claim(conn, analyzer, state.buffers, ts, capture, frame)
             verdicts.append(verdict)
         if None in verdicts and len(held) <= MAX_HELD:
@@ -132,7 +128,7 @@ class ProtocolStage:
             events.append(self._malformed_event(analyzer, conn, side, session.client,
                                                 ts, capture, frame, problem))
         src, sport = side
-        dst, dport = (conn.key[2], conn.key[3]) if side == (conn.key[0], conn.key[1]) else (conn.key[0], conn.key[1])
+        dst, dport = conn.peer(side)
         direction = "request" if from_client else "response"
         flow = conn.flow_id
         name = analyzer.NAME
@@ -145,11 +141,10 @@ class ProtocolStage:
         self.counters[f"{name}.pdus"] += len(pdus)
         return events
 
-    def _malformed_event(self, analyzer, conn, src_side, client, ts, capture, frame, reason) -> Event:
-        a, b = (conn.key[0], conn.key[1]), (conn.key[2], conn.key[3])
-        dst_side = b if src_side == a else a
-        return Event(ts, analyzer.NAME, src_side[0], src_side[1], dst_side[0], dst_side[1],
-                     "request" if src_side == client else "response", "malformed", None,
+    def _malformed_event(self, analyzer, conn, side, client, ts, capture, frame, reason) -> Event:
+        dst, dport = conn.peer(side)
+        return Event(ts, analyzer.NAME, side[0], side[1], dst, dport,
+                     "request" if side == client else "response", "malformed", None,
                      conn.flow_id, capture, frame, {"malformed": reason})
 
 
