@@ -46,8 +46,13 @@ class FragmentReassembler:
         if datagram.total is None or datagram.size < datagram.total:
             return None
         payload = bytearray(datagram.total)
-        for piece_offset, piece in datagram.pieces.items():
+        covered = 0
+        for piece_offset in sorted(datagram.pieces):       # overlaps can add up without covering it all
+            if piece_offset > covered:
+                return None
+            piece = datagram.pieces[piece_offset]
             payload[piece_offset:piece_offset + len(piece)] = piece[:max(0, datagram.total - piece_offset)]
+            covered = max(covered, piece_offset + len(piece))
         del self.pending[key]
         self.counters["ip.reassembled"] += 1
         return bytes(payload)
