@@ -80,14 +80,16 @@ class Pipeline:
                     continue
                 if segment.src_mac and segment.src not in hosts and len(hosts) < MAX_HOSTS:
                     hosts[segment.src] = segment.src_mac
-                for chunk in feed_tcp(frame.ts, segment):
-                    yield from feed_app(chunk, frame.ts, frame.capture, frame.number)
+                for chunk in feed_tcp(frame.ts, segment, frame):
+                    origin = chunk.origin
+                    yield from feed_app(chunk, origin.ts, origin.capture, origin.number)
         except CaptureError as exc:
             failure = exc
             stats.error = str(exc)
         if last is not None:
-            for chunk in self.reassembler.flush():
-                yield from feed_app(chunk, last.ts, last.capture, last.number)
+            for chunk in self.reassembler.flush(last):
+                origin = chunk.origin
+                yield from feed_app(chunk, origin.ts, origin.capture, origin.number)
         stats.finished = time.time()
         for name, cache in self.protocols.caches.items():
             stats.counters[f"{name}.cache_hits"] = cache.hits

@@ -43,7 +43,7 @@ class _Direction:
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
-        self.pending: dict[int, bytes] = {}
+        self.pending: dict[int, tuple[bytes, object]] = {}     # seq → (payload, origin)
         self.pending_bytes = 0
         self.pending_since = 0.0
 
@@ -75,11 +75,16 @@ class Connection:
 
 
 class Chunk(NamedTuple):
-    """In-order bytes of one direction (DATA), a hole before the next bytes (GAP), or the end (CLOSE)."""
+    """In-order bytes of one direction (DATA), a hole before the next bytes (GAP), or the end (CLOSE).
+
+    ``origin`` is what the caller passed with the packet that carried these bytes
+    (for buffered bytes, the packet they came in, not the one that released them).
+    """
     kind: str
     conn: Connection
     src: tuple
     data: bytes
+    origin: object
 
 
 class Reassembler:
@@ -88,8 +93,10 @@ class Reassembler:
         self.connections: dict[tuple, Connection] = {}
         self.total_pending = 0
         self._next_sweep = 0.0
+        self._origin: object = None
 
-    def feed(self, ts: float, seg: Segment) -> list[Chunk]:
+    def feed(self, ts: float, seg: Segment, origin: object = None) -> list[Chunk]:
+        self._origin = origin
         out: list[Chunk] = []
         if ts >= self._next_sweep:
             self._sweep(ts, out)
@@ -143,7 +150,7 @@ class Reassembler:
             self.counters["tcp.sequence_jumps"] += 1
             while d.pending:
                 self._skip_hole(conn, side, d, out)
-            out.append(Chunk(GAP, conn, side, b""))
+            out.append(Chunk(GAP, conn, side, b"", self._origin))
             d.next_seq = seq
             offset = 0
         if offset >= 0x80000000:          # starts before what was already delivered
@@ -155,12 +162,12 @@ class Reassembler:
             payload = payload[behind:]
             offset = 0
         if offset:
-            if seq not in d.pending or len(d.pending[seq]) < len(payload):
+            if seq not in d.pending or len(d.pending[seq][0]) < len(payload):
                 if not d.pending:
                     d.pending_since = ts
                 old = d.pending.get(seq)
-                d.pending[seq] = payload
-                grow = len(payload) - (len(old) if old else 0)
+                d.pending[seq] = (payload, self._origin)
+                grow = len(payload) - (len(old[0]) if old else 0)
                 d.pending_bytes += grow
                 self.total_pending += grow
                 self.counters["tcp.out_of_order_segments"] += 1
@@ -168,7 +175,7 @@ class Reassembler:
                     or self.total_pending > MAX_TOTAL_PENDING or ts - d.pending_since > MAX_PENDING_AGE):
                 self._skip_hole(conn, side, d, out)
             return
-        out.append(Chunk(DATA, conn, side, payload))
+        out.append(Chunk(DATA, conn, side, payload, self._origin))
         d.next_seq = (d.next_seq + len(payload)) & 0xFFFFFFFF
         if d.pending:
             self._drain(conn, side, d, out)
@@ -186,14 +193,14 @@ class Reassembler:
             offset = (seq - d.next_seq) & 0xFFFFFFFF
             if 0 < offset < 0x80000000:
                 return
-            payload = self._take(d, seq)
+            payload, origin = self._take(d, seq)
             behind = (0x100000000 - offset) & 0xFFFFFFFF
             if behind >= len(payload):
                 self.counters["tcp.retransmitted_segments"] += 1
                 continue
             if behind:
                 self.counters["tcp.overlaps"] += 1
-            out.append(Chunk(DATA, conn, side, payload[behind:]))
+            out.append(Chunk(DATA, conn, side, payload[behind:], origin))
             d.next_seq = (d.next_seq + len(payload) - behind) & 0xFFFFFFFF
 
     def _skip_hole(self, conn: Connection, side: tuple, d: _Direction, out: list[Chunk]) -> None:
@@ -201,23 +208,23 @@ class Reassembler:
         seq = min(d.pending, key=lambda s: (s - d.next_seq) & 0xFFFFFFFF)
         self.counters["tcp.gaps"] += 1
         self.counters["tcp.gap_bytes"] += (seq - d.next_seq) & 0xFFFFFFFF
-        out.append(Chunk(GAP, conn, side, b""))
+        out.append(Chunk(GAP, conn, side, b"", d.pending[seq][1]))
         d.next_seq = seq
         self._drain(conn, side, d, out)
         if d.pending:
             d.pending_since = conn.last_seen
 
-    def _take(self, d: _Direction, seq: int) -> bytes:
-        payload = d.pending.pop(seq)
+    def _take(self, d: _Direction, seq: int) -> tuple[bytes, object]:
+        payload, origin = d.pending.pop(seq)
         d.pending_bytes -= len(payload)
         self.total_pending -= len(payload)
-        return payload
+        return payload, origin
 
     def _close(self, conn: Connection, out: list[Chunk]) -> None:
         for side, d in conn.directions.items():
             while d.pending:
                 self._skip_hole(conn, side, d, out)
-        out.append(Chunk(CLOSE, conn, conn.client, b""))
+        out.append(Chunk(CLOSE, conn, conn.client, b"", self._origin))
 
     def _sweep(self, now: float, out: list[Chunk]) -> None:
         self._next_sweep = now + SWEEP_INTERVAL
@@ -230,8 +237,9 @@ class Reassembler:
             self.counters["tcp.connections_idle_closed"] += 1
             self._close(conn, out)
 
-    def flush(self) -> list[Chunk]:
+    def flush(self, origin: object = None) -> list[Chunk]:
         """End of input: deliver what is buffered and close every connection."""
+        self._origin = origin
         out: list[Chunk] = []
         while self.connections:
             _, conn = self.connections.popitem()

@@ -2,7 +2,8 @@
 
 A connection is claimed by a protocol when its bytes look like that protocol
 (on any port); bytes on a protocol's well-known port that do not look like it
-are reported, never decoded as if they were.
+are reported, never decoded as if they were. Each direction is cut into PDUs
+by the protocol's length rule; the protocol's session decodes and pairs them.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ from types import ModuleType
 from icsguard.events import Event
 from icsguard.protocols import modbus
 from icsguard.protocols.decode_cache import DecodeCache
+from icsguard.protocols.framing import PduFramer
 from icsguard.reassembly import CLOSE, GAP, Chunk, Connection
 
 ANALYZERS: tuple[ModuleType, ...] = (modbus,)
 IDENTIFY_ATTEMPTS = 3        # payloads looked at before a connection is given up on
 MAX_HELD = 4096              # bytes per direction held while a connection is unrecognised
+MAX_UNORIENTED = 16          # PDUs held while it is unclear which side is the client
+
+IGNORED = object()
 
 
 class _Unclaimed:
@@ -31,15 +36,19 @@ class _Unclaimed:
         self.seen = (ts, capture, frame)      # where its first payload was, for the report
 
 
-IGNORED = object()
-
-
 class _Claimed:
-    __slots__ = ("analyzer", "session")
+    """A connection being decoded: a framer per direction, the protocol's session, and —
+    until it is known which side is the client — the PDUs waiting for that answer."""
+    __slots__ = ("analyzer", "session", "client", "framers", "unoriented", "pdus_key", "malformed_key")
 
-    def __init__(self, analyzer: ModuleType, session):
+    def __init__(self, analyzer: ModuleType, session, client: tuple | None):
         self.analyzer = analyzer
         self.session = session
+        self.client = client
+        self.framers: dict[tuple, PduFramer] = {}
+        self.unoriented: list[tuple] = []
+        self.pdus_key = f"{analyzer.NAME}.pdus"
+        self.malformed_key = f"{analyzer.NAME}.malformed"
 
 
 class ProtocolStage:
@@ -54,8 +63,10 @@ class ProtocolStage:
             return []
         if chunk.kind == CLOSE:
             conn.session = IGNORED
-            if state is not None and state.__class__ is _Unclaimed and state.buffers:
+            if state.__class__ is _Unclaimed and state.buffers:
                 return self._give_up(conn, next(iter(state.buffers)), *state.seen)
+            if state.__class__ is _Claimed and state.unoriented:
+                return self._orient(state, conn, _guess_client(conn))
             return []
         if state is None or state.__class__ is _Unclaimed:
             if chunk.kind == GAP:
@@ -63,11 +74,11 @@ class ProtocolStage:
                     state.buffers.pop(chunk.src, None)
                 return []
             return self._identify(conn, chunk, state, ts, capture, frame)
-        from_client = chunk.src == state.session.client
         if chunk.kind == GAP:
-            state.session.gap(from_client)
+            if chunk.src in state.framers:
+                state.framers[chunk.src].gap()
             return []
-        return self._events(state, conn, chunk.src, chunk.data, from_client, ts, capture, frame)
+        return self._events(state, conn, chunk.src, chunk.data, ts, capture, frame)
 
     def _identify(self, conn: Connection, chunk: Chunk, state, ts, capture, frame) -> list[Event]:
         """Claim the connection for the protocol its bytes look like, then decode what was held back."""
@@ -102,8 +113,8 @@ class ProtocolStage:
             if ports & analyzer.PORTS:
                 self.counters[f"{analyzer.NAME}.wrong_protocol_on_port"] += 1
                 reason = f"payload on port {min(ports & analyzer.PORTS)} is not {analyzer.NAME}"
-                return [self._malformed_event(analyzer, conn, src, _client_side(conn, analyzer),
-                                              ts, capture, frame, reason)]
+                client = _client_side(conn, analyzer) or _guess_client(conn)
+                return [self._malformed_event(analyzer, conn, src, client, ts, capture, frame, reason)]
         self.counters["tcp.unidentified_connections"] += 1
         return []
 
@@ -112,34 +123,58 @@ class ProtocolStage:
             self.counters[f"{analyzer.NAME}.on_unusual_port"] += 1
         self.counters[f"{analyzer.NAME}.connections"] += 1
         client = _client_side(conn, analyzer)
-        state = conn.session = _Claimed(analyzer, analyzer.Session(client, self.caches[analyzer.NAME]))
+        state = conn.session = _Claimed(analyzer, analyzer.Session(self.caches[analyzer.NAME]), client)
         events = []
         for side in sorted(held, key=lambda side: side != client):     # requests before responses
-            events += self._events(state, conn, side, held[side], side == client, ts, capture, frame)
+            events += self._events(state, conn, side, held[side], ts, capture, frame)
         return events
 
-    def _events(self, state: _Claimed, conn: Connection, side: tuple, data: bytes, from_client: bool,
+    def _events(self, state: _Claimed, conn: Connection, side: tuple, data: bytes,
                 ts: float, capture: str, frame: int) -> list[Event]:
-        session, analyzer = state.session, state.analyzer
-        pdus, problems = session.pdus(data, from_client)
+        name = state.analyzer.NAME
+        framer = state.framers.get(side)
+        if framer is None:
+            framer = state.framers[side] = PduFramer(state.analyzer.pdu_length)
+        pdus = framer.feed(data)
         events = []
-        for problem in problems:
-            self.counters[f"{analyzer.NAME}.malformed"] += 1
-            events.append(self._malformed_event(analyzer, conn, side, session.client,
-                                                ts, capture, frame, problem))
-        src, sport = side
-        dst, dport = conn.peer(side)
-        direction = "request" if from_client else "response"
-        flow = conn.flow_id
-        name = analyzer.NAME
+        if framer.problems:
+            client = state.client or _guess_client(conn)
+            for problem in framer.problems:
+                self.counters[state.malformed_key] += 1
+                events.append(self._malformed_event(state.analyzer, conn, side, client, ts, capture, frame, problem))
+            framer.problems = []
+        if framer.skipped:
+            self.counters[f"{name}.resync_skipped_bytes"] += framer.skipped
+            framer.skipped = 0
+        if not pdus:
+            return events
+        if state.client is None:
+            state.unoriented += [(side, pdu, ts, capture, frame) for pdu in pdus]
+            client = state.analyzer.orient([(s, p) for s, p, *_ in state.unoriented], conn.peer)
+            if client is None and len(state.unoriented) < MAX_UNORIENTED:
+                return events
+            return events + self._orient(state, conn, client or _guess_client(conn))
         for pdu in pdus:
-            function, code, fields = session.decode(pdu, from_client)
-            if "malformed" in fields:
-                self.counters[f"{name}.malformed"] += 1
-            events.append(Event(ts, name, src, sport, dst, dport, direction, function, code,
-                                flow, capture, frame, fields))
-        self.counters[f"{name}.pdus"] += len(pdus)
+            events.append(self._event(state, conn, side, pdu, ts, capture, frame))
         return events
+
+    def _orient(self, state: _Claimed, conn: Connection, client: tuple) -> list[Event]:
+        """The client is known now: decode the PDUs that waited for it."""
+        state.client = client
+        waiting, state.unoriented = state.unoriented, []
+        return [self._event(state, conn, side, pdu, ts, capture, frame)
+                for side, pdu, ts, capture, frame in waiting]
+
+    def _event(self, state: _Claimed, conn: Connection, side: tuple, pdu: bytes,
+               ts: float, capture: str, frame: int) -> Event:
+        request = side == state.client
+        function, code, fields = state.session.decode(pdu, request)
+        if "malformed" in fields:
+            self.counters[state.malformed_key] += 1
+        self.counters[state.pdus_key] += 1
+        dst, dport = conn.peer(side)
+        return Event(ts, state.analyzer.NAME, side[0], side[1], dst, dport, "request" if request else "response",
+                     function, code, conn.flow_id, capture, frame, fields)
 
     def _malformed_event(self, analyzer, conn, side, client, ts, capture, frame, reason) -> Event:
         dst, dport = conn.peer(side)
@@ -148,12 +183,19 @@ class ProtocolStage:
                      conn.flow_id, capture, frame, {"malformed": reason})
 
 
-def _client_side(conn: Connection, analyzer: ModuleType) -> tuple:
-    """The (address, port) that sends requests: the side not on the protocol's port, else the SYN's sender."""
-    a, b = (conn.key[0], conn.key[1]), (conn.key[2], conn.key[3])
+def _client_side(conn: Connection, analyzer: ModuleType) -> tuple | None:
+    """The (address, port) that sends requests: the side not on the protocol's port, else
+    the SYN's sender; None when neither tells (then the PDUs themselves must)."""
+    a, b = conn.key[:2], conn.key[2:]
     a_serves, b_serves = a[1] in analyzer.PORTS, b[1] in analyzer.PORTS
     if a_serves != b_serves:
         return b if a_serves else a
     if conn.saw_syn:
         return conn.client
-    return a if a[1] > b[1] else b   # joined mid-stream: servers listen on the lower port
+    return None
+
+
+def _guess_client(conn: Connection) -> tuple:
+    """Last resort: servers usually listen on the lower port."""
+    a, b = conn.key[:2], conn.key[2:]
+    return a if a[1] > b[1] else b

@@ -15,16 +15,18 @@ MAX_BUFFER = 256 * 1024
 class PduFramer:
     """One direction of one connection.
 
-    After a gap (or when a connection is joined mid-stream) it is out of step:
-    it then slides byte by byte until the next plausible header instead of
-    reporting every byte as malformed.
+    After a gap it is out of step. The first bytes after the gap usually start
+    a segment and so a PDU: any header that the protocol's rule accepts is tried
+    there. Failing that, it slides byte by byte to the next header the rule's
+    strict form accepts, instead of reporting every byte as malformed.
     """
-    __slots__ = ("rule", "buffer", "in_step", "problems", "skipped")
+    __slots__ = ("rule", "buffer", "in_step", "after_gap", "problems", "skipped")
 
-    def __init__(self, rule: LengthRule, in_step: bool = True):
+    def __init__(self, rule: LengthRule):
         self.rule = rule
         self.buffer = b""
-        self.in_step = in_step
+        self.in_step = True
+        self.after_gap = False      # the buffer starts where the bytes after a gap start
         self.problems: list[str] = []
         self.skipped = 0
 
@@ -36,19 +38,23 @@ class PduFramer:
         pdus = []
         pos, end = 0, len(data)
         while pos < end:
-            size = rule(data, pos, not self.in_step)
+            size = rule(data, pos, not self.in_step and not (pos == 0 and self.after_gap))
             if size.__class__ is int:
                 if size == 0 or pos + size > end:
                     break
                 confirmed = self.in_step or self._confirmed(data, pos + size, end)
                 if confirmed is None:
-                    break
+                    if not (pos == 0 and self.after_gap):
+                        break
+                    confirmed = False   # the lenient guess must prove itself now, not hold the stream up
+                self.after_gap = False
                 if confirmed:
                     pdus.append(data[pos:pos + size])
                     pos += size
                     self.in_step = True
                     continue
                 size = "resynchronising"
+            self.after_gap = False
             if self.in_step:
                 self.problems.append(size)
                 self.in_step = False
@@ -77,3 +83,4 @@ class PduFramer:
     def gap(self) -> None:
         self.buffer = b""
         self.in_step = False
+        self.after_gap = True

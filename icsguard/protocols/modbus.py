@@ -9,7 +9,6 @@ from scapy.packet import Raw
 
 from icsguard.parsers import modbus as layers
 from icsguard.protocols.decode_cache import DecodeCache
-from icsguard.protocols.framing import PduFramer
 
 NAME = "modbus"
 PORTS = frozenset({502})
@@ -59,6 +58,27 @@ def signature(data: bytes, on_port: bool) -> bool | None:
     return True if pos else None
 
 
+def orient(pdus: list[tuple[tuple, bytes]], peer) -> tuple | None:
+    """Which side is the client, judged from PDUs alone (for connections on unknown ports
+    joined mid-stream). None while the PDUs seen so far do not tell."""
+    for side, adu in pdus:
+        pdu = adu[7:]
+        if pdu[0] & 0x80:
+            return peer(side)                   # only servers send exception responses
+        as_request = layers.expected_pdu_length(pdu, True)
+        as_response = layers.expected_pdu_length(pdu, False)
+        fits_request = as_request is None or as_request == len(pdu)
+        fits_response = as_response is None or as_response == len(pdu)
+        if fits_request != fits_response:
+            return side if fits_request else peer(side)
+    first_sender: dict[bytes, tuple] = {}       # a request comes before its response
+    for side, adu in pdus:
+        sender = first_sender.setdefault(adu[:2], side)
+        if sender != side:
+            return sender
+    return None
+
+
 def _bits(octets, count: int | None) -> tuple:
     bits = tuple((byte >> i) & 1 for byte in octets for i in range(8))
     return bits[:count] if count is not None else bits
@@ -77,6 +97,11 @@ def normalise(adu: bytes, request: bool) -> dict[str, Any]:
         fields["exception_code"] = get("exceptCode")
         fields["function"] = layers.function_name(code & 0x7F)
         return _checked(fields, pdu, request)
+    if isinstance(body, Raw):        # too short for its function's layout: keep what is there
+        fields["function"] = layers.function_name(code, pdu[1] if code == 43 and len(pdu) > 1 else None)
+        fields.update(_leading_fields(pdu, request))
+        fields["malformed"] = f"PDU of {len(pdu)} bytes is too short for {fields['function']}"
+        return fields
     mei = get("MEIType") if "MEIType" in names else None
     fields["function"] = layers.function_name(code, mei)
     if mei is not None:
@@ -103,7 +128,7 @@ def normalise(adu: bytes, request: bool) -> dict[str, Any]:
         fields["values"] = tuple(get("outputsValue"))
     elif "coilStatus" in names or "inputStatus" in names:
         fields["values"] = _bits(get("coilStatus" if "coilStatus" in names else "inputStatus"), None)
-    if code == 23 and request:
+    if "writeRegistersValue" in names:
         fields["write_values"] = tuple(get("writeRegistersValue"))
     if code == 11 and not request:
         fields["values"] = (get("status"), get("eventCount"))
@@ -122,10 +147,22 @@ _SIMPLE_FIELDS = (
     ("startAddr", "address"), ("outputAddr", "address"), ("registerAddr", "address"),
     ("refAddr", "address"), ("FIFOPointerAddr", "address"),
     ("quantity", "quantity"), ("quantityOutput", "quantity"), ("quantityRegisters", "quantity"),
+    ("FIFOCount", "quantity"),
     ("subFunc", "subfunction"), ("andMask", "and_mask"), ("orMask", "or_mask"),
     ("readStartingAddr", "read_address"), ("readQuantityRegisters", "read_quantity"),
     ("writeStartingAddr", "write_address"),
 )
+
+
+def _leading_fields(pdu: bytes, request: bool) -> dict[str, int]:
+    """Reference and count read straight from a truncated request, as far as its bytes go."""
+    code = pdu[0]
+    fields = {}
+    if request and code in (1, 2, 3, 4, 5, 6, 15, 16, 22, 23, 24) and len(pdu) >= 3:
+        fields["read_address" if code == 23 else "address"] = (pdu[1] << 8) | pdu[2]
+        if code in (1, 2, 3, 4, 15, 16, 23) and len(pdu) >= 5:
+            fields["read_quantity" if code == 23 else "quantity"] = (pdu[3] << 8) | pdu[4]
+    return fields
 
 
 def _device_objects(body) -> dict[int, str]:
@@ -149,24 +186,11 @@ def _checked(fields: dict, pdu: bytes, request: bool, body=None) -> dict:
 
 
 class ModbusSession:
-    """Both directions of one Modbus/TCP connection: framing, decoding and pairing."""
+    """Decoding and request/response pairing for one Modbus/TCP connection."""
 
-    def __init__(self, client: tuple, cache: DecodeCache):
-        self.client = client
-        self.framers = {True: PduFramer(pdu_length), False: PduFramer(pdu_length)}
-        self.outstanding: dict[int, dict] = {}
+    def __init__(self, cache: DecodeCache):
+        self.outstanding: dict[int, tuple] = {}
         self.cache = cache
-
-    def pdus(self, data: bytes, from_client: bool) -> tuple[list[bytes], list[str]]:
-        framer = self.framers[from_client]
-        pdus = framer.feed(data)
-        problems = framer.problems
-        if problems:
-            framer.problems = []
-        return pdus, problems
-
-    def gap(self, from_client: bool) -> None:
-        self.framers[from_client].gap()
 
     def decode(self, adu: bytes, request: bool) -> tuple[str, int, dict[str, Any]]:
         """Function name, code and protocol fields of one ADU; a response is paired with its request."""

@@ -1,0 +1,192 @@
+"""Wireshark as an oracle for icsguard's Modbus/TCP decoding.
+
+Both sides are reduced to one tuple per PDU, keyed by (frame, index of the PDU
+among those the frame completed): transaction id, unit id, function code
+(without the exception bit), reference/address, quantity, exception code -- the
+project's acceptance criterion -- and the direction, because a PDU read as the
+wrong direction makes every other field meaningless.
+
+Fairness rules, each because the two tools legitimately differ in what they show:
+
+* Wireshark shows a reference/count on a response only where the response
+  itself carries one (write echoes, FC 24's FIFO count), while icsguard copies
+  its paired request's into every response. On responses those two fields are
+  therefore compared only where Wireshark shows them.
+* FC 23 has no plain reference: both sides' read reference/count stand in.
+* Wireshark tells query from response only by its Modbus/TCP port preference
+  (decode-as alone leaves it "unable to classify", without any field), so each
+  server port gets its own tshark pass with that preference set. Ports other
+  than 502 come from SERVER_PORTS, read off the captures, not from icsguard:
+  where icsguard picks the wrong side as server, Wireshark told the same would
+  misread the same bytes the same way and seem to agree.
+* ``-T fields`` flattens a frame that carries several PDUs into lists that
+  cannot be realigned (a PDU without a reference just adds nothing), so those
+  frames are read again as PDML, which keeps each field inside its PDU.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Iterable, NamedTuple
+
+REPO = Path(__file__).resolve().parent.parent
+PUBLIC = REPO.parent / "shared" / "pcaps" / "public"
+OWN = REPO / "pcaps"
+TSHARK = shutil.which("tshark")
+MODBUS_PORT = 502
+
+# Modbus servers on other ports, by "<folder>/<file>". The S7comm-Plus-Anomaly-Detection
+# connections are joined mid-stream (no SYN); the server is the side whose FC 3 PDUs
+# carry a byte count, i.e. the responses.
+SERVER_PORTS = {
+    "pcaps/modbus_port5020.pcap": {5020},
+    "S7comm-Plus-Anomaly-Detection/1.pcapng": {503, 505},
+    "S7comm-Plus-Anomaly-Detection/2.pcapng": {503, 505},
+    "S7comm-Plus-Anomaly-Detection/3.pcapng": {503, 505},
+    "S7comm-Plus-Anomaly-Detection/teb.pcapng": {503, 504},
+}
+
+Key = tuple[int, int]
+
+# Wireshark 4.0 field names; _pdu() takes the first present of each alternative.
+FIELDS = ("tcp.srcport", "mbtcp.trans_id", "mbtcp.unit_id", "modbus.func_code", "modbus.exception_code",
+          "modbus.reference_num", "modbus.read_reference_num",
+          "modbus.word_cnt", "modbus.bit_cnt", "modbus.read_word_cnt")
+
+
+class Pdu(NamedTuple):
+    transaction_id: int | None
+    unit_id: int | None
+    function_code: int | None
+    address: int | None
+    quantity: int | None
+    exception_code: int | None
+    response: bool
+
+
+def _int(text: str | None) -> int | None:
+    return int(text, 0) if text else None
+
+
+def _pdu(values: dict[str, str], server_port: int) -> Pdu:
+    get = values.get
+    return Pdu(_int(get("mbtcp.trans_id")), _int(get("mbtcp.unit_id")), _int(get("modbus.func_code")),
+               _int(get("modbus.reference_num") or get("modbus.read_reference_num")),
+               _int(get("modbus.word_cnt") or get("modbus.bit_cnt") or get("modbus.read_word_cnt")),
+               _int(get("modbus.exception_code")),
+               _int(get("tcp.srcport")) == server_port)
+
+
+def _tshark(path: Path, port: int, frames: str, output: list[str]) -> str:
+    """One pass with ``port`` as Wireshark's Modbus/TCP port, over the frames on it that match."""
+    command = [TSHARK, "-n", "-r", str(path), "-o", f"mbtcp.tcp.port:{port}",
+               "-Y", f"{frames} && tcp.port == {port}", *output]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+def tshark_pdus(path: Path, server_ports: Iterable[int] = (MODBUS_PORT,)) -> dict[Key, Pdu]:
+    """Wireshark's tuple for every Modbus/TCP PDU it dissects on these server ports.
+
+    Frames with one PDU come from ``-T fields``; the few with several from PDML.
+    """
+    pdus: dict[Key, Pdu] = {}
+    field_args = [arg for name in ("frame.number", *FIELDS) for arg in ("-e", name)]
+    for port in sorted(set(server_ports)):
+        several = False
+        for line in _tshark(path, port, "mbtcp", ["-T", "fields", "-E", "occurrence=a", *field_args]).splitlines():
+            frame, *values = line.split("\t")
+            if "," in values[FIELDS.index("mbtcp.trans_id")]:
+                several = True
+            else:
+                pdus[int(frame), 0] = _pdu({name: value.split(",")[0] for name, value in zip(FIELDS, values)}, port)
+        if several:
+            pdml = _tshark(path, port, "count(mbtcp) > 1", ["-T", "pdml", "-J", "frame tcp mbtcp modbus"])
+            pdus.update(_pdml_pdus(pdml, port))
+    return pdus
+
+
+def _pdml_pdus(pdml: str, port: int) -> dict[Key, Pdu]:
+    """PDUs of frames that carry several: a PDU's fields are those after its transaction id."""
+    pdus: dict[Key, Pdu] = {}
+    for packet in ET.fromstring(pdml).iter("packet"):
+        frame, index, values = 0, -1, {}
+        for field in packet.iter("field"):
+            name, show = field.get("name"), field.get("show")
+            if name == "frame.number":
+                frame = int(show)
+            elif name == "mbtcp.trans_id":
+                if index >= 0:
+                    pdus[frame, index] = _pdu(values, port)
+                index, values = index + 1, {"tcp.srcport": values.get("tcp.srcport")}
+            if name in FIELDS:
+                values.setdefault(name, show)
+        pdus[frame, index] = _pdu(values, port)
+    return pdus
+
+
+def icsguard_events(path: Path) -> list[dict]:
+    """icsguard's Modbus events for one capture, as `icsguard decode` prints them."""
+    command = [sys.executable, "-m", "icsguard", "decode", "--proto", "modbus", str(path)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def icsguard_pdus(events: list[dict]) -> dict[Key, Pdu]:
+    """icsguard's tuples, keyed like Wireshark's (events of one frame are in byte order)."""
+    pdus: dict[Key, Pdu] = {}
+    count: dict[int, int] = {}
+    for event in events:
+        frame = event["frame"]
+        count[frame] = count.get(frame, 0) + 1
+        get = event.get
+        pdus[frame, count[frame] - 1] = Pdu(
+            get("transaction_id"), get("unit_id"), get("function_code"),
+            get("address", get("read_address")), get("quantity", get("read_quantity")),
+            get("exception_code"), event["direction"] == "response")
+    return pdus
+
+
+def fair(tshark: Pdu, icsguard: Pdu) -> Pdu:
+    """icsguard's tuple without the request fields it copied into a response that Wireshark does not show."""
+    if not (tshark.response and icsguard.response):
+        return icsguard
+    return icsguard._replace(address=None if tshark.address is None else icsguard.address,
+                             quantity=None if tshark.quantity is None else icsguard.quantity)
+
+
+class Comparison(NamedTuple):
+    agreeing: list[Key]
+    mismatching: list[tuple[Key, Pdu, Pdu]]   # key, Wireshark's tuple, icsguard's as compared
+    only_tshark: dict[Key, Pdu]
+    only_icsguard: dict[Key, Pdu]
+
+    @property
+    def differing_frames(self) -> set[int]:
+        """Every frame with any difference: what a regression test pins down."""
+        keys = [key for key, _, _ in self.mismatching] + [*self.only_tshark, *self.only_icsguard]
+        return {frame for frame, _ in keys}
+
+
+def compare(tshark: dict[Key, Pdu], icsguard: dict[Key, Pdu]) -> Comparison:
+    result = Comparison([], [], {k: v for k, v in tshark.items() if k not in icsguard},
+                        {k: v for k, v in icsguard.items() if k not in tshark})
+    for key in sorted(tshark.keys() & icsguard.keys()):
+        ws, ig = tshark[key], fair(tshark[key], icsguard[key])
+        if ws == ig:
+            result.agreeing.append(key)
+        else:
+            result.mismatching.append((key, ws, ig))
+    return result
+
+
+def server_ports(path: Path) -> set[int]:
+    return {MODBUS_PORT} | SERVER_PORTS.get(f"{path.parent.name}/{path.name}", set())
+
+
+def crosscheck(path: Path) -> Comparison:
+    return compare(tshark_pdus(path, server_ports(path)), icsguard_pdus(icsguard_events(path)))
