@@ -6,13 +6,24 @@ from typing import Callable, Iterator
 
 from icsguard.events import Event
 from icsguard.inventory import Inventory
+from icsguard.netstack import SUPPORTED_LINKS
 from icsguard.pipeline import Pipeline, RunStats
-from icsguard.sources import CaptureError, Frame, read_captures
+from icsguard.sources import CaptureError, Frame, read_capture, read_captures
 from icsguard.store import Store
+
+
+def check_captures(paths: list[str]) -> None:
+    """Refuse, before any work is recorded, captures that cannot be read at all."""
+    for path in paths:
+        first = next(iter(read_capture(path)), None)
+        if first is not None and first.link_type not in SUPPORTED_LINKS:
+            raise CaptureError(f"{path}: link type {first.link_type} is not supported "
+                               f"(supported: {', '.join(sorted(set(SUPPORTED_LINKS.values())))})")
 
 
 def decode(paths: list[str], proto: str | None = None, stats: RunStats | None = None) -> Iterator[Event]:
     """Events of the captures in time order; raises CaptureError after the last good one."""
+    check_captures(paths)
     pipeline = Pipeline(stats or RunStats(captures=list(paths)))
     for event in pipeline.run(read_captures(paths)):
         if proto is None or event.proto == proto:
@@ -22,6 +33,7 @@ def decode(paths: list[str], proto: str | None = None, stats: RunStats | None = 
 def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | None = None) -> tuple[int, str | None]:
     """Run the pipeline over the captures and record it; returns the run id and the error
     that stopped it early, if any. What was decoded before an error is stored all the same."""
+    check_captures(paths)
     run_id = store.start_run("analyze", list(paths))
     stats = RunStats(captures=list(paths))
     inventory = Inventory()

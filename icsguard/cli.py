@@ -112,6 +112,7 @@ def decode(captures: List[str] = CapturesArg,
 def analyze(captures: List[str] = CapturesArg, db: str = DbOption):
     """Decode captures, store what was seen and print the report."""
     _check_captures(captures)
+    analysis.check_captures(captures)      # before the database is touched
     store = _open_store(db)
     progress = DelayedProgress(captures, stderr)
     try:

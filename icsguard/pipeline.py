@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from icsguard.events import Event
-from icsguard.netstack import SUPPORTED_LINKS, NetStack, UnsupportedLink
+from icsguard.netstack import NetStack, UnsupportedLink
 from icsguard.protocols import ProtocolStage
 from icsguard.reassembly import Reassembler
 from icsguard.sources import CaptureError, Frame
@@ -73,9 +73,8 @@ class Pipeline:
                     progress(frame)
                 try:
                     segment = decode(frame.ts, frame.link_type, frame.data)
-                except UnsupportedLink:
-                    raise CaptureError(f"{frame.capture}: link type {frame.link_type} is not supported "
-                                       f"(supported: {', '.join(sorted(set(SUPPORTED_LINKS.values())))})") from None
+                except UnsupportedLink:     # a pcapng interface added mid-file
+                    raise CaptureError(f"{frame.capture}: link type {frame.link_type} is not supported") from None
                 if segment is None:
                     continue
                 if segment.src_mac and segment.src not in hosts and len(hosts) < MAX_HOSTS:

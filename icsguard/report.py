@@ -85,6 +85,9 @@ def render_terminal(data: dict[str, Any], console: Console) -> None:
     console.rule(f"[bold]icsguard run {run['id']}")
     console.print(summary)
 
+    if not data["functions"]:
+        console.print("[bold]Protocols[/]: no industrial protocol seen")
+        return _render_tail(data, console)
     functions = Table(title="Protocols and functions", title_justify="left")
     for column in ("proto", "function", "requests", "responses", "exceptions"):
         functions.add_column(column, justify="right" if column not in ("proto", "function") else "left")
@@ -103,12 +106,18 @@ def render_terminal(data: dict[str, Any], console: Console) -> None:
         pairs.caption = f"{len(data['pairs']) - TOP_PAIRS} more pairs: icsguard report --format json"
     console.print(pairs)
 
+    _render_tail(data, console)
+
+
+def _render_tail(data: dict[str, Any], console: Console) -> None:
+    """Assets, alerts and problems: shown even when no protocol was decoded."""
     assets = Table(title="Assets", title_justify="left")
     for column in ("ip", "mac", "vendor", "role (guess)", "protocols"):
         assets.add_column(column)
     for a in data["assets"]:
         assets.add_row(a["ip"], a["mac"] or "-", a["vendor"] or "-", a["role"], ", ".join(a["protocols"]))
-    console.print(assets)
+    if data["assets"]:
+        console.print(assets)
 
     if data["alerts"]:
         alerts = Table(title="Alerts", title_justify="left")
