@@ -21,6 +21,7 @@ PROTOCOL_FIELDS = frozenset({
     "transaction_id", "unit_id", "address", "quantity", "values", "exception_code",
     "subfunction", "mei_type", "objects", "and_mask", "or_mask", "read_address",
     "read_quantity", "write_address", "write_values", "data",
+    "records",   # FC 20/21 file records: an extension beyond DESIGN's list
     # s7comm
     "rosctr", "pdu_ref", "error_class", "error_code", "items", "userdata_group",
     "userdata_subfunction", "szl_id", "szl_index", "block_type", "block_number",

@@ -96,3 +96,14 @@ def test_default_database_is_created_in_the_working_directory(tmp_path):
     result = run_icsguard("analyze", POLLING, cwd=tmp_path)
     assert result.returncode == 0
     assert (tmp_path / "icsguard.db").exists()
+
+
+def test_database_from_a_newer_icsguard_is_refused_untouched(tmp_path):
+    path = tmp_path / "future.db"
+    assert run_icsguard("analyze", "--db", path, POLLING).returncode == 0
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    result = run_icsguard("analyze", "--db", path, POLLING)
+    assert result.returncode == 1 and "made by a newer icsguard" in result.stderr
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1

@@ -140,6 +140,8 @@ def normalise(adu: bytes, request: bool) -> dict[str, Any]:
         fields["data"] = bytes(get("data")).hex()
     if mei == 14 and not request:
         fields["objects"] = _device_objects(body)
+    if code in (20, 21):
+        fields["records"] = _file_records(body)
     return _checked(fields, pdu, request, body)
 
 
@@ -163,6 +165,24 @@ def _leading_fields(pdu: bytes, request: bool) -> dict[str, int]:
         if code in (1, 2, 3, 4, 15, 16, 23) and len(pdu) >= 5:
             fields["read_quantity" if code == 23 else "quantity"] = (pdu[3] << 8) | pdu[4]
     return fields
+
+
+_RECORD_FIELDS = (("fileNumber", "file"), ("recordNumber", "record"), ("recordLength", "length"))
+
+
+def _file_records(body) -> tuple:
+    """FC 20/21 sub-requests and sub-responses: file, record, length and the record data."""
+    records = []
+    item = body.payload
+    while item.__class__.__name__.startswith(("ModbusReadFileSub", "ModbusWriteFileSub")):
+        names = {f.name for f in item.fields_desc}
+        record = {target: item.getfieldval(source) for source, target in _RECORD_FIELDS if source in names}
+        for source in ("recordData", "recData"):
+            if source in names:
+                record["data"] = bytes(item.getfieldval(source) or b"").hex()
+        records.append(record)
+        item = item.payload
+    return tuple(records)
 
 
 def _device_objects(body) -> dict[int, str]:
