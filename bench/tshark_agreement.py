@@ -33,7 +33,7 @@ def has_modbus(path: Path) -> bool:
 
 def captures() -> list[Path]:
     public = sorted(p for p in oracle.PUBLIC.rglob("*") if p.suffix in CAPTURE_SUFFIXES and has_modbus(p))
-    return public + sorted(oracle.OWN.glob("*.pcap"))
+    return public + sorted(oracle.OWN.glob("modbus_*.pcap"))
 
 
 def label(path: Path) -> str:

@@ -26,6 +26,10 @@ PROTOCOL_FIELDS = frozenset({
     "rosctr", "pdu_ref", "error_class", "error_code", "items", "userdata_group",
     "userdata_subfunction", "szl_id", "szl_index", "block_type", "block_number",
     "pi_service", "cpu_info",
+    "item_count", "pdu_size", "max_amq_calling", "max_amq_called", "filename", "pi_arguments",
+    "return_code",   # s7comm extensions beyond DESIGN's list
+    # cotp (extensions): the TSAPs name the PLC's rack and slot
+    "src_tsap", "dst_tsap", "rack", "slot", "tpdu_size",
     # s7comm-plus
     "version", "opcode", "seq_num", "session_id", "integrity", "object_ids",
     # opcua

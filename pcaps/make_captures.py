@@ -1,13 +1,17 @@
-"""Regenerate the Modbus/TCP fixture captures from real pymodbus peers.
+"""Regenerate the fixture captures from real peers: pymodbus (Modbus/TCP) and python-snap7 (S7comm).
 
-    python pcaps/make_captures.py [--out DIR]
+    python pcaps/make_captures.py [--protocol modbus|s7] [--out DIR]
     python pcaps/make_captures.py --bench [N] --out DIR
+    python pcaps/make_captures.py --bench-s7 [N] --out DIR
 
-Needs root (tcpdump, port 502). Each NAME.pcap gets a NAME.json next to it:
-``{"pcap", "iface", "server": {"host", "port", "unit_id"}, "transcript": [...]}``
-where the transcript is what the client sent and decoded (see peers.py).
-``--bench`` instead writes DIR/bench_modbus.pcap with at least N packets of
-polling traffic (default 200000) and reports how long that took.
+Needs root (tcpdump, ports 502 and 102). Each NAME.pcap gets a NAME.json next to it:
+``{"pcap", "iface", "server": {...}, "transcript": [...]}`` where the transcript
+is what the client sent and decoded (see peers.py and s7_peers.py) and the
+server holds its address plus the Modbus unit id or the S7 areas' initial
+contents. ``--protocol`` limits the run to one protocol's captures.
+``--bench`` / ``--bench-s7`` instead write DIR/bench_modbus.pcap /
+DIR/bench_s7.pcap with at least N packets of polling traffic (default 200000)
+and report how long that took.
 """
 
 from __future__ import annotations
@@ -22,58 +26,79 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402  (needs the path above)
+import s7_peers  # noqa: E402
 
 
 def _diagnostics_and_identification(port: int) -> list[dict]:
     return peers.diagnostics(port) + peers.device_identification(port)
 
 
-# name -> (scenario, server port, capture interface, scenario kwargs)
+# name -> (harness module, scenario, server port, capture interface, scenario kwargs)
 CAPTURES = {
-    "modbus_polling": (peers.normal_polling, 502, "lo", {"cycles": 50, "interval": 0.02}),
-    "modbus_writes": (peers.writes, 502, "lo", {}),
-    "modbus_exceptions": (peers.exceptions, 502, "lo", {}),
-    "modbus_diagnostics": (_diagnostics_and_identification, 502, "lo", {}),
-    "modbus_port5020": (peers.normal_polling, 5020, "lo", {"cycles": 50, "interval": 0.02}),
-    "modbus_sll2": (peers.normal_polling, 502, "any", {"cycles": 10, "interval": 0.02}),
+    "modbus_polling": (peers, peers.normal_polling, 502, "lo", {"cycles": 50, "interval": 0.02}),
+    "modbus_writes": (peers, peers.writes, 502, "lo", {}),
+    "modbus_exceptions": (peers, peers.exceptions, 502, "lo", {}),
+    "modbus_diagnostics": (peers, _diagnostics_and_identification, 502, "lo", {}),
+    "modbus_port5020": (peers, peers.normal_polling, 5020, "lo", {"cycles": 50, "interval": 0.02}),
+    "modbus_sll2": (peers, peers.normal_polling, 502, "any", {"cycles": 10, "interval": 0.02}),
+    "s7_reads_writes": (s7_peers, s7_peers.reads_and_writes, 102, "lo", {}),
+    # Slot 2, as for the S7-300 CPU the server claims to be: another TSAP on the wire.
+    "s7_identification": (s7_peers, s7_peers.identification, 102, "lo", {"slot": 2}),
+    "s7_blocks": (s7_peers, s7_peers.blocks, 102, "lo", {}),
+    "s7_control": (s7_peers, s7_peers.control, 102, "lo", {}),
+}
+# protocol -> (harness module, server port, client connections) for the bench
+BENCHES = {
+    "modbus": (peers, peers.MODBUS_PORT, 16),
+    "s7": (s7_peers, s7_peers.S7_PORT, 8),
 }
 
 
-def make_captures(out: Path) -> None:
-    """Write every capture in CAPTURES and its transcript into ``out``."""
-    for name, (scenario, port, iface, kwargs) in CAPTURES.items():
+def _server(harness, port: int) -> dict:
+    if harness is peers:
+        return {"host": peers.HOST, "port": port, "unit_id": peers.UNIT_ID}
+    return {"host": s7_peers.HOST, "port": port, "areas": s7_peers.initial_areas()}
+
+
+def make_captures(out: Path, protocol: str | None = None) -> None:
+    """Write the captures in CAPTURES (only ``protocol``'s, if given) and their transcripts into ``out``."""
+    for name, (harness, scenario, port, iface, kwargs) in CAPTURES.items():
+        if protocol and not name.startswith(f"{protocol}_"):
+            continue
         pcap = out / f"{name}.pcap"
-        transcript = peers.capture(pcap, scenario, port=port, iface=iface, **kwargs)
+        transcript = harness.capture(pcap, scenario, port=port, iface=iface, **kwargs)
         document = {
             "pcap": pcap.name,
             "iface": iface,
-            "server": {"host": peers.HOST, "port": port, "unit_id": peers.UNIT_ID},
+            "server": _server(harness, port),
             "transcript": transcript,
         }
         (out / f"{name}.json").write_text(json.dumps(document, indent=1) + "\n")
-        print(f"{pcap.name}: {len(transcript)} requests, {pcap.stat().st_size} bytes")
+        print(f"{pcap.name}: {len(transcript)} transcript entries, {pcap.stat().st_size} bytes")
 
 
-def _serve(port: int, started, stop) -> None:
+def _serve(protocol: str, started, stop) -> None:
     """Bench server process: a second core for the server side."""
-    with peers.start_server(port):
+    harness, port, _ = BENCHES[protocol]
+    with harness.start_server(port):
         started.set()
         stop.wait()
 
 
-def bench(out: Path, packets: int, connections: int = 16) -> None:
-    """Record at least ``packets`` packets of polling on port 502 as fast as possible."""
-    pcap = out / "bench_modbus.pcap"
+def bench(out: Path, protocol: str, packets: int) -> None:
+    """Record at least ``packets`` packets of ``protocol`` polling as fast as possible."""
+    harness, port, connections = BENCHES[protocol]
+    pcap = out / f"bench_{protocol}.pcap"
     started, stop = multiprocessing.Event(), multiprocessing.Event()
-    server = multiprocessing.Process(target=_serve, args=(peers.MODBUS_PORT, started, stop))
+    server = multiprocessing.Process(target=_serve, args=(protocol, started, stop))
     server.start()
     try:
         if not started.wait(10):
             raise RuntimeError("bench server did not start")
-        with peers.record(pcap, peers.MODBUS_PORT) as recording:
+        with peers.record(pcap, port) as recording:
             begin = time.monotonic()
             # Every transaction is at least a request and a response packet.
-            peers.flood_polling(peers.MODBUS_PORT, (packets + 1) // 2, connections)
+            harness.flood_polling(port, (packets + 1) // 2, connections)
             elapsed = time.monotonic() - begin
     finally:
         stop.set()
@@ -87,20 +112,28 @@ def bench(out: Path, packets: int, connections: int = 16) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path,
-                        help="output directory (default: this folder; required with --bench)")
-    parser.add_argument("--bench", type=int, nargs="?", const=200_000, metavar="N",
-                        help="write only bench_modbus.pcap with at least N packets")
+                        help="output directory (default: this folder; required with a bench)")
+    parser.add_argument("--protocol", choices=("modbus", "s7"),
+                        help="make only this protocol's captures (default: all)")
+    bench_kind = parser.add_mutually_exclusive_group()
+    bench_kind.add_argument("--bench", type=int, nargs="?", const=200_000, metavar="N",
+                            help="write only bench_modbus.pcap with at least N packets")
+    bench_kind.add_argument("--bench-s7", type=int, nargs="?", const=200_000, metavar="N",
+                            help="write only bench_s7.pcap with at least N packets")
     args = parser.parse_args(argv)
-    if args.bench and args.out is None:
-        parser.error("--bench needs --out: the bench capture does not belong in the repository")
-    # pymodbus logs the exception responses we provoke as errors, with tracebacks.
+    benches = {"modbus": args.bench, "s7": args.bench_s7}
+    protocol = next((name for name, packets in benches.items() if packets), None)
+    if protocol and args.out is None:
+        parser.error("a bench needs --out: the bench capture does not belong in the repository")
+    # Both servers log the refusals we provoke (pymodbus as errors, with tracebacks).
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    logging.getLogger("snap7").setLevel(logging.CRITICAL)
     out = args.out or Path(__file__).resolve().parent
     out.mkdir(parents=True, exist_ok=True)
-    if args.bench:
-        bench(out, args.bench)
+    if protocol:
+        bench(out, protocol, benches[protocol])
     else:
-        make_captures(out)
+        make_captures(out, args.protocol)
 
 
 if __name__ == "__main__":

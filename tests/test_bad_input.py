@@ -87,9 +87,12 @@ def test_public_capture_with_other_protocols_on_502():
     result = run_icsguard("decode", path)
     events = [json.loads(line) for line in result.stdout.splitlines()]
     flagged = [e for e in events if e["function"] == "malformed"]
-    assert len([e for e in events if e["function"] != "malformed"]) == 12
-    assert len(flagged) == 6
+    assert len([e for e in events if e["proto"] == "modbus" and e["function"] != "malformed"]) == 12
+    assert len(flagged) == 5
     assert {e["dport"] for e in flagged} == {502}
+    # a scanner's COTP connection request on 502 is recognised for what it is
+    assert [(e["proto"], e["function"], e["dport"]) for e in events if e["proto"] == "cotp"] == \
+        [("cotp", "connection_request", 502)]
 
 
 def test_lying_mbap_lengths_are_counted_and_the_stream_recovers(tmp_path):

@@ -12,12 +12,12 @@ from collections import Counter
 from types import ModuleType
 
 from icsguard.events import Event
-from icsguard.protocols import modbus
+from icsguard.protocols import modbus, s7
 from icsguard.protocols.decode_cache import DecodeCache
 from icsguard.protocols.framing import PduFramer
 from icsguard.reassembly import CLOSE, GAP, Chunk, Connection
 
-ANALYZERS: tuple[ModuleType, ...] = (modbus,)
+ANALYZERS: tuple[ModuleType, ...] = (modbus, s7)
 IDENTIFY_ATTEMPTS = 3        # payloads looked at before a connection is given up on
 MAX_HELD = 4096              # bytes per direction held while a connection is unrecognised
 MAX_UNORIENTED = 16          # PDUs held while it is unclear which side is the client
@@ -155,25 +155,30 @@ class ProtocolStage:
                 return events
             return events + self._orient(state, conn, client or _guess_client(conn))
         for pdu in pdus:
-            events.append(self._event(state, conn, side, pdu, ts, capture, frame))
+            event = self._event(state, conn, side, pdu, ts, capture, frame)
+            if event is not None:
+                events.append(event)
         return events
 
     def _orient(self, state: _Claimed, conn: Connection, client: tuple) -> list[Event]:
         """The client is known now: decode the PDUs that waited for it."""
         state.client = client
         waiting, state.unoriented = state.unoriented, []
-        return [self._event(state, conn, side, pdu, ts, capture, frame)
-                for side, pdu, ts, capture, frame in waiting]
+        events = (self._event(state, conn, side, pdu, ts, capture, frame) for side, pdu, ts, capture, frame in waiting)
+        return [event for event in events if event is not None]
 
     def _event(self, state: _Claimed, conn: Connection, side: tuple, pdu: bytes,
-               ts: float, capture: str, frame: int) -> Event:
-        request = side == state.client
-        function, code, fields = state.session.decode(pdu, request)
+               ts: float, capture: str, frame: int) -> Event | None:
+        """The Event of one framed PDU; None while it is only part of a larger unit."""
+        decoded = state.session.decode(pdu, side == state.client)
+        if decoded is None:
+            return None
+        proto, direction, function, code, fields = decoded
         if "malformed" in fields:
             self.counters[state.malformed_key] += 1
         self.counters[state.pdus_key] += 1
         dst, dport = conn.peer(side)
-        return Event(ts, state.analyzer.NAME, side[0], side[1], dst, dport, "request" if request else "response",
+        return Event(ts, proto, side[0], side[1], dst, dport, direction,
                      function, code, conn.flow_id, capture, frame, fields)
 
     def _malformed_event(self, analyzer, conn, side, client, ts, capture, frame, reason) -> Event:

@@ -212,8 +212,8 @@ class ModbusSession:
         self.outstanding: dict[int, tuple] = {}
         self.cache = cache
 
-    def decode(self, adu: bytes, request: bool) -> tuple[str, int, dict[str, Any]]:
-        """Function name, code and protocol fields of one ADU; a response is paired with its request."""
+    def decode(self, adu: bytes, request: bool) -> tuple[str, str, str, int, dict[str, Any]]:
+        """Protocol, direction, function, code and fields of one ADU; a response is paired with its request."""
         key = (request, adu[6:])
         decoded = self.cache.get(key)
         if decoded is None:
@@ -231,11 +231,11 @@ class ModbusSession:
             if len(self.outstanding) >= MAX_OUTSTANDING:
                 self.outstanding.pop(next(iter(self.outstanding)))
             self.outstanding[tid] = decoded
-            return function, code, {"transaction_id": tid, **fields}
+            return NAME, "request", function, code, {"transaction_id": tid, **fields}
         asked = self.outstanding.pop(tid, None)
         if asked is None or asked[1] != code:
-            return function, code, {"transaction_id": tid, **fields}
-        return asked[0], code, _paired(tid, code, fields, asked[2])
+            return NAME, "response", function, code, {"transaction_id": tid, **fields}
+        return NAME, "response", asked[0], code, _paired(tid, code, fields, asked[2])
 
 
 def _paired(tid: int, code: int, response: dict, request: dict) -> dict:

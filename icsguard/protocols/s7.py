@@ -1,0 +1,386 @@
+"""Siemens S7 over ISO-on-TCP: recognise TPKT/COTP, frame by TPKT length, reassemble COTP
+data units, and turn COTP, S7comm and S7comm-plus PDUs into Events."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from icsguard.parsers import s7comm as s7
+from icsguard.parsers import s7comm_plus as s7p
+from icsguard.parsers import tpkt_cotp as iso
+from icsguard.protocols.decode_cache import DecodeCache
+
+NAME = "s7comm"
+PORTS = frozenset({102})
+MAX_UNIT_BYTES = 64 * 1024       # a reassembled COTP data unit; S7 PDUs are at most ~1 KiB (S7-1500: 8 KiB)
+MAX_OUTSTANDING = 256            # unanswered jobs remembered per connection
+
+_BLOCK_SPEC = re.compile(rb"([0-9A-F]{2})(\d{5})([PAB])")
+_PI_SERVICE = re.compile(rb"P_PROGRAM|_[A-Z][A-Z0-9_]{3,8}")
+
+
+def pdu_length(data: bytes, pos: int, strict: bool = False) -> int | str:
+    """TPKT framing: version 3, reserved 0, a length that holds at least a COTP header."""
+    if len(data) - pos < 4:
+        if len(data) - pos >= 1 and data[pos] != 3:
+            return f"TPKT version is {data[pos]}, not 3"
+        return 0
+    if data[pos] != 3 or data[pos + 1] != 0:
+        return f"TPKT version/reserved are {data[pos]}/{data[pos + 1]}, not 3/0"
+    length = (data[pos + 2] << 8) | data[pos + 3]
+    if length < 7:
+        return f"TPKT length {length} cannot hold a COTP header"
+    if strict:
+        if len(data) - pos < 6:
+            return 0
+        if data[pos + 4] + 5 > length or data[pos + 5] >> 4 not in iso.PDU_TYPES:
+            return "COTP header does not fit its TPKT"
+    return length
+
+
+def signature(data: bytes, on_port: bool) -> bool | None:
+    """TPKT + COTP: on port 102 one valid header will do, elsewhere whole frames must."""
+    pos = 0
+    while pos < len(data):
+        size = pdu_length(data, pos, True)
+        if size.__class__ is not int:
+            return False
+        if size and on_port:
+            return True
+        if size == 0 or pos + size > len(data):
+            return None
+        pos += size
+    return True if pos else None
+
+
+def orient(pdus: list[tuple[tuple, bytes]], peer) -> tuple | None:
+    """The client sends COTP connection requests and S7 jobs; the server confirms and acknowledges."""
+    for side, pdu in pdus:
+        cotp_type = pdu[5] >> 4 if len(pdu) > 5 else None
+        if cotp_type == 0xE:
+            return side
+        if cotp_type == 0xD:
+            return peer(side)
+        body = _cotp_payload(pdu)
+        if body[:1] == b"\x32" and len(body) > 1:
+            if body[1] == 1:
+                return side
+            if body[1] in (2, 3):
+                return peer(side)
+        if body[:1] == b"\x72" and len(body) > 4:
+            opcode = body[4 + (1 + body[4] if body[1] == 3 else 0):][:1]
+            if opcode == b"\x31":
+                return side
+            if opcode in (b"\x32", b"\x33"):
+                return peer(side)
+    return None
+
+
+def _cotp_payload(tpdu: bytes) -> bytes:
+    return tpdu[5 + tpdu[4]:] if len(tpdu) > 4 else b""
+
+
+class S7Session:
+    """One ISO-on-TCP connection: COTP data units per direction, S7 job/ack pairing."""
+
+    def __init__(self, cache: DecodeCache):
+        self.cache = cache
+        self.units: dict[bool, list[bytes]] = {True: [], False: []}
+        self.jobs: dict[int, dict] = {}          # pdu_ref → request fields
+        self.plus_requests: dict[int, tuple] = {}  # seq_num → object ids the request addressed
+
+    def decode(self, tpdu: bytes, from_client: bool) -> tuple | None:
+        """(proto, direction, function, code, fields) of a TPKT frame, or None for a COTP
+        fragment that does not end a data unit yet."""
+        cotp_type = tpdu[5] >> 4 if len(tpdu) > 5 else None
+        if cotp_type not in (0xF, 0x1):
+            try:
+                return self._cotp(tpdu, from_client)
+            except Exception as exc:  # a dissector bug must cost one PDU, not the run
+                return ("cotp", _direction(from_client), "malformed", cotp_type,
+                        {"malformed": f"undecodable COTP: {type(exc).__name__}"})
+        eot = len(tpdu) > 6 and tpdu[6] & 0x80
+        fragments = self.units[from_client]
+        fragments.append(_cotp_payload(tpdu))
+        if not eot:
+            if sum(map(len, fragments)) > MAX_UNIT_BYTES:
+                fragments.clear()
+                return ("cotp", _direction(from_client), "data", 0xF,
+                        {"malformed": f"COTP data unit longer than {MAX_UNIT_BYTES} bytes"})
+            return None
+        unit = fragments[0] if len(fragments) == 1 else b"".join(fragments)
+        fragments.clear()
+        if unit[:1] == b"\x32":
+            return self._s7comm(unit, from_client)
+        if unit[:1] == b"\x72":
+            return self._s7plus(unit, from_client)
+        return ("cotp", _direction(from_client), "data", 0xF,
+                {"malformed": "COTP data that is neither S7comm nor S7comm-plus"} if unit else {})
+
+    def _cotp(self, tpdu: bytes, from_client: bool) -> tuple:
+        packet = iso.TPKT(tpdu[:4]) / iso.cotp_class(tpdu[5] >> 4)(tpdu[4:])
+        cotp = packet.payload
+        kind = iso.PDU_TYPES.get(cotp.pdu_type, f"type_{cotp.pdu_type:x}")
+        fields: dict[str, Any] = {}
+        if isinstance(cotp, iso.COTPConnection):
+            for parameter in cotp.parameters:
+                name = iso.PARAMETERS.get(parameter.code)
+                if name in ("src_tsap", "dst_tsap"):
+                    fields[name] = parameter.value.hex()
+                elif name == "tpdu_size" and parameter.value:
+                    fields["tpdu_size"] = 1 << parameter.value[0]
+            rack_slot = iso.tsap_rack_slot(bytes.fromhex(fields.get("dst_tsap", "")))
+            if rack_slot and kind in ("CR", "CC"):
+                fields["rack"], fields["slot"] = rack_slot
+        function = iso.PDU_NAMES.get(kind, kind.lower())
+        return "cotp", _direction(from_client), function, cotp.pdu_type, fields
+
+    def _s7comm(self, unit: bytes, from_client: bool) -> tuple:
+        key = (from_client, unit[:4], unit[6:])           # the PDU reference varies; the rest repeats
+        decoded = self.cache.get(key)
+        if decoded is None:
+            try:
+                decoded = _s7comm_fields(unit)
+            except Exception as exc:  # a dissector bug must cost one PDU, not the run
+                decoded = ("request" if from_client else "response", "malformed", None,
+                           {"malformed": f"undecodable S7comm: {type(exc).__name__}"}, None)
+            self.cache.put(key, decoded)
+        direction, function, code, fields, szl = decoded
+        pdu_ref = (unit[4] << 8) | unit[5] if len(unit) >= 6 else None
+        fields = {"pdu_ref": pdu_ref, **fields}
+        if direction == "request":
+            if len(self.jobs) >= MAX_OUTSTANDING:
+                self.jobs.pop(next(iter(self.jobs)))
+            self.jobs[pdu_ref] = fields
+        elif direction == "response":
+            job = self.jobs.pop(pdu_ref, None)
+            if szl and not (job and "szl_id" not in job and fields.get("rosctr") == 7):
+                fields.update(_szl_fields(szl))     # not the continuation of an earlier answer
+            if job is not None:
+                fields = _paired(fields, job)
+        return "s7comm", direction, function, code, fields
+
+    def _s7plus(self, unit: bytes, from_client: bool) -> tuple:
+        try:
+            direction, function, code, fields = _s7plus_fields(unit)
+        except Exception as exc:  # a dissector bug must cost one PDU, not the run
+            return ("s7comm-plus", _direction(from_client), "malformed", None,
+                    {"malformed": f"undecodable S7comm-plus: {type(exc).__name__}"})
+        seq = fields.get("seq_num")
+        if seq is not None and direction == "request":
+            if len(self.plus_requests) >= MAX_OUTSTANDING:
+                self.plus_requests.pop(next(iter(self.plus_requests)))
+            self.plus_requests[seq] = fields.get("object_ids")
+        elif seq is not None and direction == "response":
+            asked = self.plus_requests.pop(seq, None)
+            if asked and "object_ids" not in fields:
+                fields["object_ids"] = asked
+        return "s7comm-plus", direction, function, code, fields
+
+
+def _direction(from_client: bool) -> str:
+    return "request" if from_client else "response"
+
+
+def _s7comm_fields(unit: bytes) -> tuple[str, str, int | None, dict[str, Any], bytes | None]:
+    """Direction, function, code and fields of one S7comm PDU (without the PDU reference), and
+    the SZL data of a Read SZL answer, which only the pairing can tell a first part from a
+    continuation."""
+    header = s7.S7Header(unit)
+    rosctr = header.rosctr
+    fields: dict[str, Any] = {"rosctr": rosctr}
+    expected = (s7.ACK_HEADER_LENGTH if rosctr in (2, 3) else s7.HEADER_LENGTH) \
+        + header.param_length + header.data_length
+    if len(unit) < expected:
+        fields["malformed"] = f"S7comm PDU of {len(unit)} bytes announces {expected}"
+    if rosctr in (2, 3):
+        fields["error_class"] = header.error_class
+        fields["error_code"] = header.error_code
+    parameter, data = bytes(header.parameter), bytes(header.data)
+    if rosctr == 7:
+        return _userdata(parameter, data, fields)
+    if rosctr not in (1, 2, 3):
+        fields.setdefault("malformed", f"unknown ROSCTR {rosctr}")
+        return "request", f"rosctr_{rosctr}", None, fields, None
+    direction = "request" if rosctr == 1 else "response"
+    if not parameter:
+        return direction, "ack" if rosctr == 2 else "unknown", None, fields, None
+    code = parameter[0]
+    function = s7.FUNCTIONS.get(code, f"function_{code:#04x}")
+    try:
+        _function_fields(code, rosctr, parameter, data, fields)
+    except Exception as exc:    # a broken parameter block still names its function
+        fields["malformed"] = f"{function} parameters do not parse ({type(exc).__name__})"
+        service = _PI_SERVICE.search(parameter) if code in (0x28, 0x29) else None
+        if service:                 # a PLC still runs a malformed _DELE: keep what it asked for
+            fields["pi_service"] = service.group().decode()
+    return direction, function, code, fields, None
+
+
+def _function_fields(code: int, rosctr: int, parameter: bytes, data: bytes, fields: dict) -> None:
+    if code in (0x04, 0x05):
+        _var_items(code, rosctr, parameter, data, fields)
+    elif code == 0xF0:
+        setup = s7.S7SetupCommunication(parameter)
+        fields.update(pdu_size=setup.pdu_length, max_amq_calling=setup.max_amq_calling,
+                      max_amq_called=setup.max_amq_called)
+    elif 0x1A <= code <= 0x1F and rosctr == 1:
+        transfer = s7.S7BlockTransfer(parameter)
+        if transfer.getfieldval("filename"):
+            name = bytes(transfer.filename)
+            fields["filename"] = name.decode("latin-1")
+            fields["block_type"], fields["block_number"] = s7.parse_filename(name)
+    elif code == 0x28 and rosctr == 1:
+        service = s7.S7PIService(parameter)
+        fields["pi_service"] = bytes(service.service).decode("latin-1")
+        arguments = bytes(service.arguments)
+        block = _BLOCK_SPEC.search(arguments)
+        if block:
+            fields["block_type"] = s7.BLOCK_TYPES.get(block.group(1).decode(), block.group(1).decode())
+            fields["block_number"] = int(block.group(2))
+        if arguments:
+            fields["pi_arguments"] = arguments.decode("latin-1")
+    elif code == 0x29 and rosctr == 1:
+        fields["pi_service"] = bytes(s7.S7PLCStop(parameter).service).decode("latin-1")
+
+
+def _var_items(code: int, rosctr: int, parameter: bytes, data: bytes, fields: dict) -> None:
+    """Read/Write Var: the addressed items, and the data or return codes that go with them."""
+    var = s7.S7VarParameter(parameter)
+    items = []
+    for spec in var.items:
+        if spec.syntax_id == 0x10:
+            items.append({"area": s7.AREAS.get(spec.area, f"{spec.area:#04x}"), "db": spec.db,
+                          "byte": spec.address >> 3, "bit": spec.address & 7,
+                          "transport_size": s7.ITEM_TRANSPORT_SIZES.get(spec.transport_size, spec.transport_size),
+                          "length": spec.count})
+        else:
+            items.append({"syntax_id": spec.syntax_id, "spec": bytes(spec.spec).hex()})
+    count = var.item_count
+    if code == 0x05 and rosctr == 3:           # write response: one return code per item
+        results = [{"return_code": s7.RETURN_CODES.get(b, b)} for b in data[:count]]
+    elif data:
+        results = [{"return_code": s7.RETURN_CODES.get(d.return_code, d.return_code),
+                    "data": bytes(d.value).hex()} if rosctr == 3 else {"data": bytes(d.value).hex()}
+                   for d in s7.S7DataItems(data).items]
+    else:
+        results = []
+    if items and results:
+        items = [dict(item, **result) for item, result in zip(items, results)]
+    fields["items"] = tuple(items or results)
+    present = len(items) if rosctr == 1 else len(results)
+    if present != count:
+        fields["malformed"] = f"{count} items announced, {present} present"
+
+
+def _userdata(parameter: bytes, data: bytes, fields: dict) -> tuple:
+    param = s7.S7UserDataParameter(parameter)
+    group, sub, kind = param.group, param.subfunction, param.type
+    fields.update(userdata_group=group, userdata_subfunction=sub)
+    if param.length >= 8 and param.error_code:
+        fields["error_code"] = param.error_code
+    direction = {0x4: "request", 0x7: "request", 0x8: "response", 0xB: "response"}.get(kind, "notification")
+    function = s7.USERDATA_FUNCTIONS.get((group, sub), f"userdata_{group}_{sub}")
+    body = s7.S7UserData(data) if len(data) >= 4 else None
+    value = bytes(body.value) if body is not None else b""
+    szl = None
+    if group == 0x4 and sub == 0x01 and len(value) >= 4:
+        if direction == "request" and param.method == 0x11:     # method 0x12 asks for the next part
+            request = s7.S7SZLRequest(value)
+            fields["szl_id"], fields["szl_index"] = request.szl_id, request.szl_index
+        elif direction == "response":
+            szl = value
+    elif group == 0x3 and sub == 0x02 and direction == "request" and len(value) >= 2:
+        fields["block_type"] = s7.BLOCK_LETTERS.get(value[1], f"{value[1]:#04x}")
+    elif group == 0x3 and sub == 0x03 and direction == "request" and len(value) >= 8:
+        info = s7.S7BlockInfoRequest(value)
+        fields["block_type"] = s7.BLOCK_TYPES.get(bytes(info.block_type).decode("latin-1"))
+        number = bytes(info.number)
+        fields["block_number"] = int(number) if number.isdigit() else None
+    if body is not None and body.return_code not in (0xFF, 0x00) and direction != "request":
+        fields["return_code"] = s7.RETURN_CODES.get(body.return_code, body.return_code)
+    return direction, function, None, fields, szl
+
+
+def _szl_fields(value: bytes) -> dict[str, Any]:
+    szl = s7.S7SZLResponse(value)
+    fields: dict[str, Any] = {"szl_id": szl.szl_id, "szl_index": szl.szl_index}
+    info = _cpu_info(szl)
+    if info:
+        fields["cpu_info"] = info
+    return fields
+
+
+# SZL 0x001C component identification: record index → what the text is
+COMPONENT_NAMES = {1: "as_name", 2: "module_name", 3: "plant_id", 4: "copyright", 5: "serial",
+                   7: "module_type", 8: "memory_card_serial", 0xB: "location"}
+
+
+def _cpu_info(szl) -> dict[str, str]:
+    """Identity of a CPU from SZL 0x0011 (order number, versions) and 0x001C (names, serial)."""
+    entries = bytes(szl.entries)
+    size, count = szl.entry_length, szl.entry_count
+    if not size:
+        return {}
+    info = {}
+    kind = szl.szl_id & 0xFF
+    for n in range(min(count, len(entries) // size)):
+        entry = entries[n * size:(n + 1) * size]
+        index = int.from_bytes(entry[:2], "big")
+        if kind == 0x1C and index in COMPONENT_NAMES and size >= 34:
+            text = entry[2:34].split(b"\x00")[0].decode("latin-1").strip()
+            if text:
+                info[COMPONENT_NAMES[index]] = text
+        elif kind == 0x11 and size >= 28:
+            order = entry[2:22].decode("latin-1").strip()
+            version = entry[24:28]
+            if index == 1 and order:
+                info["order_number"] = order
+            if index in (6, 7) and version[0] == ord("V"):
+                info["hardware" if index == 6 else "firmware"] = f"V{version[1]}.{version[2]}.{version[3]}"
+    return info
+
+
+def _paired(response: dict, job: dict) -> dict:
+    """An acknowledgement carries what its job addressed: items, SZL id, block."""
+    paired = dict(response)
+    job_items, items = job.get("items"), response.get("items")
+    if job_items and items is not None:
+        paired["items"] = tuple(dict(asked, **{k: v for k, v in got.items() if k not in asked})
+                                for asked, got in zip(job_items, items)) + tuple(items[len(job_items):])
+    elif job_items:
+        paired["items"] = job_items
+    for key in ("szl_id", "szl_index", "block_type", "block_number", "pi_service", "filename"):
+        if key in job and key not in paired:
+            paired[key] = job[key]
+    return paired
+
+
+def _s7plus_fields(unit: bytes) -> tuple[str, str, int | None, dict[str, Any]]:
+    header = s7p.S7PlusHeader(unit)
+    fields: dict[str, Any] = {"version": header.version, "integrity": bool(header.getfieldval("digest"))}
+    body = bytes(header.body)
+    if header.version == 0xFE or not body:
+        return "notification", "keep_alive", None, fields
+    operation = s7p.S7PlusOperation(body)
+    opcode = operation.opcode
+    fields["opcode"] = opcode
+    direction = {0x31: "request", 0x32: "response", 0x02: "response"}.get(opcode, "notification")
+    if opcode == 0x33:
+        fields["object_ids"] = (operation.subscription_id,)
+        return direction, "notification", None, fields
+    if opcode not in s7p.OPCODES:
+        fields["malformed"] = f"unknown S7comm-plus opcode {opcode:#04x}"
+        return direction, "unknown", None, fields
+    code = operation.function
+    fields["seq_num"] = operation.seq_num
+    if opcode == 0x31:
+        fields["session_id"] = operation.session_id
+        rest = bytes(operation.rest)
+        if len(rest) >= 5:
+            fields["object_ids"] = (s7p.S7PlusObjectRequest(rest).object_id,)
+    return direction, s7p.FUNCTIONS.get(code, f"function_{code:#06x}"), code, fields
+
+
+Session = S7Session

@@ -1,0 +1,54 @@
+"""Siemens S7comm-plus (protocol id 0x72) headers for Scapy.
+
+S7-1200/1500 CPUs speak it. Version 3 puts a 32-byte integrity digest before the
+data; the data starts with an opcode, and requests and responses then name a
+function and a sequence number. The object model behind them is only partly
+documented, so only the header is decoded here.
+"""
+
+from __future__ import annotations
+
+from scapy.fields import (ByteEnumField, ConditionalField, FieldLenField, IntField, ShortEnumField,
+                          ShortField, StrField, StrLenField, XByteField, XIntField, XShortField)
+from scapy.packet import Packet
+
+PROTOCOL_ID = 0x72
+VERSIONS = {0x01: "V1", 0x02: "V2", 0x03: "V3", 0xFE: "keep_alive"}
+OPCODES = {0x31: "request", 0x32: "response", 0x33: "notification", 0x02: "response2"}
+FUNCTIONS = {0x04BB: "explore", 0x04CA: "create_object", 0x04D4: "delete_object",
+             0x04F2: "set_variable", 0x04FC: "get_variable", 0x0524: "get_link",
+             0x0542: "set_multi_variables", 0x054C: "get_multi_variables",
+             0x0556: "begin_sequence", 0x0560: "end_sequence", 0x056B: "invoke",
+             0x0586: "set_var_sub_streamed", 0x0590: "get_var_sub_streamed",
+             0x05A9: "get_variables_address"}
+
+
+class S7PlusHeader(Packet):
+    name = "S7comm-plus"
+    fields_desc = [XByteField("protocol_id", PROTOCOL_ID), ByteEnumField("version", 3, VERSIONS),
+                   ShortField("length", 0),
+                   ConditionalField(FieldLenField("digest_length", None, fmt="B", length_of="digest"),
+                                    lambda pkt: pkt.version == 3),
+                   ConditionalField(StrLenField("digest", b"", length_from=lambda pkt: pkt.digest_length),
+                                    lambda pkt: pkt.version == 3),
+                   StrField("body", b"")]
+
+
+class S7PlusOperation(Packet):
+    """What follows the header (and digest) in requests, responses and notifications."""
+    name = "S7comm-plus operation"
+    fields_desc = [ByteEnumField("opcode", 0x31, OPCODES),
+                   ConditionalField(XShortField("reserved", 0), lambda pkt: pkt.opcode != 0x33),
+                   ConditionalField(ShortEnumField("function", 0, FUNCTIONS), lambda pkt: pkt.opcode != 0x33),
+                   ConditionalField(XShortField("reserved2", 0), lambda pkt: pkt.opcode != 0x33),
+                   ConditionalField(ShortField("seq_num", 0), lambda pkt: pkt.opcode != 0x33),
+                   ConditionalField(XIntField("session_id", 0), lambda pkt: pkt.opcode == 0x31),
+                   ConditionalField(XIntField("subscription_id", 0), lambda pkt: pkt.opcode == 0x33),
+                   StrField("rest", b"")]
+
+
+class S7PlusObjectRequest(Packet):
+    """The start of a request body: transport flags, then (for most functions) the id of the
+    object the request acts on."""
+    name = "S7comm-plus request body"
+    fields_desc = [XByteField("transport_flags", 0), IntField("object_id", 0), StrField("rest", b"")]
