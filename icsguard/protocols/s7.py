@@ -251,8 +251,10 @@ def _var_items(code: int, rosctr: int, parameter: bytes, data: bytes, fields: di
     items = []
     for spec in var.items:
         if spec.syntax_id == 0x10:
+            numbered = spec.area in s7.NUMBERED_AREAS     # counters and timers: the address is their number
             items.append({"area": s7.AREAS.get(spec.area, f"{spec.area:#04x}"), "db": spec.db,
-                          "byte": spec.address >> 3, "bit": spec.address & 7,
+                          "byte": spec.address if numbered else spec.address >> 3,
+                          "bit": 0 if numbered else spec.address & 7,
                           "transport_size": s7.ITEM_TRANSPORT_SIZES.get(spec.transport_size, spec.transport_size),
                           "length": spec.count})
         else:
@@ -315,29 +317,35 @@ def _szl_fields(value: bytes) -> dict[str, Any]:
 # SZL 0x001C component identification: record index → what the text is
 COMPONENT_NAMES = {1: "as_name", 2: "module_name", 3: "plant_id", 4: "copyright", 5: "serial",
                    7: "module_type", 8: "memory_card_serial", 0xB: "location"}
+COMPONENT_RECORD = 34
+# The order records come in when a list gives no record size (python-snap7's server does that)
+COMPONENT_ORDER = (1, 2, 3, 4, 5, 7, 8, 9, 10, 11)
 
 
 def _cpu_info(szl) -> dict[str, str]:
     """Identity of a CPU from SZL 0x0011 (order number, versions) and 0x001C (names, serial)."""
     entries = bytes(szl.entries)
+    kind = szl.szl_id & 0xFF
     size, count = szl.entry_length, szl.entry_count
+    if kind == 0x1C and not size:
+        size, count = COMPONENT_RECORD, len(entries) // COMPONENT_RECORD
     if not size:
         return {}
     info = {}
-    kind = szl.szl_id & 0xFF
     for n in range(min(count, len(entries) // size)):
         entry = entries[n * size:(n + 1) * size]
         index = int.from_bytes(entry[:2], "big")
-        if kind == 0x1C and index in COMPONENT_NAMES and size >= 34:
+        if kind == 0x1C and size >= COMPONENT_RECORD:
+            name = COMPONENT_NAMES.get(index or (COMPONENT_ORDER[n] if n < len(COMPONENT_ORDER) else 0))
             text = entry[2:34].split(b"\x00")[0].decode("latin-1").strip()
-            if text:
-                info[COMPONENT_NAMES[index]] = text
-        elif kind == 0x11 and size >= 28:
-            order = entry[2:22].decode("latin-1").strip()
-            version = entry[24:28]
+            if name and text:
+                info[name] = text
+        elif kind == 0x11 and size >= 22:
+            order = entry[2:22].split(b"\x00")[0].decode("latin-1").strip()
             if index == 1 and order:
                 info["order_number"] = order
-            if index in (6, 7) and version[0] == ord("V"):
+            version = entry[24:28]
+            if index in (6, 7) and len(version) == 4 and version[0] == ord("V"):
                 info["hardware" if index == 6 else "firmware"] = f"V{version[1]}.{version[2]}.{version[3]}"
     return info
 
