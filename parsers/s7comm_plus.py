@@ -15,12 +15,13 @@ from scapy.packet import Packet
 PROTOCOL_ID = 0x72
 VERSIONS = {0x01: "V1", 0x02: "V2", 0x03: "V3", 0xFE: "keep_alive"}
 OPCODES = {0x31: "request", 0x32: "response", 0x33: "notification", 0x02: "response2"}
+# The function codes seen in public captures and named alike by the public dissectors;
+# 0x0590 follows the same naming but has not been seen on the wire here.
 FUNCTIONS = {0x04BB: "explore", 0x04CA: "create_object", 0x04D4: "delete_object",
-             0x04F2: "set_variable", 0x04FC: "get_variable", 0x0524: "get_link",
+             0x04F2: "set_variable", 0x0524: "get_link",
              0x0542: "set_multi_variables", 0x054C: "get_multi_variables",
              0x0556: "begin_sequence", 0x0560: "end_sequence", 0x056B: "invoke",
-             0x0586: "set_var_sub_streamed", 0x0590: "get_var_sub_streamed",
-             0x05A9: "get_variables_address"}
+             0x0586: "get_var_sub_streamed", 0x0590: "set_var_sub_streamed"}
 
 
 class S7PlusHeader(Packet):

@@ -1,4 +1,6 @@
-"""Wireshark as an oracle for icsguard's Modbus/TCP decoding.
+"""Wireshark as an oracle for icsguard's Modbus/TCP decoding, and the helpers that the
+S7comm oracle (tshark_s7_oracle.py) shares: running tshark, reading PDML, running icsguard,
+comparing per (frame, PDU index).
 
 Both sides are reduced to one tuple per PDU, keyed by (frame, index of the PDU
 among those the frame completed): transaction id, unit id, function code
@@ -32,7 +34,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 PUBLIC = REPO.parent / "shared" / "pcaps" / "public"
@@ -68,6 +70,9 @@ class Pdu(NamedTuple):
     exception_code: int | None
     response: bool
 
+    def show(self) -> str:
+        return ("rsp " if self.response else "req ") + str(tuple(self[:6]))
+
 
 def _int(text: str | None) -> int | None:
     return int(text, 0) if text else None
@@ -82,11 +87,28 @@ def _pdu(values: dict[str, str], server_port: int) -> Pdu:
                _int(get("tcp.srcport")) == server_port)
 
 
-def _tshark(path: Path, port: int, frames: str, output: list[str]) -> str:
-    """One pass with ``port`` as Wireshark's Modbus/TCP port, over the frames on it that match."""
-    command = [TSHARK, "-n", "-r", str(path), "-o", f"mbtcp.tcp.port:{port}",
-               "-Y", f"{frames} && tcp.port == {port}", *output]
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+def run_tshark(path: Path, *args: str) -> str:
+    return subprocess.run([TSHARK, "-n", "-r", str(path), *args], check=True, capture_output=True, text=True).stdout
+
+
+def pdml_packets(path: Path, frames: str, protocols: str, *options: str) -> Iterator[tuple[int, ET.Element]]:
+    """(frame number, <packet>) of the frames that match, with only these protocols' trees.
+
+    Streamed, because PDML of a large capture runs to hundreds of megabytes.
+    """
+    command = [TSHARK, "-n", "-r", str(path), *options, "-Y", frames, "-T", "pdml", "-J", f"frame {protocols}"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as tshark:
+        for _, element in ET.iterparse(tshark.stdout):
+            if element.tag == "packet":
+                yield int(element.find("proto/field[@name='frame.number']").get("show")), element
+                element.clear()
+    if tshark.returncode:
+        raise subprocess.CalledProcessError(tshark.returncode, command)
+
+
+def _modbus_options(port: int) -> tuple[str, ...]:
+    """``port`` as Wireshark's Modbus/TCP port."""
+    return "-o", f"mbtcp.tcp.port:{port}"
 
 
 def tshark_pdus(path: Path, server_ports: Iterable[int] = (MODBUS_PORT,)) -> dict[Key, Pdu]:
@@ -98,28 +120,28 @@ def tshark_pdus(path: Path, server_ports: Iterable[int] = (MODBUS_PORT,)) -> dic
     field_args = [arg for name in ("frame.number", *FIELDS) for arg in ("-e", name)]
     for port in sorted(set(server_ports)):
         several = False
-        for line in _tshark(path, port, "mbtcp", ["-T", "fields", "-E", "occurrence=a", *field_args]).splitlines():
+        output = run_tshark(path, *_modbus_options(port), "-Y", f"mbtcp && tcp.port == {port}",
+                            "-T", "fields", "-E", "occurrence=a", *field_args)
+        for line in output.splitlines():
             frame, *values = line.split("\t")
             if "," in values[FIELDS.index("mbtcp.trans_id")]:
                 several = True
             else:
                 pdus[int(frame), 0] = _pdu({name: value.split(",")[0] for name, value in zip(FIELDS, values)}, port)
         if several:
-            pdml = _tshark(path, port, "count(mbtcp) > 1", ["-T", "pdml", "-J", "frame tcp mbtcp modbus"])
-            pdus.update(_pdml_pdus(pdml, port))
+            pdus.update(_pdml_pdus(path, port))
     return pdus
 
 
-def _pdml_pdus(pdml: str, port: int) -> dict[Key, Pdu]:
+def _pdml_pdus(path: Path, port: int) -> dict[Key, Pdu]:
     """PDUs of frames that carry several: a PDU's fields are those after its transaction id."""
     pdus: dict[Key, Pdu] = {}
-    for packet in ET.fromstring(pdml).iter("packet"):
-        frame, index, values = 0, -1, {}
+    frames = f"count(mbtcp) > 1 && tcp.port == {port}"
+    for frame, packet in pdml_packets(path, frames, "tcp mbtcp modbus", *_modbus_options(port)):
+        index, values = -1, {}
         for field in packet.iter("field"):
             name, show = field.get("name"), field.get("show")
-            if name == "frame.number":
-                frame = int(show)
-            elif name == "mbtcp.trans_id":
+            if name == "mbtcp.trans_id":
                 if index >= 0:
                     pdus[frame, index] = _pdu(values, port)
                 index, values = index + 1, {"tcp.srcport": values.get("tcp.srcport")}
@@ -129,22 +151,28 @@ def _pdml_pdus(pdml: str, port: int) -> dict[Key, Pdu]:
     return pdus
 
 
-def icsguard_events(path: Path) -> list[dict]:
-    """icsguard's Modbus events for one capture, as `icsguard decode` prints them."""
-    command = [sys.executable, "-m", "icsguard", "decode", "--proto", "modbus", str(path)]
+def icsguard_events(path: Path, proto: str = "modbus") -> list[dict]:
+    """icsguard's events of one protocol for one capture, as `icsguard decode` prints them."""
+    command = [sys.executable, "-m", "icsguard", "decode", "--proto", proto, str(path)]
     out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO).stdout
     return [json.loads(line) for line in out.splitlines()]
 
 
-def icsguard_pdus(events: list[dict]) -> dict[Key, Pdu]:
-    """icsguard's tuples, keyed like Wireshark's (events of one frame are in byte order)."""
-    pdus: dict[Key, Pdu] = {}
+def keyed(events: list[dict]) -> Iterator[tuple[Key, dict]]:
+    """Each event keyed like Wireshark's PDUs: events of one frame are in byte order."""
     count: dict[int, int] = {}
     for event in events:
         frame = event["frame"]
         count[frame] = count.get(frame, 0) + 1
+        yield (frame, count[frame] - 1), event
+
+
+def icsguard_pdus(events: list[dict]) -> dict[Key, Pdu]:
+    """icsguard's tuples, keyed like Wireshark's."""
+    pdus: dict[Key, Pdu] = {}
+    for key, event in keyed(events):
         get = event.get
-        pdus[frame, count[frame] - 1] = Pdu(
+        pdus[key] = Pdu(
             get("transaction_id"), get("unit_id"), get("function_code"),
             get("address", get("read_address")), get("quantity", get("read_quantity")),
             get("exception_code"), event["direction"] == "response")
@@ -160,10 +188,11 @@ def fair(tshark: Pdu, icsguard: Pdu) -> Pdu:
 
 
 class Comparison(NamedTuple):
+    """The outcome for one capture; the tuples are Modbus Pdus or S7 S7Pdus."""
     agreeing: list[Key]
-    mismatching: list[tuple[Key, Pdu, Pdu]]   # key, Wireshark's tuple, icsguard's as compared
-    only_tshark: dict[Key, Pdu]
-    only_icsguard: dict[Key, Pdu]
+    mismatching: list[tuple[Key, Any, Any]]   # key, Wireshark's tuple, icsguard's as compared
+    only_tshark: dict[Key, Any]
+    only_icsguard: dict[Key, Any]
 
     @property
     def differing_frames(self) -> set[int]:
@@ -172,7 +201,7 @@ class Comparison(NamedTuple):
         return {frame for frame, _ in keys}
 
 
-def compare(tshark: dict[Key, Pdu], icsguard: dict[Key, Pdu]) -> Comparison:
+def compare(tshark: dict[Key, Any], icsguard: dict[Key, Any], fair: Callable[[Any, Any], Any] = fair) -> Comparison:
     result = Comparison([], [], {k: v for k, v in tshark.items() if k not in icsguard},
                         {k: v for k, v in icsguard.items() if k not in tshark})
     for key in sorted(tshark.keys() & icsguard.keys()):
