@@ -1,10 +1,11 @@
-"""Benchmark: `icsguard decode` against `tshark` decoding the same Modbus fields.
+"""Benchmark: `icsguard decode` against `tshark` decoding the same fields.
 
-Generates (once) a capture of real pymodbus polling with the pcaps script, then
-times both tools on it, and on its first half to show that icsguard's memory
-does not grow with the capture. Prints a Markdown table for the README.
+Generates (once) a capture of real polling with the pcaps script — pymodbus for
+Modbus, python-snap7 for S7 — then times both tools on it, and on its first half
+to show that icsguard's memory does not grow with the capture. Prints a Markdown
+table for the README.
 
-    python bench/decode_vs_tshark.py [--packets 200000] [--capture FILE]
+    python bench/decode_vs_tshark.py [--proto modbus|s7] [--packets 200000] [--capture FILE]
 """
 
 from __future__ import annotations
@@ -19,8 +20,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
-TSHARK_FIELDS = ["frame.number", "mbtcp.trans_id", "mbtcp.unit_id", "modbus.func_code",
-                 "modbus.reference_num", "modbus.word_cnt", "modbus.bit_cnt", "modbus.exception_code"]
+# per protocol: the pcaps script's option, its output, tshark's filter and the fields both tools give
+PROTOCOLS = {
+    "modbus": ("--bench", "bench_modbus.pcap", "mbtcp",
+               ["frame.number", "mbtcp.trans_id", "mbtcp.unit_id", "modbus.func_code", "modbus.reference_num",
+                "modbus.word_cnt", "modbus.bit_cnt", "modbus.exception_code"]),
+    "s7": ("--bench-s7", "bench_s7.pcap", "s7comm",
+           ["frame.number", "s7comm.header.rosctr", "s7comm.header.pduref", "s7comm.param.func",
+            "s7comm.param.itemcount", "s7comm.param.item.area", "s7comm.param.item.db",
+            "s7comm.param.item.address.byte", "s7comm.param.item.address.bit", "s7comm.data.returncode",
+            "s7comm.header.errcls", "s7comm.header.errcod"]),
+}
 
 
 def measure(command: list[str]) -> tuple[float, int, int]:
@@ -51,25 +61,27 @@ def first_half(capture: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--proto", choices=sorted(PROTOCOLS), default="modbus")
     parser.add_argument("--packets", type=int, default=200_000)
     parser.add_argument("--capture", type=Path, help="use this capture instead of generating one")
     parser.add_argument("--runs", type=int, default=3, help="best of this many runs")
     args = parser.parse_args()
 
+    option, name, display_filter, fields = PROTOCOLS[args.proto]
     capture = args.capture
     if capture is None:
         OUT.mkdir(parents=True, exist_ok=True)
-        capture = OUT / "bench_modbus.pcap"
+        capture = OUT / name
         if not capture.exists():
             subprocess.run([sys.executable, str(REPO / "pcaps" / "make_captures.py"),
-                            "--bench", str(args.packets), "--out", str(OUT)], check=True)
+                            option, str(args.packets), "--out", str(OUT)], check=True)
     packets = count_packets(capture)
 
     def icsguard(path: Path) -> list[str]:
         return [sys.executable, "-m", "icsguard", "decode", str(path)]
 
     def tshark(path: Path) -> list[str]:
-        return ["tshark", "-r", str(path), "-Y", "mbtcp", "-T", "fields"] + [a for f in TSHARK_FIELDS for a in ("-e", f)]
+        return ["tshark", "-r", str(path), "-Y", display_filter, "-T", "fields"] + [a for f in fields for a in ("-e", f)]
 
     def best(command, path: Path) -> tuple[float, int, int]:
         return min(measure(command(path)) for _ in range(args.runs))
@@ -79,7 +91,7 @@ def main() -> None:
     half = first_half(capture)
     _, ig_half_mem, _ = best(icsguard, half)
 
-    print(f"capture: {capture.name}, {packets:,} packets; icsguard PDUs {ig_lines:,}, tshark Modbus frames {ts_lines:,}")
+    print(f"capture: {capture.name}, {packets:,} packets; icsguard PDUs {ig_lines:,}, tshark {args.proto} frames {ts_lines:,}")
     print()
     print("| tool | seconds | packets/s | peak memory |")
     print("|---|---:|---:|---:|")

@@ -7,8 +7,7 @@ they are spelled out here once; a protocol sets only the fields its PDU carries.
 from __future__ import annotations
 
 import orjson
-from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 PROTOCOLS = ("modbus", "s7comm", "s7comm-plus", "opcua", "cotp")
 DIRECTIONS = ("request", "response", "notification")
@@ -39,11 +38,11 @@ PROTOCOL_FIELDS = frozenset({
 })
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """Common fields are attributes; protocol fields live in ``fields`` and read as
     attributes too (``event.address``), None when the PDU did not carry them.
 
+    Immutable, and a tuple underneath because a sensor makes one per PDU.
     ``fields`` may be shared between events (decoded PDUs are cached): never mutate it.
     """
     ts: float
@@ -73,10 +72,7 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: common fields first, then the protocol fields the PDU carried."""
-        out = {"ts": self.ts, "proto": self.proto, "src": self.src, "sport": self.sport,
-               "dst": self.dst, "dport": self.dport, "direction": self.direction,
-               "function": self.function, "function_code": self.function_code,
-               "flow": self.flow, "capture": self.capture, "frame": self.frame}
+        out = dict(zip(COMMON_FIELDS, self))
         out.update(self.fields)
         return out
 
@@ -84,4 +80,4 @@ class Event:
         return orjson.dumps(self.to_dict(), option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-COMMON_FIELDS = tuple(f.name for f in fields(Event) if f.name != "fields")
+COMMON_FIELDS = Event._fields[:-1]

@@ -154,32 +154,38 @@ class ProtocolStage:
             if client is None and len(state.unoriented) < MAX_UNORIENTED:
                 return events
             return events + self._orient(state, conn, client or _guess_client(conn))
-        for pdu in pdus:
-            event = self._event(state, conn, side, pdu, ts, capture, frame)
-            if event is not None:
-                events.append(event)
-        return events
+        return events + self._emit(state, conn, side, pdus, ts, capture, frame)
 
     def _orient(self, state: _Claimed, conn: Connection, client: tuple) -> list[Event]:
         """The client is known now: decode the PDUs that waited for it."""
         state.client = client
         waiting, state.unoriented = state.unoriented, []
-        events = (self._event(state, conn, side, pdu, ts, capture, frame) for side, pdu, ts, capture, frame in waiting)
-        return [event for event in events if event is not None]
+        events = []
+        for side, pdu, ts, capture, frame in waiting:
+            events += self._emit(state, conn, side, [pdu], ts, capture, frame)
+        return events
 
-    def _event(self, state: _Claimed, conn: Connection, side: tuple, pdu: bytes,
-               ts: float, capture: str, frame: int) -> Event | None:
-        """The Event of one framed PDU; None while it is only part of a larger unit."""
-        decoded = state.session.decode(pdu, side == state.client)
-        if decoded is None:
-            return None
-        proto, direction, function, code, fields = decoded
-        if "malformed" in fields:
-            self.counters[state.malformed_key] += 1
-        self.counters[state.pdus_key] += 1
+    def _emit(self, state: _Claimed, conn: Connection, side: tuple, pdus: list[bytes],
+              ts: float, capture: str, frame: int) -> list[Event]:
+        """Events of PDUs one side sent in one packet; a PDU that is only part of a larger
+        unit (a COTP fragment) gives none yet."""
+        decode = state.session.decode
+        from_client = side == state.client
+        src, sport = side
         dst, dport = conn.peer(side)
-        return Event(ts, proto, side[0], side[1], dst, dport, direction,
-                     function, code, conn.flow_id, capture, frame, fields)
+        flow = conn.flow_id
+        events = []
+        for pdu in pdus:
+            decoded = decode(pdu, from_client)
+            if decoded is None:
+                continue
+            proto, direction, function, code, fields = decoded
+            if "malformed" in fields:
+                self.counters[state.malformed_key] += 1
+            events.append(Event(ts, proto, src, sport, dst, dport, direction, function, code,
+                                flow, capture, frame, fields))
+        self.counters[state.pdus_key] += len(events)
+        return events
 
     def _malformed_event(self, analyzer, conn, side, client, ts, capture, frame, reason) -> Event:
         dst, dport = conn.peer(side)
