@@ -14,8 +14,12 @@ from netaddr.core import NotRegisteredError
 from icsguard.events import Event
 
 MAX_PAIRS = 200_000
-ENGINEERING_WORDS = ("diagnostics", "device_identification", "report_server_id",
-                     "comm_event", "file_record", "user_defined", "reserved")
+# Functions an engineering workstation uses and an HMI rarely does: diagnostics,
+# identification, program transfer, CPU control.
+ENGINEERING_WORDS = ("diagnostics", "device_identification", "report_server_id", "comm_event",
+                     "file_record", "user_defined", "reserved", "umas",
+                     "upload", "download", "plc_", "szl", "block", "password", "mode_", "clock",
+                     "memory_reset", "force", "flash_led", "explore", "create_object", "delete_object")
 
 
 @dataclass

@@ -152,13 +152,15 @@ class S7Session:
         if direction == "request":
             if len(self.jobs) >= MAX_OUTSTANDING:
                 self.jobs.pop(next(iter(self.jobs)))
-            self.jobs[pdu_ref] = fields
+            self.jobs[pdu_ref] = (function, code, fields)
         elif direction == "response":
-            job = self.jobs.pop(pdu_ref, None)
+            job_function, job_code, job = self.jobs.pop(pdu_ref, (None, None, None))
             if szl and not (job and "szl_id" not in job and fields.get("rosctr") == 7):
                 fields.update(_szl_fields(szl))     # not the continuation of an earlier answer
             if job is not None:
                 fields = _paired(fields, job)
+                if function == "ack":               # a bare Ack (an error) answers its job's function
+                    function, code = job_function, job_code
         return "s7comm", direction, function, code, fields
 
     def _s7plus(self, unit: bytes, from_client: bool) -> tuple:
