@@ -1,39 +1,57 @@
-"""How far icsguard's Modbus/TCP decoding agrees with Wireshark's, capture by capture.
+"""How far icsguard's Modbus/TCP or S7comm decoding agrees with Wireshark's, capture by capture.
 
-    python bench/tshark_agreement.py [--details] [CAPTURE ...]
+    python bench/tshark_agreement.py [--proto modbus|s7|all] [--details] [CAPTURE ...]
 
 Without captures it checks every capture under ../shared/pcaps/public that
-tshark finds Modbus in, plus pcaps/*.pcap. Agreement is the share of agreeing
-PDUs among all PDUs either tool reported. The compared tuple and the fairness
-rules are in tests/tshark_oracle.py.
+tshark finds the protocol in, plus pcaps/modbus_*.pcap or pcaps/s7_*.pcap.
+Agreement is the share of agreeing PDUs among all PDUs either tool reported.
+The compared tuples and the fairness rules are in tests/tshark_oracle.py
+(Modbus) and tests/tshark_s7_oracle.py (S7comm).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import tshark_oracle as oracle  # noqa: E402  (needs the path above)
+import tshark_s7_oracle as s7_oracle  # noqa: E402
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap")
 COLUMNS = ("capture", "tshark", "icsguard", "agree", "mismatch", "only tshark", "only icsguard", "agreement")
 
 
-def has_modbus(path: Path) -> bool:
-    """Does Wireshark, with its defaults, dissect any Modbus/TCP in this capture?"""
-    command = [oracle.TSHARK, "-n", "-r", str(path), "-Y", "mbtcp", "-T", "fields", "-e", "frame.number"]
+class Protocol(NamedTuple):
+    crosscheck: Callable[[Path], oracle.Comparison]
+    display_filter: str     # what tshark finds the protocol by
+    own: str                # this project's captures of it, under pcaps/
+
+
+PROTOCOLS = {"modbus": Protocol(oracle.crosscheck, "mbtcp", "modbus_*.pcap"),
+             "s7": Protocol(s7_oracle.crosscheck, "s7comm", "s7_*.pcap")}
+
+
+def has(path: Path, display_filter: str) -> bool:
+    """Does Wireshark, with its defaults, dissect any of the protocol in this capture?"""
+    command = [oracle.TSHARK, "-n", "-r", str(path), "-Y", display_filter, "-T", "fields", "-e", "frame.number"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as tshark:
         found = bool(tshark.stdout.readline())
         tshark.kill()   # one frame is enough
     return found
 
 
-def captures() -> list[Path]:
-    public = sorted(p for p in oracle.PUBLIC.rglob("*") if p.suffix in CAPTURE_SUFFIXES and has_modbus(p))
-    return public + sorted(oracle.OWN.glob("modbus_*.pcap"))
+def captures(protocol: Protocol) -> list[Path]:
+    public = sorted(p for p in oracle.PUBLIC.rglob("*") if p.suffix in CAPTURE_SUFFIXES)
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        found = pool.map(lambda p: has(p, protocol.display_filter), public)
+        public = [p for p, yes in zip(public, found) if yes]
+    return public + sorted(oracle.OWN.glob(protocol.own))
 
 
 def label(path: Path) -> str:
@@ -66,24 +84,18 @@ def print_details(result: oracle.Comparison) -> None:
         print(f"    frame {frame}#{index}: tshark {_show(ws)}  icsguard {_show(ig)}")
 
 
-def _show(pdu: oracle.Pdu | None) -> str:
-    if pdu is None:
-        return "-"
-    return ("rsp " if pdu.response else "req ") + str(tuple(pdu[:6]))
+def _show(pdu) -> str:
+    return "-" if pdu is None else pdu.show()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--details", action="store_true", help="print each differing PDU")
-    parser.add_argument("captures", nargs="*", type=Path, help="default: all captures with Modbus")
-    args = parser.parse_args()
-    if oracle.TSHARK is None:
-        sys.exit("tshark is not installed")
+def report(protocol: Protocol, paths: list[Path], details: bool) -> None:
+    """The agreement table, after the differing PDUs when asked for."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:   # each check mostly waits on subprocesses
+        results = list(pool.map(protocol.crosscheck, paths))
     rows = []
-    for path in args.captures or captures():
-        result = oracle.crosscheck(path)
+    for path, result in zip(paths, results):
         rows.append((label(path), *counts(result)))
-        if args.details and result.differing_frames:
+        if details and result.differing_frames:
             print(f"{label(path)}:")
             print_details(result)
     rows.append(("TOTAL", *(sum(column) for column in zip(*(r[1:] for r in rows)))))
@@ -92,6 +104,20 @@ def main() -> None:
     for line in table:
         print("  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w)
                         for i, (v, w) in enumerate(zip(line, widths))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--proto", choices=(*PROTOCOLS, "all"), default="modbus", help="default: modbus")
+    parser.add_argument("--details", action="store_true", help="print each differing PDU")
+    parser.add_argument("captures", nargs="*", type=Path, help="default: all captures with the protocol")
+    args = parser.parse_args()
+    if oracle.TSHARK is None:
+        sys.exit("tshark is not installed")
+    for name in PROTOCOLS if args.proto == "all" else [args.proto]:
+        if args.proto == "all":
+            print(f"== {name}")
+        report(PROTOCOLS[name], args.captures or captures(PROTOCOLS[name]), args.details)
 
 
 if __name__ == "__main__":

@@ -129,7 +129,9 @@ class S7DataItem(Packet):
     name = "S7 data item"
     fields_desc = [ByteEnumField("return_code", 0xFF, RETURN_CODES), ByteField("transport_size", 4),
                    ShortField("length", 0),
-                   StrLenField("value", b"", length_from=lambda pkt: data_bytes(pkt.transport_size, pkt.length))]
+                   # a failed item is its header alone, whatever its length says
+                   StrLenField("value", b"", length_from=lambda pkt: data_bytes(pkt.transport_size, pkt.length)
+                               if pkt.return_code in (0xFF, 0x00) else 0)]
 
     def extract_padding(self, s):
         if len(self.value) % 2 and s:
@@ -193,6 +195,65 @@ class S7UserData(Packet):
     fields_desc = [ByteEnumField("return_code", 0xFF, RETURN_CODES), ByteField("transport_size", 9),
                    FieldLenField("length", None, fmt="H", length_of="value"),
                    StrLenField("value", b"", length_from=lambda pkt: pkt.length)]
+
+
+class S7DBReadArea(Packet):
+    """One area of a DBREAD item (syntax id 0xb0, WinCC on S7-400): bytes, DB, start."""
+    name = "S7 DBREAD area"
+    fields_desc = [ByteField("length", 1), ShortField("db", 1), ShortField("start", 0)]
+
+    def extract_padding(self, s):
+        return b"", s
+
+
+class S7DBRead(Packet):
+    name = "S7 DBREAD item"
+    fields_desc = [FieldLenField("area_count", None, fmt="B", count_of="areas"),
+                   PacketListField("areas", [], S7DBReadArea, count_from=lambda pkt: pkt.area_count)]
+
+
+class S7CyclicRequest(Packet):
+    """Cyclic data subscription: how often, and which variables (Read Var item specs)."""
+    name = "S7 cyclic data request"
+    fields_desc = [FieldLenField("item_count", None, fmt="H", count_of="items"),
+                   ByteField("timebase", 0), ByteField("interval", 1),
+                   PacketListField("items", [], S7VarItem, count_from=lambda pkt: pkt.item_count)]
+
+
+class S7VarTabItem(Packet):
+    """An address in a variable table (monitor/modify variable): area and size in one byte
+    (high nibble area, low nibble size; whole bytes for timers and counters), then a
+    repetition factor — the bit number for bit addresses — the DB and the start byte."""
+    name = "S7 variable table item"
+    fields_desc = [XByteField("memory_area", 0), ByteField("repetition", 1),
+                   ShortField("db", 0), ShortField("start", 0)]
+
+    def extract_padding(self, s):
+        return b"", s
+
+
+class S7VarTabRequest(Packet):
+    name = "S7 variable table request"
+    fields_desc = [FieldLenField("tis_param_size", None, fmt="H", length_of="tis_params"),
+                   ShortField("tis_data_size", 0),
+                   StrLenField("tis_params", b"", length_from=lambda pkt: pkt.tis_param_size),
+                   FieldLenField("item_count", None, fmt="H", count_of="items"),
+                   PacketListField("items", [], S7VarTabItem, count_from=lambda pkt: pkt.item_count),
+                   StrField("values", b"")]
+
+
+class S7VarTabAnswer(Packet):
+    """What a variable table returns (answers and pushes): data items after the item count."""
+    name = "S7 variable table answer"
+    fields_desc = [FieldLenField("tis_param_size", None, fmt="H", length_of="tis_params"),
+                   ShortField("tis_data_size", 0),
+                   StrLenField("tis_params", b"", length_from=lambda pkt: pkt.tis_param_size),
+                   ShortField("item_count", 0), StrField("values", b"")]
+
+
+VARTAB_AREAS = {0x0: "M", 0x1: "I", 0x2: "Q", 0x3: "P", 0x7: "DB"}
+VARTAB_NUMBERED = {0x54: "T", 0x64: "C"}
+VARTAB_SIZES = {0x0: "BIT", 0x1: "BYTE", 0x2: "WORD", 0x3: "DWORD"}
 
 
 class S7SZLRequest(Packet):

@@ -60,21 +60,14 @@ def results() -> dict[Path, oracle.Comparison]:
         return dict(zip(paths, pool.map(oracle.crosscheck, paths)))
 
 
-def _check(result: oracle.Comparison, expected: set[int]) -> None:
-    differing = result.differing_frames
-    unexpected = [line for line in [*result.mismatching, *result.only_tshark.items(), *result.only_icsguard.items()]
-                  if line[0][0] in differing - expected]
-    assert differing == expected, f"new differences {unexpected}; no longer differing {sorted(expected - differing)}"
-
-
 @pytest.mark.parametrize("path", _own(), ids=lambda p: p.name)
 def test_own_capture(path, results):
     assert results[path].agreeing, "Wireshark and icsguard agree on no PDU at all"
-    _check(results[path], OWN_EXPECTED.get(path.name, set()))
+    oracle.check(results[path], OWN_EXPECTED.get(path.name, set()))
 
 
 @pytest.mark.parametrize("name", sorted(PUBLIC_EXPECTED))
 def test_public_capture(name, results):
     path = public(name)
     assert results[path].agreeing, "Wireshark and icsguard agree on no PDU at all"
-    _check(results[path], PUBLIC_EXPECTED[name])
+    oracle.check(results[path], PUBLIC_EXPECTED[name])

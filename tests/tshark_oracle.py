@@ -74,17 +74,18 @@ class Pdu(NamedTuple):
         return ("rsp " if self.response else "req ") + str(tuple(self[:6]))
 
 
-def _int(text: str | None) -> int | None:
+def as_int(text: str | None) -> int | None:
+    """A field's ``show`` as a number (decimal or 0x-hex); None when the field is absent."""
     return int(text, 0) if text else None
 
 
 def _pdu(values: dict[str, str], server_port: int) -> Pdu:
     get = values.get
-    return Pdu(_int(get("mbtcp.trans_id")), _int(get("mbtcp.unit_id")), _int(get("modbus.func_code")),
-               _int(get("modbus.reference_num") or get("modbus.read_reference_num")),
-               _int(get("modbus.word_cnt") or get("modbus.bit_cnt") or get("modbus.read_word_cnt")),
-               _int(get("modbus.exception_code")),
-               _int(get("tcp.srcport")) == server_port)
+    return Pdu(as_int(get("mbtcp.trans_id")), as_int(get("mbtcp.unit_id")), as_int(get("modbus.func_code")),
+               as_int(get("modbus.reference_num") or get("modbus.read_reference_num")),
+               as_int(get("modbus.word_cnt") or get("modbus.bit_cnt") or get("modbus.read_word_cnt")),
+               as_int(get("modbus.exception_code")),
+               as_int(get("tcp.srcport")) == server_port)
 
 
 def run_tshark(path: Path, *args: str) -> str:
@@ -199,6 +200,14 @@ class Comparison(NamedTuple):
         """Every frame with any difference: what a regression test pins down."""
         keys = [key for key, _, _ in self.mismatching] + [*self.only_tshark, *self.only_icsguard]
         return {frame for frame, _ in keys}
+
+
+def check(result: Comparison, expected: set[int]) -> None:
+    """Fail unless exactly the pinned frames differ: a new difference and a fixed one both need a look."""
+    differing = result.differing_frames
+    unexpected = [line for line in [*result.mismatching, *result.only_tshark.items(), *result.only_icsguard.items()]
+                  if line[0][0] in differing - expected]
+    assert differing == expected, f"new differences {unexpected}; no longer differing {sorted(expected - differing)}"
 
 
 def compare(tshark: dict[Key, Any], icsguard: dict[Key, Any], fair: Callable[[Any, Any], Any] = fair) -> Comparison:

@@ -11,13 +11,17 @@ named area shows.
 
 Fairness rules, each because the two tools legitimately differ in what they show:
 
-* icsguard copies its paired job's items and SZL id/index into the acknowledgement;
-  Wireshark shows item addresses only in the job, an item count only where the
-  parameter block has one (not in a bare Ack), and an SZL id only where the answer
-  carries one. On responses those fields are compared only where Wireshark shows them.
-  icsguard's item count is its ``item_count``, or else its number of items.
+* icsguard copies its paired job's function, items and SZL id/index into the
+  acknowledgement; Wireshark shows a function and an item count only where the
+  parameter block has them (not in a bare Ack), item addresses only in the job, and
+  an SZL id only where the answer carries one. On responses those fields are
+  compared only where Wireshark shows them. icsguard's item count is its
+  ``item_count``, or else its number of items.
 * Counters and timers (areas C and T) are addressed by number: Wireshark shows it as
   "Number (T/C)", icsguard as the byte with bit 0.
+* Variable-table items of programmer commands (Wireshark's "varstat") have an area,
+  DB, byte and bit too, in other codes: they are compared as S7ANY areas. In a
+  mode-transition push the subfunction byte is what Wireshark calls the current mode.
 * A Read SZL answer too long for one PDU comes in parts (userdata "last data unit:
   no", then follow-up requests with method 0x12). Wireshark reassembles them and shows
   the SZL id on the last part; icsguard reads it from the first part's data and
@@ -34,14 +38,18 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import NamedTuple
 
-from tshark_oracle import Comparison, Key, compare, icsguard_events, keyed, pdml_packets
+from tshark_oracle import Comparison, Key, as_int, compare, icsguard_events, keyed, pdml_packets
 
 AREA_CODES = {"P": 0x80, "I": 0x81, "Q": 0x82, "M": 0x83, "DB": 0x84, "DI": 0x85, "L": 0x86, "V": 0x87,
               "C": 0x1C, "T": 0x1D, "IEC_C": 0x1E, "IEC_T": 0x1F,
               "SYSINFO": 0x03, "SYSFLAGS": 0x05, "AI": 0x06, "AO": 0x07}
 S7ANY = 0x10
+# Variable-table items (programmer commands) name their area in the high nibble of a
+# memory-area byte (MB = 0x01, IW = 0x12, DBD = 0x73...), timers and counters whole.
+VARSTAT_AREAS = {0x0: 0x83, 0x1: 0x81, 0x2: 0x82, 0x3: 0x80, 0x7: 0x84}
+VARSTAT_NUMBERED = {0x54: 0x1D, 0x64: 0x1C}
 
-# An item: (area code, DB, byte, bit) for S7ANY addresses, ("syntax", id) for the rest.
+# An item: (area code, DB, byte, bit) for S7ANY and variable-table addresses, ("syntax", id) for the rest.
 Item = tuple
 
 
@@ -68,14 +76,30 @@ class S7Pdu(NamedTuple):
                         if value not in (None, ())) or "-"
 
 
-def _int(text: str | None) -> int | None:
-    return int(text, 0) if text else None
-
-
 def _direction(rosctr: int | None, userdata_type: int | None) -> str:
     if rosctr == 7:
         return {0x4: "request", 0x7: "request", 0x8: "response", 0xB: "response"}.get(userdata_type, "notification")
     return "request" if rosctr == 1 else "response"
+
+
+def _tshark_item(item: ET.Element) -> Item:
+    """One ``s7comm.param.item``: an S7ANY address, a variable-table address, or another syntax."""
+    shows = {field.get("name"): field.get("show") for field in item.iter("field")}
+
+    def get(name: str) -> int | None:
+        return as_int(shows.get(name))
+
+    if get("s7comm.varstat.req.memory_area") is not None:
+        memory = get("s7comm.varstat.req.memory_area")
+        area = VARSTAT_NUMBERED.get(memory) or VARSTAT_AREAS.get(memory >> 4, memory)
+        return area, get("s7comm.varstat.req.db_number"), get("s7comm.varstat.req.startaddress"), \
+            get("s7comm.varstat.req.bitpos") or 0
+    if get("s7comm.param.item.syntaxid") != S7ANY:
+        return "syntax", get("s7comm.param.item.syntaxid")
+    number = get("s7comm.param.item.address.number")      # counters and timers
+    return (get("s7comm.param.item.area"), get("s7comm.param.item.db"),
+            *((number, 0) if number is not None else (get("s7comm.param.item.address.byte"),
+                                                      get("s7comm.param.item.address.bit"))))
 
 
 def _tshark_pdu(proto: ET.Element) -> S7Pdu:
@@ -83,30 +107,21 @@ def _tshark_pdu(proto: ET.Element) -> S7Pdu:
     values: dict[str, str] = {}
     for field in proto.iter("field"):
         values.setdefault(field.get("name"), field.get("show"))
-    items = []
-    for item in proto.iter("field"):
-        if item.get("name") != "s7comm.param.item":
-            continue
-        get = {field.get("name"): field.get("show") for field in item.iter("field")}.get
-        syntax = _int(get("s7comm.param.item.syntaxid"))
-        number = get("s7comm.param.item.address.number")      # counters and timers
-        if syntax == S7ANY:
-            items.append((_int(get("s7comm.param.item.area")), _int(get("s7comm.param.item.db")),
-                          *((_int(number), 0) if number else (_int(get("s7comm.param.item.address.byte")),
-                                                              _int(get("s7comm.param.item.address.bit"))))))
-        else:
-            items.append(("syntax", syntax))
-    rosctr = _int(values.get("s7comm.header.rosctr"))
-    error_code = _int(values.get("s7comm.header.errcod") or values.get("s7comm.param.errcod")) or None \
-        if rosctr == 7 else _int(values.get("s7comm.header.errcod"))
+    items = tuple(_tshark_item(item) for item in proto.iter("field") if item.get("name") == "s7comm.param.item")
+    rosctr = as_int(values.get("s7comm.header.rosctr"))
+    if rosctr == 7:
+        error_code = as_int(values.get("s7comm.param.errcod")) or None
+    else:
+        error_code = as_int(values.get("s7comm.header.errcod"))
     multipart = values.get("s7comm.param.userdata.lastdataunit") == "0x01" or "s7comm.fragments" in values
-    return S7Pdu(_direction(rosctr, _int(values.get("s7comm.param.userdata.type"))), rosctr,
-                 _int(values.get("s7comm.header.pduref")), _int(values.get("s7comm.param.func")),
-                 _int(values.get("s7comm.param.userdata.funcgroup")), _int(values.get("s7comm.param.userdata.subfunc")),
-                 _int(values.get("s7comm.param.itemcount")), tuple(items),
-                 None if multipart else _int(values.get("s7comm.data.userdata.szl_id")),
-                 None if multipart else _int(values.get("s7comm.data.userdata.szl_index")),
-                 _int(values.get("s7comm.header.errcls")), error_code)
+    return S7Pdu(_direction(rosctr, as_int(values.get("s7comm.param.userdata.type"))), rosctr,
+                 as_int(values.get("s7comm.header.pduref")), as_int(values.get("s7comm.param.func")),
+                 as_int(values.get("s7comm.param.userdata.funcgroup")),
+                 as_int(values.get("s7comm.param.userdata.subfunc") or values.get("s7comm.param.modetrans.subfunc")),
+                 as_int(values.get("s7comm.param.itemcount") or values.get("s7comm.varstat.item_count")), items,
+                 None if multipart else as_int(values.get("s7comm.data.userdata.szl_id")),
+                 None if multipart else as_int(values.get("s7comm.data.userdata.szl_index")),
+                 as_int(values.get("s7comm.header.errcls")), error_code)
 
 
 def tshark_pdus(path: Path) -> dict[Key, S7Pdu]:
@@ -134,7 +149,9 @@ def icsguard_pdus(events: list[dict]) -> dict[Key, S7Pdu]:
         pdus[key] = S7Pdu(event["direction"], get("rosctr"), get("pdu_ref"), get("function_code"),
                           get("userdata_group"), get("userdata_subfunction"),
                           get("item_count", None if items is None else len(items)),
-                          tuple(_item(item) for item in items or ()), get("szl_id"), get("szl_index"),
+                          # data-only items (answers and pushes nobody asked for here) are no parameter items
+                          tuple(_item(item) for item in items or () if "area" in item or "syntax_id" in item),
+                          get("szl_id"), get("szl_index"),
                           get("error_class"), get("error_code"))
     return pdus
 
@@ -143,7 +160,8 @@ def fair(tshark: S7Pdu, icsguard: S7Pdu) -> S7Pdu:
     """icsguard's tuple without what it copied from its job into a response that Wireshark does not show."""
     if not (tshark.response and icsguard.response):
         return icsguard
-    return icsguard._replace(items=icsguard.items if tshark.items else (),
+    return icsguard._replace(function_code=None if tshark.function_code is None else icsguard.function_code,
+                             items=icsguard.items if tshark.items else (),
                              item_count=None if tshark.item_count is None else icsguard.item_count,
                              szl_id=None if tshark.szl_id is None else icsguard.szl_id,
                              szl_index=None if tshark.szl_index is None else icsguard.szl_index)

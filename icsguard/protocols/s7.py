@@ -247,29 +247,36 @@ def _function_fields(code: int, rosctr: int, parameter: bytes, data: bytes, fiel
         fields["pi_service"] = bytes(s7.S7PLCStop(parameter).service).decode("latin-1")
 
 
+def _item_spec(spec) -> dict[str, Any]:
+    """A Read/Write Var (or cyclic) item specification as Event item fields."""
+    if spec.syntax_id == 0x10:
+        numbered = spec.area in s7.NUMBERED_AREAS     # counters and timers: the address is their number
+        return {"area": s7.AREAS.get(spec.area, f"{spec.area:#04x}"), "db": spec.db,
+                "byte": spec.address if numbered else spec.address >> 3,
+                "bit": 0 if numbered else spec.address & 7,
+                "transport_size": s7.ITEM_TRANSPORT_SIZES.get(spec.transport_size, spec.transport_size),
+                "length": spec.count}
+    item: dict[str, Any] = {"syntax_id": spec.syntax_id, "spec": bytes(spec.spec).hex()}
+    if spec.syntax_id == 0xB0:                         # DBREAD: several DB ranges in one item
+        item["areas"] = tuple({"area": "DB", "db": a.db, "byte": a.start, "length": a.length}
+                              for a in s7.S7DBRead(bytes(spec.spec)).areas)
+    return item
+
+
+def _data_items(data: bytes, with_return_code: bool) -> list[dict[str, Any]]:
+    return [{"return_code": s7.RETURN_CODES.get(d.return_code, d.return_code), "data": bytes(d.value).hex()}
+            if with_return_code else {"data": bytes(d.value).hex()} for d in s7.S7DataItems(data).items]
+
+
 def _var_items(code: int, rosctr: int, parameter: bytes, data: bytes, fields: dict) -> None:
     """Read/Write Var: the addressed items, and the data or return codes that go with them."""
     var = s7.S7VarParameter(parameter)
-    items = []
-    for spec in var.items:
-        if spec.syntax_id == 0x10:
-            numbered = spec.area in s7.NUMBERED_AREAS     # counters and timers: the address is their number
-            items.append({"area": s7.AREAS.get(spec.area, f"{spec.area:#04x}"), "db": spec.db,
-                          "byte": spec.address if numbered else spec.address >> 3,
-                          "bit": 0 if numbered else spec.address & 7,
-                          "transport_size": s7.ITEM_TRANSPORT_SIZES.get(spec.transport_size, spec.transport_size),
-                          "length": spec.count})
-        else:
-            items.append({"syntax_id": spec.syntax_id, "spec": bytes(spec.spec).hex()})
+    items = [_item_spec(spec) for spec in var.items]
     count = var.item_count
     if code == 0x05 and rosctr == 3:           # write response: one return code per item
         results = [{"return_code": s7.RETURN_CODES.get(b, b)} for b in data[:count]]
-    elif data:
-        results = [{"return_code": s7.RETURN_CODES.get(d.return_code, d.return_code),
-                    "data": bytes(d.value).hex()} if rosctr == 3 else {"data": bytes(d.value).hex()}
-                   for d in s7.S7DataItems(data).items]
     else:
-        results = []
+        results = _data_items(data, rosctr == 3) if data else []
     if items and results:
         items = [dict(item, **result) for item, result in zip(items, results)]
     fields["items"] = tuple(items or results)
@@ -278,7 +285,27 @@ def _var_items(code: int, rosctr: int, parameter: bytes, data: bytes, fields: di
         fields["malformed"] = f"{count} items announced, {present} present"
 
 
+def _vartab_items(value: bytes) -> tuple[list[dict[str, Any]], int]:
+    """Monitor/modify variable requests: the addresses, and for a modify the values written."""
+    table = s7.S7VarTabRequest(value)
+    items = []
+    for item in table.items:
+        area = item.memory_area
+        numbered = s7.VARTAB_NUMBERED.get(area)
+        size = area & 0x0F
+        items.append({"area": numbered or s7.VARTAB_AREAS.get(area >> 4, f"{area:#04x}"), "db": item.db,
+                      "byte": item.start, "bit": item.repetition if size == 0 and not numbered else 0,
+                      "transport_size": s7.VARTAB_SIZES.get(size, size)})
+    values = bytes(table.values)
+    if values:
+        items = [dict(item, **result) for item, result in zip(items, _data_items(values, False))]
+    return items, table.item_count
+
+
 def _userdata(parameter: bytes, data: bytes, fields: dict) -> tuple:
+    if len(parameter) >= 4 and parameter[3] + 4 > len(parameter):
+        # Step 7's mode-transition push announces more parameter bytes than it sends
+        parameter = parameter[:3] + bytes([len(parameter) - 4]) + parameter[4:]
     param = s7.S7UserDataParameter(parameter)
     group, sub, kind = param.group, param.subfunction, param.type
     fields.update(userdata_group=group, userdata_subfunction=sub)
@@ -295,6 +322,20 @@ def _userdata(parameter: bytes, data: bytes, fields: dict) -> tuple:
             fields["szl_id"], fields["szl_index"] = request.szl_id, request.szl_index
         elif direction == "response":
             szl = value
+    elif group == 0x2 and sub in (0x01, 0x05, 0x07) and len(value) >= 2:
+        if direction == "request":
+            cyclic = s7.S7CyclicRequest(value)
+            items, count = [_item_spec(spec) for spec in cyclic.items], cyclic.item_count
+        else:
+            items, count = _data_items(value[2:], True), int.from_bytes(value[:2], "big")
+        fields["items"], fields["item_count"] = tuple(items), count
+    elif group == 0x1 and sub in (0x02, 0x08) and len(value) >= 6:
+        if direction == "request":
+            items, count = _vartab_items(value)
+        else:
+            answer = s7.S7VarTabAnswer(value)
+            items, count = _data_items(bytes(answer.values), True), answer.item_count
+        fields["items"], fields["item_count"] = tuple(items), count
     elif group == 0x3 and sub == 0x02 and direction == "request" and len(value) >= 2:
         fields["block_type"] = s7.BLOCK_LETTERS.get(value[1], f"{value[1]:#04x}")
     elif group == 0x3 and sub == 0x03 and direction == "request" and len(value) >= 8:

@@ -1,0 +1,94 @@
+"""Acceptance: icsguard's S7comm tuples equal Wireshark's, frame by frame.
+
+The public captures here are a representative set that runs in seconds (every kind
+of difference found is among them); bench/tshark_agreement.py --proto s7 covers all
+of them. Where the two differ for a reason found by reading the frame (tshark -V and
+the icsguard JSON), the exact set of differing frames is pinned, so that any new
+difference fails; so does a fixed one, whose frame must then leave the list.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import tshark_oracle as oracle
+import tshark_s7_oracle as s7_oracle
+from conftest import public
+
+pytestmark = pytest.mark.skipif(oracle.TSHARK is None,
+                                reason="tshark is not installed: the Wireshark cross-check needs it (apt-get install tshark)")
+
+QUT = "2017QUT_S7comm/attacks/20161215180642.ChangeUpperThreshold/20161215180642.ChangeUpperThreshold.master.pcap"
+
+PUBLIC_EXPECTED = {
+    QUT: set(),
+    "EmreEkin-ICS-Pcaps/s7/1-S7comm-VarService-Read-DB1DBD0.pcap": set(),
+    "ITI-ICS-Security-Tools/s7/s7comm_downloading_block_db1.pcap": set(),
+    "ITI-ICS-Security-Tools/s7/s7comm_program_blocklist_onlineview.pcap": set(),
+    "ITI-ICS-Security-Tools/s7/s7comm_reading_plc_status.pcap": set(),     # Read SZL answers in parts
+    "ITI-ICS-Security-Tools/s7/s7comm_reading_setting_plc_time.pcap": set(),
+    "ITI-ICS-Security-Tools/s7/s7comm_varservice_libnodavedemo.pcap": set(),
+    "gymgit-s7-pcaps/snap7_s300_stop.pcapng": set(),
+    "gymgit-s7-pcaps/step7_s300_AuthPassword.pcapng": set(),
+    "gymgit-s7-pcaps/step7_s300_download.pcapng": set(),
+    "gymgit-s7-pcaps/tia_s300_goOnline.pcapng": set(),
+    "icsnpp-s7comm/traces/snap7.pcap": set(),
+    "nDPI/pcap/s7comm.pcap": set(),
+    "s7comm_investigation/s7comm_traffic.pcapng": set(),
+    # cyclic subscriptions (userdata group 2): S7ANY items, answers and pushes
+    "EmreEkin-ICS-Pcaps/s7/2-S7comm-VarService-CyclicData-1s.pcap": set(),
+    # variable tables of programmer commands: "Modify variable" writes M and I addresses
+    "gymgit-s7-pcaps/step7_s300_rwVarTab.pcapng": set(),
+    # mode-transition pushes whose parameter head announces 16 bytes in an 8-byte block
+    "gymgit-s7-pcaps/step7_s300_stop.pcapng": set(),
+    "gymgit-s7-pcaps/tia_s300_downloadHwConfig.pcapng": set(),
+    # A lost 7-byte empty COTP DT before the Read Var job of 421; the retransmission 422
+    # fills the hole. Wireshark dissects the job ahead of the hole (421), icsguard in
+    # stream order (422): the same PDU, keyed by different frames.
+    "gymgit-s7-pcaps/wincc_s300_setup-alarm-read_2.pcapng": {421, 422},
+    # five "object does not exist" items of 4 header bytes each
+    "icsnpp-s7comm/traces/s7ident.pcap": set(),
+    # One-byte TCP keep-alives on port 102: icsguard reports "payload on port 102 is not s7comm".
+    "icsnpp-s7comm/traces/s7comm_plus.pcap": {14},
+    "S7comm-Plus-Anomaly-Detection/3.pcapng": {2414},
+    # The only copy of a segment, captured after the peer's ACK for it: Wireshark calls it a
+    # spurious retransmission and does not dissect it; icsguard decodes it.
+    "ITI-ICS-Security-Tools/s7/s7comm_clean.pcap": {398, 412, 1273, 1456, 1611, 1746, 2002, 2296, 2299, 2859,
+                                                   3654, 4060},
+    # Spurious retransmissions as above (3574, 6934); keep-alives (the rest).
+    "S7comm-Plus-Anomaly-Detection/2.pcapng": {765, 842, 3574, 4526, 5651, 6934},
+    # Every Ack_Data from the PLC was captured three times (same IP id): Wireshark dissects
+    # the two copies too; keep-alives at 3301, 5340 and 5349.
+    "S7comm-Plus-Anomaly-Detection/teb.pcapng": {856, 857, 1289, 1290, 1752, 1753, 2211, 2213, 2664, 2665, 3101,
+                                                 3102, 3301, 4260, 4261, 4706, 4707, 5159, 5160, 5340, 5349, 5612,
+                                                 5613, 6064, 6065},
+}
+
+
+def _own() -> list[Path]:
+    return sorted(oracle.OWN.glob("s7_*.pcap"))
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[Path, oracle.Comparison]:
+    """Every capture compared once, in parallel: each comparison is mostly waiting on subprocesses."""
+    paths = _own() + [oracle.PUBLIC / name for name in PUBLIC_EXPECTED if (oracle.PUBLIC / name).exists()]
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        return dict(zip(paths, pool.map(s7_oracle.crosscheck, paths)))
+
+
+@pytest.mark.parametrize("path", _own(), ids=lambda p: p.name)
+def test_own_capture(path, results):
+    assert results[path].agreeing, "Wireshark and icsguard agree on no PDU at all"
+    oracle.check(results[path], set())
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC_EXPECTED))
+def test_public_capture(name, results):
+    path = public(name)
+    assert results[path].agreeing, "Wireshark and icsguard agree on no PDU at all"
+    oracle.check(results[path], PUBLIC_EXPECTED[name])
