@@ -7,7 +7,7 @@ the data block carries the values, one item per variable.
 
 from __future__ import annotations
 
-from scapy.fields import (BitEnumField, BitField, ByteEnumField, ByteField, ConditionalField,
+from scapy.fields import (BitEnumField, ByteEnumField, ByteField, ConditionalField,
                           FieldLenField, IntField, PacketListField, ShortField, StrField,
                           StrFixedLenField, StrLenField, ThreeBytesField, XByteField, XShortField)
 from scapy.packet import Packet

@@ -84,3 +84,22 @@ class PduFramer:
         self.buffer = b""
         self.in_step = False
         self.after_gap = True
+
+
+def looks_like(data: bytes, rule: LengthRule, on_port: bool, strict: bool) -> bool | None:
+    """Does a connection's first payload look like the protocol? None: too few bytes to tell.
+
+    On the protocol's own port one valid header will do (the PDU may continue in the
+    next segment); elsewhere the bytes must be whole, valid frames.
+    """
+    pos = 0
+    while pos < len(data):
+        size = rule(data, pos, strict)
+        if size.__class__ is not int:
+            return False
+        if size and on_port:
+            return True
+        if size == 0 or pos + size > len(data):
+            return None
+        pos += size
+    return True if pos else None

@@ -9,6 +9,7 @@ from scapy.packet import Raw
 
 from icsguard.parsers import modbus as layers
 from icsguard.protocols.decode_cache import DecodeCache
+from icsguard.protocols.framing import looks_like
 
 NAME = "modbus"
 PORTS = frozenset({502})
@@ -40,22 +41,8 @@ def pdu_length(data: bytes, pos: int, strict: bool = False) -> int | str:
 
 
 def signature(data: bytes, on_port: bool) -> bool | None:
-    """Does a connection's first payload look like Modbus/TCP? None: too few bytes to tell.
-
-    On port 502 a valid MBAP header suffices (the PDU may continue in the next
-    segment); elsewhere the bytes must be whole, valid frames.
-    """
-    pos = 0
-    while pos < len(data):
-        size = pdu_length(data, pos, not on_port)
-        if size.__class__ is not int:
-            return False
-        if size and on_port:
-            return True
-        if size == 0 or pos + size > len(data):
-            return None
-        pos += size
-    return True if pos else None
+    """MBAP frames; off port 502 only with function codes real devices use."""
+    return looks_like(data, pdu_length, on_port, strict=not on_port)
 
 
 def orient(pdus: list[tuple[tuple, bytes]], peer) -> tuple | None:

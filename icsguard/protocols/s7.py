@@ -10,6 +10,7 @@ from icsguard.parsers import s7comm as s7
 from icsguard.parsers import s7comm_plus as s7p
 from icsguard.parsers import tpkt_cotp as iso
 from icsguard.protocols.decode_cache import DecodeCache
+from icsguard.protocols.framing import looks_like
 
 NAME = "s7comm"
 PORTS = frozenset({102})
@@ -40,18 +41,8 @@ def pdu_length(data: bytes, pos: int, strict: bool = False) -> int | str:
 
 
 def signature(data: bytes, on_port: bool) -> bool | None:
-    """TPKT + COTP: on port 102 one valid header will do, elsewhere whole frames must."""
-    pos = 0
-    while pos < len(data):
-        size = pdu_length(data, pos, True)
-        if size.__class__ is not int:
-            return False
-        if size and on_port:
-            return True
-        if size == 0 or pos + size > len(data):
-            return None
-        pos += size
-    return True if pos else None
+    """TPKT + COTP, judged strictly even on port 102 (other ISO-on-TCP users share it)."""
+    return looks_like(data, pdu_length, on_port, strict=True)
 
 
 def orient(pdus: list[tuple[tuple, bytes]], peer) -> tuple | None:
