@@ -39,10 +39,11 @@ def community_id(src: str, sport: int, dst: str, dport: int, proto: int = 6) -> 
 
 
 class _Direction:
-    __slots__ = ("next_seq", "pending", "pending_bytes", "pending_since")
+    __slots__ = ("next_seq", "acked", "pending", "pending_bytes", "pending_since")
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
+        self.acked: int | None = None          # the peer's latest ACK of this direction's bytes
         self.pending: dict[int, tuple[bytes, object]] = {}     # seq → (payload, origin)
         self.pending_bytes = 0
         self.pending_since = 0.0
@@ -142,8 +143,14 @@ class Reassembler:
     def _data(self, ts: float, conn: Connection, side: tuple, d: _Direction,
               seq: int, payload: bytes, out: list[Chunk]) -> None:
         if d.next_seq is None:
-            d.next_seq = seq
             self.counters["tcp.midstream"] += 1
+            if d.acked is not None and (d.acked - seq - len(payload)) & 0xFFFFFFFF < 0x80000000:
+                # joined mid-stream and these bytes were acknowledged before we saw them: old
+                # data, such as a keep-alive's single byte; the stream starts at the ACK
+                d.next_seq = d.acked
+                self.counters["tcp.retransmitted_segments"] += 1
+                return
+            d.next_seq = seq
         offset = (seq - d.next_seq) & 0xFFFFFFFF
         if MAX_SEQ_JUMP < offset < 0x100000000 - MAX_SEQ_JUMP:
             # No window is that wide: the stream was desynchronised (or forged); restart here.
@@ -183,6 +190,7 @@ class Reassembler:
     def _acked(self, conn: Connection, side: tuple, ack: int, out: list[Chunk]) -> None:
         """The receiver acknowledged bytes this sensor never saw: the hole will not be filled."""
         d = conn.directions[side]
+        d.acked = ack
         if d.pending and d.next_seq is not None and 0 < (ack - d.next_seq) & 0xFFFFFFFF < 0x80000000:
             self._skip_hole(conn, side, d, out)
 

@@ -64,6 +64,9 @@ class ProtocolStage:
         if chunk.kind == CLOSE:
             conn.session = IGNORED
             if state.__class__ is _Unclaimed and state.buffers:
+                if all(len(held) <= 1 for held in state.buffers.values()):
+                    self.counters["tcp.keepalive_only_connections"] += 1   # a byte is no PDU of anything
+                    return []
                 return self._give_up(conn, next(iter(state.buffers)), *state.seen)
             if state.__class__ is _Claimed and state.unoriented:
                 return self._orient(state, conn, _guess_client(conn))
