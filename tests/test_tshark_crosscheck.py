@@ -8,8 +8,6 @@ bench/tshark_agreement.py --details prints the differing tuples.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -54,10 +52,8 @@ def _own() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def results() -> dict[Path, oracle.Comparison]:
-    """Every capture compared once, in parallel: each comparison is mostly waiting on subprocesses."""
     paths = _own() + [oracle.PUBLIC / name for name in PUBLIC_EXPECTED if (oracle.PUBLIC / name).exists()]
-    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        return dict(zip(paths, pool.map(oracle.crosscheck, paths)))
+    return oracle.compare_all(paths, oracle.crosscheck)
 
 
 @pytest.mark.parametrize("path", _own(), ids=lambda p: p.name)

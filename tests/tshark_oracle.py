@@ -29,10 +29,12 @@ Fairness rules, each because the two tools legitimately differ in what they show
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
@@ -228,3 +230,9 @@ def server_ports(path: Path) -> set[int]:
 
 def crosscheck(path: Path) -> Comparison:
     return compare(tshark_pdus(path, server_ports(path)), icsguard_pdus(icsguard_events(path)))
+
+
+def compare_all(paths: list[Path], crosscheck: Callable[[Path], Comparison]) -> dict[Path, Comparison]:
+    """Every capture compared once, in parallel: each comparison is mostly waiting on subprocesses."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        return dict(zip(paths, pool.map(crosscheck, paths)))
