@@ -1,16 +1,15 @@
-"""ISO transport over TCP for Scapy: TPKT (RFC 1006) and COTP (ISO 8073 class 0).
+"""ISO transport over TCP for Scapy: COTP (ISO 8073 class 0), as carried by TPKT (RFC 1006).
 
-S7comm and S7comm-plus ride in COTP DT TPDUs; the connection TPDUs carry the
-TSAPs that name the PLC's rack and slot.
+TPKT is only a version byte and a length, which the framer reads directly. S7comm
+and S7comm-plus ride in COTP DT TPDUs; the connection TPDUs carry the TSAPs that
+name the PLC's rack and slot.
 """
 
 from __future__ import annotations
 
 from scapy.fields import (BitEnumField, BitField, ByteEnumField, ByteField, ConditionalField, FieldLenField,
-                          PacketListField, ShortField, StrLenField, XShortField)
+                          PacketListField, StrLenField, XShortField)
 from scapy.packet import Packet
-
-TPKT_LENGTH = 4
 
 PDU_TYPES = {0x1: "ED", 0x2: "EA", 0x5: "RJ", 0x6: "AK", 0x7: "ER",
              0x8: "DR", 0xC: "DC", 0xD: "CC", 0xE: "CR", 0xF: "DT"}
@@ -20,16 +19,6 @@ PDU_NAMES = {"CR": "connection_request", "CC": "connection_confirm", "DR": "disc
 PARAMETERS = {0xC0: "tpdu_size", 0xC1: "src_tsap", 0xC2: "dst_tsap", 0xC4: "checksum",
               0xC6: "additional_options", 0xC7: "alternative_classes", 0x85: "ack_time",
               0xC3: "version", 0xC5: "protection", 0x88: "reassignment_time"}
-
-
-class TPKT(Packet):
-    name = "TPKT"
-    fields_desc = [ByteField("version", 3), ByteField("reserved", 0), ShortField("length", None)]
-
-    def post_build(self, p, pay):
-        if self.length is None:
-            p = p[:2] + (len(p) + len(pay)).to_bytes(2, "big")
-        return p + pay
 
 
 class COTPParameter(Packet):

@@ -78,7 +78,7 @@ class S7Session:
     def __init__(self, cache: DecodeCache):
         self.cache = cache
         self.units: dict[bool, list[bytes]] = {True: [], False: []}
-        self.jobs: dict[int, dict] = {}          # pdu_ref → request fields
+        self.jobs: dict[int, tuple] = {}         # pdu_ref → (function, code, fields) of the job
         self.plus_requests: dict[int, tuple] = {}  # seq_num → object ids the request addressed
 
     def decode(self, tpdu: bytes, from_client: bool) -> tuple | None:
@@ -110,8 +110,7 @@ class S7Session:
                 {"malformed": "COTP data that is neither S7comm nor S7comm-plus"} if unit else {})
 
     def _cotp(self, tpdu: bytes, from_client: bool) -> tuple:
-        packet = iso.TPKT(tpdu[:4]) / iso.cotp_class(tpdu[5] >> 4)(tpdu[4:])
-        cotp = packet.payload
+        cotp = iso.cotp_class(tpdu[5] >> 4)(tpdu[4:])
         kind = iso.PDU_TYPES.get(cotp.pdu_type, f"type_{cotp.pdu_type:x}")
         fields: dict[str, Any] = {}
         if isinstance(cotp, iso.COTPConnection):
