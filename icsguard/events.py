@@ -31,6 +31,7 @@ PROTOCOL_FIELDS = frozenset({
     "src_tsap", "dst_tsap", "rack", "slot", "tpdu_size",
     # s7comm-plus
     "version", "opcode", "seq_num", "session_id", "integrity", "object_ids",
+    "addresses",   # s7comm-plus extension: item addresses of multi-variable requests
     # opcua
     "message_type", "secure_channel_id", "security_policy", "security_mode", "request_id",
     "request_handle", "status_code", "service", "node_ids", "identity_token", "endpoint_url",

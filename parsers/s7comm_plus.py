@@ -8,8 +8,9 @@ documented, so only the header is decoded here.
 
 from __future__ import annotations
 
-from scapy.fields import (ByteEnumField, ConditionalField, FieldLenField, IntField, ShortEnumField,
-                          ShortField, StrField, StrLenField, XByteField, XIntField, XShortField)
+from scapy.fields import (ByteEnumField, ConditionalField, Field, FieldLenField, FieldListField, IntField,
+                          PacketListField, ShortEnumField, ShortField, StrField, StrLenField, XByteField,
+                          XIntField, XShortField)
 from scapy.packet import Packet
 
 PROTOCOL_ID = 0x72
@@ -22,6 +23,10 @@ FUNCTIONS = {0x04BB: "explore", 0x04CA: "create_object", 0x04D4: "delete_object"
              0x0542: "set_multi_variables", 0x054C: "get_multi_variables",
              0x0556: "begin_sequence", 0x0560: "end_sequence", 0x056B: "invoke",
              0x0586: "get_var_sub_streamed", 0x0590: "set_var_sub_streamed"}
+
+
+MULTI_VARIABLE_FUNCTIONS = frozenset({0x0542, 0x054C})
+DB_ACCESS_AREA = 0x8A0E0000      # access areas of data blocks: this plus the DB number
 
 
 class S7PlusHeader(Packet):
@@ -53,3 +58,51 @@ class S7PlusObjectRequest(Packet):
     object the request acts on."""
     name = "S7comm-plus request body"
     fields_desc = [XByteField("transport_flags", 0), IntField("object_id", 0), StrField("rest", b"")]
+
+
+class VLQField(Field):
+    """S7comm-plus's variable-length unsigned integer: 7 bits a byte, high bit set while
+    more follow; a fifth byte, if reached, gives all eight bits."""
+
+    def __init__(self, name, default):
+        Field.__init__(self, name, default, fmt="I")
+
+    def getfield(self, pkt, s):
+        value = 0
+        for index, octet in enumerate(s[:5]):
+            if index == 4:
+                return s[5:], (value << 8) | octet
+            value = (value << 7) | (octet & 0x7F)
+            if not octet & 0x80:
+                return s[index + 1:], value
+        raise ValueError("truncated variable-length integer")
+
+    def addfield(self, pkt, s, val):
+        groups = [val & 0x7F]
+        val >>= 7
+        while val:
+            groups.append(0x80 | (val & 0x7F))
+            val >>= 7
+        return s + bytes(reversed(groups))
+
+
+class S7PlusItemAddress(Packet):
+    """A variable's address: the symbol's CRC, an access area (0x8A0E0000 + n is DB n),
+    and a path of LIDs into it, the first being the access sub-area."""
+    name = "S7comm-plus item address"
+    fields_desc = [VLQField("symbol_crc", 0), VLQField("access_area", 0),
+                   VLQField("lid_count", 0),
+                   FieldListField("lids", [], VLQField("", 0), count_from=lambda pkt: pkt.lid_count)]
+
+    def extract_padding(self, s):
+        return b"", s
+
+
+class S7PlusMultiVariables(Packet):
+    """Get/SetMultiVariables request body: link or object id, then the item addresses
+    (the number of fields they hold lets the decoder check itself)."""
+    name = "S7comm-plus multi-variable request"
+    fields_desc = [XByteField("transport_flags", 0), IntField("object_id", 0),
+                   VLQField("item_count", 0), VLQField("field_count", 0),
+                   PacketListField("addresses", [], S7PlusItemAddress, count_from=lambda pkt: pkt.item_count),
+                   StrField("values", b"")]

@@ -41,3 +41,16 @@ def test_versions_and_functions_of_a_tia_portal_session():
     assert not [e for e in events if "malformed" in e]
     responses = [e for e in events if e["direction"] == "response" and e.get("seq_num") is not None]
     assert responses and all(e.get("object_ids") for e in responses if e["function"] == "set_variable")
+
+
+def test_item_addresses_of_multi_variable_requests():
+    """The addresses are only kept when they add up to the field count the request announces,
+    so every request that carries them was parsed consistently."""
+    events = [e for e in decoded(public("S7comm-Plus-Anomaly-Detection/1.pcapng"))
+              if e["proto"] == "s7comm-plus" and e["function"] == "get_multi_variables"
+              and e["direction"] == "request"]
+    assert len(events) == 7 and all(e.get("addresses") for e in events)
+    first = events[0]["addresses"]
+    assert len(first) == 5
+    assert {(a["access_area"], tuple(a["lids"])) for a in first} == {
+        (201, (1081, 0)), (52, (2237, 3486)), (201, (1081, 1)), (50, (3451,)), (201, (1081, 2))}

@@ -421,7 +421,30 @@ def _s7plus_fields(unit: bytes) -> tuple[str, str, int | None, dict[str, Any]]:
         rest = bytes(operation.rest)
         if len(rest) >= 5:
             fields["object_ids"] = (s7p.S7PlusObjectRequest(rest).object_id,)
+        if code in s7p.MULTI_VARIABLE_FUNCTIONS:
+            addresses = _s7plus_addresses(rest)
+            if addresses:
+                fields["addresses"] = addresses
     return direction, s7p.FUNCTIONS.get(code, f"function_{code:#06x}"), code, fields
+
+
+def _s7plus_addresses(rest: bytes) -> tuple:
+    """Item addresses of a Get/SetMultiVariables request, sent in clear in every version;
+    kept only when they add up to the field count the request announces."""
+    try:
+        request = s7p.S7PlusMultiVariables(rest)
+    except Exception:      # a body this decoder does not understand is left undecoded
+        return ()
+    addresses = request.addresses
+    if not addresses or request.field_count != sum(3 + a.lid_count for a in addresses):
+        return ()
+    out = []
+    for a in addresses:
+        address = {"symbol_crc": a.symbol_crc, "access_area": a.access_area, "lids": tuple(a.lids)}
+        if a.access_area & 0xFFFF0000 == s7p.DB_ACCESS_AREA:
+            address["db"] = a.access_area & 0xFFFF
+        out.append(address)
+    return tuple(out)
 
 
 Session = S7Session
