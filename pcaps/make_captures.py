@@ -1,14 +1,15 @@
-"""Regenerate the fixture captures from real peers: pymodbus (Modbus/TCP) and python-snap7 (S7comm).
+"""Regenerate the fixture captures from real peers: pymodbus, python-snap7 and asyncua.
 
-    python pcaps/make_captures.py [--protocol modbus|s7] [--out DIR]
+    python pcaps/make_captures.py [--protocol modbus|s7|opcua] [--out DIR]
     python pcaps/make_captures.py --bench [N] --out DIR
     python pcaps/make_captures.py --bench-s7 [N] --out DIR
 
-Needs root (tcpdump, ports 502 and 102). Each NAME.pcap gets a NAME.json next to it:
+Needs root (tcpdump, ports 502 and 102; 4840 for OPC UA). Each NAME.pcap gets a NAME.json next to it:
 ``{"pcap", "iface", "server": {...}, "transcript": [...]}`` where the transcript
-is what the client sent and decoded (see peers.py and s7_peers.py) and the
-server holds its address plus the Modbus unit id or the S7 areas' initial
-contents. ``--protocol`` limits the run to one protocol's captures.
+is what the client sent and decoded (see peers.py, s7_peers.py and
+opcua_peers.py) and the server holds its address plus the Modbus unit id, the
+S7 areas' initial contents, or the OPC UA endpoint, nodes and user.
+``--protocol`` limits the run to one protocol's captures.
 ``--bench`` / ``--bench-s7`` instead write DIR/bench_modbus.pcap /
 DIR/bench_s7.pcap with at least N packets of polling traffic (default 200000)
 and report how long that took.
@@ -25,7 +26,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import peers  # noqa: E402  (needs the path above)
+import opcua_peers  # noqa: E402  (needs the path above)
+import peers  # noqa: E402
 import s7_peers  # noqa: E402
 
 
@@ -46,6 +48,11 @@ CAPTURES = {
     "s7_identification": (s7_peers, s7_peers.identification, 102, "lo", {"slot": 2}),
     "s7_blocks": (s7_peers, s7_peers.blocks, 102, "lo", {}),
     "s7_control": (s7_peers, s7_peers.control, 102, "lo", {}),
+    "opcua_none_anonymous": (opcua_peers, opcua_peers.none_anonymous, 4840, "lo", {}),
+    "opcua_none_username": (opcua_peers, opcua_peers.none_username, 4840, "lo", {}),
+    "opcua_failed_login": (opcua_peers, opcua_peers.failed_login, 4840, "lo", {}),
+    "opcua_sign": (opcua_peers, opcua_peers.sign, 4840, "lo", {}),
+    "opcua_sign_and_encrypt": (opcua_peers, opcua_peers.sign_and_encrypt, 4840, "lo", {}),
 }
 # protocol -> (harness module, server port, client connections) for the bench
 BENCHES = {
@@ -57,6 +64,8 @@ BENCHES = {
 def _server(harness, port: int) -> dict:
     if harness is peers:
         return {"host": peers.HOST, "port": port, "unit_id": peers.UNIT_ID}
+    if harness is opcua_peers:
+        return opcua_peers.server_info(port)
     return {"host": s7_peers.HOST, "port": port, "areas": s7_peers.initial_areas()}
 
 
@@ -113,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path,
                         help="output directory (default: this folder; required with a bench)")
-    parser.add_argument("--protocol", choices=("modbus", "s7"),
+    parser.add_argument("--protocol", choices=("modbus", "s7", "opcua"),
                         help="make only this protocol's captures (default: all)")
     bench_kind = parser.add_mutually_exclusive_group()
     bench_kind.add_argument("--bench", type=int, nargs="?", const=200_000, metavar="N",
@@ -125,9 +134,10 @@ def main(argv: list[str] | None = None) -> None:
     protocol = next((name for name, packets in benches.items() if packets), None)
     if protocol and args.out is None:
         parser.error("a bench needs --out: the bench capture does not belong in the repository")
-    # Both servers log the refusals we provoke (pymodbus as errors, with tracebacks).
+    # The servers log the refusals we provoke (pymodbus as errors, with tracebacks).
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     logging.getLogger("snap7").setLevel(logging.CRITICAL)
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL)
     out = args.out or Path(__file__).resolve().parent
     out.mkdir(parents=True, exist_ok=True)
     if protocol:

@@ -12,12 +12,12 @@ from collections import Counter
 from types import ModuleType
 
 from icsguard.events import Event
-from icsguard.protocols import modbus, s7
+from icsguard.protocols import modbus, opcua, s7
 from icsguard.protocols.decode_cache import DecodeCache
 from icsguard.protocols.framing import PduFramer
 from icsguard.reassembly import CLOSE, GAP, Chunk, Connection
 
-ANALYZERS: tuple[ModuleType, ...] = (modbus, s7)
+ANALYZERS: tuple[ModuleType, ...] = (modbus, s7, opcua)
 IDENTIFY_ATTEMPTS = 3        # payloads looked at before a connection is given up on
 MAX_HELD = 4096              # bytes per direction held while a connection is unrecognised
 MAX_UNORIENTED = 16          # PDUs held while it is unclear which side is the client

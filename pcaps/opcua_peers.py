@@ -1,0 +1,397 @@
+"""Real OPC UA peers on loopback: an asyncua server and client, recorded with tcpdump.
+
+The OPC UA counterpart of peers.py, whose ``record`` it uses. Captures made
+here hold what asyncua really puts on the wire (Hello/Acknowledge,
+OpenSecureChannel, sessions, services, signed and encrypted chunks), so
+parsers are tested against a real stack rather than hand-built frames.
+
+Typical use::
+
+    transcript = capture("opcua.pcap", none_anonymous, port=4840)
+
+Each scenario returns its *transcript*: a list of JSON-ready dicts, one per
+client action, each with ``action``, ``node_id`` (e.g. "ns=2;i=2", or None),
+``value`` (written, read, returned, or None) and ``error`` (None, or
+"StatusName: message" when the server refused). Extra keys, by action:
+
+- connect: endpoint_url, security_policy_uri, security_mode ("None", "Sign",
+  "SignAndEncrypt"), token_type ("anonymous" or "username"), username and
+  password (None for anonymous), client_host, client_port
+- browse: ``value`` is the list of child node ids
+- call: object_id (the method's parent); ``value`` is the method's output
+- subscribe: subscription_id, publishing_interval (ms)
+- monitor (a data-change monitored item): subscription_id; ``value`` is the
+  list of values notified before the scenario went on
+
+The certificates for Basic256Sha256 are generated at runtime into a
+temporary directory that is removed when the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import functools
+import shutil
+import tempfile
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from asyncua import Client, Server, ua, uamethod
+from asyncua.client.ua_client import UaClient
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256, SecurityPolicyNone
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from peers import CLIENT_HOST, HOST, record
+
+OPCUA_PORT = 4840
+NAMESPACE = "urn:icsguard:pump"
+SERVER_URI = "urn:icsguard:opcua:server"
+CLIENT_URI = "urn:icsguard:opcua:client"
+USERNAME, PASSWORD = "operator", "Secret-Passw0rd"
+WRONG_PASSWORD = "wrong-password"
+# Fixed node ids, so transcripts and captures agree run after run; the method's
+# is a string id so both NodeId encodings appear on the wire.
+NODE_IDS = {"Pump1": "ns=2;i=1", "Speed": "ns=2;i=2", "Running": "ns=2;i=3",
+            "Setpoint": "ns=2;i=4", "Start": "ns=2;s=Pump1.Start"}
+# Pump1's variables: name -> (initial value, variant type); all writable.
+VARIABLES = {
+    "Speed": (1450.0, ua.VariantType.Double),
+    "Running": (False, ua.VariantType.Boolean),
+    "Setpoint": (1500, ua.VariantType.Int32),
+}
+MODES = {"None": ua.MessageSecurityMode.None_, "Sign": ua.MessageSecurityMode.Sign,
+         "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt}
+
+
+def endpoint_url(port: int = OPCUA_PORT) -> str:
+    return f"opc.tcp://{HOST}:{port}/icsguard/"
+
+
+@functools.cache
+def certificates() -> dict[str, Path]:
+    """Self-signed server and client key/certificate pairs, made once per process."""
+    folder = Path(tempfile.mkdtemp(prefix="icsguard-opcua-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    paths = {}
+
+    async def make(role: str, uri: str, use) -> None:
+        paths[f"{role}_key"], paths[f"{role}_cert"] = folder / f"{role}.pem", folder / f"{role}.der"
+        await setup_self_signed_certificate(paths[f"{role}_key"], paths[f"{role}_cert"], uri,
+                                            "localhost", [use], {"commonName": f"icsguard {role}"})
+
+    async def make_both() -> None:
+        await make("server", SERVER_URI, ExtendedKeyUsageOID.SERVER_AUTH)
+        await make("client", CLIENT_URI, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+    asyncio.run(make_both())
+    return paths
+
+
+# --------------------------------------------------------------------------- #
+# Server
+# --------------------------------------------------------------------------- #
+class _Users:
+    """Anonymous, or USERNAME with PASSWORD; anything else is refused (BadUserAccessDenied)."""
+
+    def get_user(self, iserver, username=None, password=None, certificate=None) -> User | None:
+        if username is None and password is None:
+            return User(role=UserRole.User)
+        if username == USERNAME and password == PASSWORD:
+            return User(role=UserRole.User, name=username)
+        return None
+
+
+@uamethod
+def _start(parent: ua.NodeId) -> bool:
+    return True
+
+
+class PeerServer:
+    """An asyncua server on HOST:``port`` in its own event-loop thread.
+
+    Offers NoSecurity and Basic256Sha256 Sign / SignAndEncrypt, anonymous and
+    username tokens, and the nodes in NODE_IDS. Use as a context
+    manager or call ``stop()``.
+    """
+
+    def __init__(self, port: int = OPCUA_PORT) -> None:
+        ready: Future[None] = Future()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(port, ready),),
+                                        name=f"opcua-server-{port}", daemon=True)
+        self._thread.start()
+        ready.result(timeout=30)
+        self.host, self.port, self.endpoint_url = HOST, port, endpoint_url(port)
+
+    async def _serve(self, port: int, ready: Future) -> None:
+        try:
+            self._loop = asyncio.get_running_loop()
+            self._done = asyncio.Event()
+            server = Server(user_manager=_Users())
+            await server.init()
+            server.set_endpoint(endpoint_url(port))
+            server.set_server_name("icsguard loopback pump")
+            await server.set_application_uri(SERVER_URI)
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity,
+                                        ua.SecurityPolicyType.Basic256Sha256_Sign,
+                                        ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+            server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken])
+            await server.load_certificate(certificates()["server_cert"])
+            await server.load_private_key(certificates()["server_key"])
+            index = await server.register_namespace(NAMESPACE)
+            assert index == 2, index  # NODE_IDS hard-code it
+            pump = await server.nodes.objects.add_object(NODE_IDS["Pump1"], f"{index}:Pump1")
+            for name, (value, variant_type) in VARIABLES.items():
+                variable = await pump.add_variable(NODE_IDS[name], f"{index}:{name}", value,
+                                                   variant_type)
+                await variable.set_writable()
+            await pump.add_method(NODE_IDS["Start"], f"{index}:Start", _start, [],
+                                  [ua.VariantType.Boolean])
+            await server.start()
+        except Exception as exc:  # reported to the constructor's caller
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        await self._done.wait()
+        await server.stop()
+
+    def stop(self) -> None:
+        """Close the listener and all sessions, then end the thread."""
+        self._loop.call_soon_threadsafe(self._done.set)
+        self._thread.join(10)
+
+    def __enter__(self) -> PeerServer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def start_server(port: int = OPCUA_PORT) -> PeerServer:
+    return PeerServer(port)
+
+
+def server_info(port: int = OPCUA_PORT) -> dict:
+    """What a capture's JSON says about the server: endpoint, policies, nodes, user."""
+    return {
+        "host": HOST, "port": port, "endpoint_url": endpoint_url(port),
+        "application_uri": SERVER_URI, "namespace": NAMESPACE,
+        "security_policies": [
+            {"uri": policy, "mode": mode} for policy, mode in (
+                (SecurityPolicyNone.URI, "None"),
+                (SecurityPolicyBasic256Sha256.URI, "Sign"),
+                (SecurityPolicyBasic256Sha256.URI, "SignAndEncrypt"))],
+        "token_types": ["anonymous", "username"],
+        "nodes": NODE_IDS,
+        "variables": {name: {"initial": value, "type": variant_type.name}
+                      for name, (value, variant_type) in VARIABLES.items()},
+        "username": USERNAME, "password": PASSWORD,
+    }
+
+
+# --------------------------------------------------------------------------- #
+# Client
+# --------------------------------------------------------------------------- #
+class _UaClient(UaClient):
+    """Connects from CLIENT_HOST: asyncua's Client has no source-address option."""
+
+    async def connect_socket(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        bound = functools.partial(loop.create_connection, local_addr=(CLIENT_HOST, 0))
+        with mock.patch.object(loop, "create_connection", bound):
+            await super().connect_socket(host, port)
+        self.sockname = self.protocol.transport.get_extra_info("sockname")
+
+
+class Session:
+    """One asyncua client connection that records every action it performs."""
+
+    def __init__(self, port: int, mode: str = "None", username: str | None = None,
+                 password: str | None = None) -> None:
+        self.url = endpoint_url(port)
+        self.client = Client(self.url)
+        self.client.uaclient = _UaClient(self.client.uaclient._timeout)
+        self.client.application_uri = CLIENT_URI
+        self.mode, self.username, self.password = mode, username, password
+        self.transcript: list[dict] = []
+
+    async def step(self, action: str, operation: Awaitable, node_id: str | None = None,
+                   value: Any = None, result: Callable[[Any], Any] | None = None,
+                   **fields) -> Any:
+        """Await ``operation`` and record it; a refusal becomes the entry's ``error``."""
+        entry = {"action": action, "node_id": node_id, "value": value, "error": None, **fields}
+        self.transcript.append(entry)
+        try:
+            outcome = await operation
+        except (ua.UaError, ConnectionError, asyncio.TimeoutError) as exc:
+            entry["error"] = f"{type(exc).__name__}: {exc}"  # e.g. BadUserAccessDenied
+            return None
+        if result:
+            entry["value"] = result(outcome)
+        return outcome
+
+    async def connect(self) -> bool:
+        """Open the channel and session; False (and an ``error``) if the server refused."""
+        if self.mode != "None":
+            paths = certificates()
+            await self.client.set_security(
+                SecurityPolicyBasic256Sha256, paths["client_cert"], paths["client_key"],
+                server_certificate=str(paths["server_cert"]), mode=MODES[self.mode])
+        if self.username:
+            self.client.set_user(self.username)
+            self.client.set_password(self.password)
+        entry = {
+            "endpoint_url": self.url,
+            "security_policy_uri": self.client.security_policy.URI,
+            "security_mode": self.mode,
+            "token_type": "username" if self.username else "anonymous",
+            "username": self.username,
+            "password": self.password,
+        }
+        await self.step("connect", self.client.connect(), **entry)
+        sockname = getattr(self.client.uaclient, "sockname", (None, None))
+        self.transcript[-1].update(client_host=sockname[0], client_port=sockname[1])
+        return self.transcript[-1]["error"] is None
+
+    async def disconnect(self) -> None:
+        await self.step("disconnect", self.client.disconnect())
+
+    def node(self, node_id: str):
+        return self.client.get_node(node_id)
+
+    async def read(self, node_id: str) -> Any:
+        return await self.step("read", self.node(node_id).read_value(), node_id,
+                               result=lambda value: value)
+
+    async def write(self, node_id: str, value: Any, variant_type: ua.VariantType) -> None:
+        await self.step("write", self.node(node_id).write_value(value, variant_type),
+                        node_id, value)
+
+    async def browse(self, node_id: str) -> None:
+        await self.step("browse", self.node(node_id).get_children(), node_id,
+                        result=lambda nodes: [node.nodeid.to_string() for node in nodes])
+
+    async def call(self, object_id: str, method_id: str) -> None:
+        method = ua.NodeId.from_string(method_id)  # a plain str would be taken as a browse path
+        await self.step("call", self.node(object_id).call_method(method), method_id,
+                        result=lambda value: value, object_id=object_id)
+
+
+@asynccontextmanager
+async def _session(port: int, **options):
+    """A connected Session, disconnected on exit."""
+    session = Session(port, **options)
+    if await session.connect():
+        try:
+            yield session
+        finally:
+            await session.disconnect()
+    else:
+        yield session
+
+
+def _run(scenario: Callable[..., Awaitable[list[dict]]]) -> Callable[..., list[dict]]:
+    """Make an async scenario callable as ``scenario(port, **kwargs)`` like the other harnesses."""
+    @functools.wraps(scenario)
+    def run(port: int = OPCUA_PORT, **kwargs) -> list[dict]:
+        return asyncio.run(scenario(port, **kwargs))
+    return run
+
+
+# --------------------------------------------------------------------------- #
+# Scenarios
+# --------------------------------------------------------------------------- #
+class _Notifications:
+    """Subscription handler that collects data-change values."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self.changed = asyncio.Event()
+
+    def datachange_notification(self, node, value, data) -> None:
+        self.values.append(value)
+        self.changed.set()
+
+
+@_run
+async def none_anonymous(port: int, notifications: int = 2) -> list[dict]:
+    """Browse, read, write, call Start and subscribe to Speed, without security.
+
+    The first notification is Speed's current value; a second (``notifications=2``)
+    is provoked by writing Speed again.
+    """
+    ids = NODE_IDS
+    async with _session(port) as s:
+        await s.browse("i=85")
+        await s.browse(ids["Pump1"])
+        for name in VARIABLES:
+            await s.read(ids[name])
+        await s.write(ids["Setpoint"], 1600, ua.VariantType.Int32)
+        await s.write(ids["Speed"], 1475.5, ua.VariantType.Double)
+        await s.call(ids["Pump1"], ids["Start"])
+        handler, interval = _Notifications(), 100
+        subscription = await s.step("subscribe", s.client.create_subscription(interval, handler),
+                                    publishing_interval=interval)
+        s.transcript[-1]["subscription_id"] = subscription.subscription_id
+        await s.step("monitor", subscription.subscribe_data_change(s.node(ids["Speed"])),
+                     ids["Speed"], subscription_id=subscription.subscription_id)
+        monitor = s.transcript[-1]
+        await asyncio.wait_for(handler.changed.wait(), 5)
+        if notifications > 1:
+            handler.changed.clear()
+            await s.write(ids["Speed"], 1490.0, ua.VariantType.Double)
+            await asyncio.wait_for(handler.changed.wait(), 5)
+        monitor["value"] = list(handler.values)
+        await s.step("delete_subscription", subscription.delete())
+        return s.transcript
+
+
+@_run
+async def none_username(port: int) -> list[dict]:
+    """Username/password login over an unsecured channel, then one read."""
+    async with _session(port, username=USERNAME, password=PASSWORD) as s:
+        await s.read(NODE_IDS["Speed"])
+        return s.transcript
+
+
+@_run
+async def failed_login(port: int, attempts: int = 3) -> list[dict]:
+    """Repeated username logins with a wrong password, each on its own connection."""
+    transcript = []
+    for _ in range(attempts):
+        async with _session(port, username=USERNAME, password=WRONG_PASSWORD) as s:
+            transcript += s.transcript
+    return transcript
+
+
+@_run
+async def sign(port: int) -> list[dict]:
+    """Basic256Sha256 Sign, anonymous: one read and one write."""
+    ids = NODE_IDS
+    async with _session(port, mode="Sign") as s:
+        await s.read(ids["Running"])
+        await s.write(ids["Running"], True, ua.VariantType.Boolean)
+        return s.transcript
+
+
+@_run
+async def sign_and_encrypt(port: int) -> list[dict]:
+    """Basic256Sha256 SignAndEncrypt with a username login, then one read."""
+    async with _session(port, mode="SignAndEncrypt", username=USERNAME, password=PASSWORD) as s:
+        await s.read(NODE_IDS["Setpoint"])
+        return s.transcript
+
+
+def capture(path: str | Path, scenario: Callable[..., list[dict]], port: int = OPCUA_PORT,
+            iface: str = "lo", **scenario_kwargs) -> list[dict]:
+    """Run ``scenario`` against a fresh server on ``port`` while recording ``path``."""
+    certificates()  # before recording: key generation takes a while
+    with start_server(port) as server, record(path, server.port, iface):
+        return scenario(server.port, **scenario_kwargs)
