@@ -49,7 +49,8 @@ def test_messages_services_and_channels_match_wireshark(name):
     assert sum(ours.values()) >= 13
     assert not [e for e in events if "malformed" in e]
     differing = (ours - theirs) + (theirs - ours)
-    assert sum(differing.values()) <= 0.02 * sum(theirs.values()), differing.most_common(5)
+    # the capture "with gap" loses a segment: icsguard decodes one message there that Wireshark does not
+    assert sum(differing.values()) <= (1 if "with-gap" in name else 0), differing.most_common(5)
 
 
 def test_policy_endpoint_and_request_handles():
