@@ -6,7 +6,7 @@ from typing import Callable, Iterator
 
 from icsguard.events import Event
 from icsguard.inventory import Inventory
-from icsguard.netstack import SUPPORTED_LINKS
+from icsguard.netstack import SUPPORTED_LINKS, UnsupportedLink
 from icsguard.pipeline import Pipeline, RunStats
 from icsguard.sources import CaptureError, Frame, read_capture, read_captures
 from icsguard.store import Store
@@ -17,8 +17,7 @@ def check_captures(paths: list[str]) -> None:
     for path in paths:
         first = next(iter(read_capture(path)), None)
         if first is not None and first.link_type not in SUPPORTED_LINKS:
-            raise CaptureError(f"{path}: link type {first.link_type} is not supported "
-                               f"(supported: {', '.join(sorted(set(SUPPORTED_LINKS.values())))})")
+            raise CaptureError(f"{path}: {UnsupportedLink(first.link_type)}")
 
 
 def decode(paths: list[str], proto: str | None = None, stats: RunStats | None = None) -> Iterator[Event]:

@@ -10,7 +10,9 @@ import orjson
 from typing import Any, Mapping, NamedTuple
 
 PROTOCOLS = ("modbus", "s7comm", "s7comm-plus", "opcua", "cotp")
-DIRECTIONS = ("request", "response", "notification")
+def sender_direction(from_client: bool) -> str:
+    """The direction of a PDU known only by who sent it."""
+    return "request" if from_client else "response"
 
 
 PROTOCOL_FIELDS = frozenset({

@@ -26,9 +26,9 @@ SUPPORTED_LINKS = {
 }
 BSD_AF_INET6 = (10, 24, 28, 30)  # the value differs between BSDs (and Linux)
 IPV6_EXTENSIONS = (0, 43, 60, 51)
-IPPROTO_TCP, IPPROTO_UDP, IPV6_FRAGMENT = 6, 17, 44
+IPPROTO_TCP, IPV6_FRAGMENT = 6, 44
 
-TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
+TCP_SYN, TCP_RST, TCP_ACK = 0x02, 0x04, 0x10
 
 _tcp_header = struct.Struct("!HHIIBB")
 MAX_CACHED_ADDRESSES = 65536
@@ -55,16 +55,13 @@ class Segment(NamedTuple):
     ack: int
     flags: int
     payload: bytes
-    src_mac: str | None
-    ip_version: int
+    src_mac: bytes | None
 
 
 class UnsupportedLink(Exception):
-    pass
-
-
-def _mac(raw: bytes) -> str:
-    return raw.hex(":")
+    def __init__(self, link_type: int):
+        names = ", ".join(sorted(set(SUPPORTED_LINKS.values())))
+        super().__init__(f"link type {link_type} is not supported (supported: {names})")
 
 
 class NetStack:
@@ -148,7 +145,7 @@ class NetStack:
         if proto != IPPROTO_TCP:
             self.counters["ip.not_tcp"] += 1
             return None
-        return self._tcp(body, _ntop4(src), _ntop4(dst), mac, 4)
+        return self._tcp(body, _ntop4(src), _ntop4(dst), mac)
 
     def _ipv6(self, ts: float, ip: bytes, mac: bytes | None) -> Segment | None:
         if len(ip) < 40 or ip[0] >> 4 != 6:
@@ -179,9 +176,9 @@ class NetStack:
             self.counters["ip.not_tcp"] += 1
             return None
         return self._tcp(body, socket.inet_ntop(socket.AF_INET6, src),
-                         socket.inet_ntop(socket.AF_INET6, dst), mac, 6)
+                         socket.inet_ntop(socket.AF_INET6, dst), mac)
 
-    def _tcp(self, tcp: bytes, src: str, dst: str, mac: bytes | None, version: int) -> Segment | None:
+    def _tcp(self, tcp: bytes, src: str, dst: str, mac: bytes | None) -> Segment | None:
         if len(tcp) < 20:
             self.counters["tcp.malformed"] += 1
             return None
@@ -190,5 +187,4 @@ class NetStack:
         if header_len < 20 or header_len > len(tcp):
             self.counters["tcp.malformed"] += 1
             return None
-        return Segment(src, sport, dst, dport, seq, ack, flags, tcp[header_len:],
-                       _mac(mac) if mac else None, version)
+        return Segment(src, sport, dst, dport, seq, ack, flags, tcp[header_len:], mac)

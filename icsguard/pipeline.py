@@ -73,12 +73,12 @@ class Pipeline:
                     progress(frame)
                 try:
                     segment = decode(frame.ts, frame.link_type, frame.data)
-                except UnsupportedLink:     # a pcapng interface added mid-file
-                    raise CaptureError(f"{frame.capture}: link type {frame.link_type} is not supported") from None
+                except UnsupportedLink as exc:     # a pcapng interface added mid-file
+                    raise CaptureError(f"{frame.capture}: {exc}") from None
                 if segment is None:
                     continue
                 if segment.src_mac and segment.src not in hosts and len(hosts) < MAX_HOSTS:
-                    hosts[segment.src] = segment.src_mac
+                    hosts[segment.src] = segment.src_mac.hex(":")
                 for chunk in feed_tcp(frame.ts, segment, frame):
                     origin = chunk.origin
                     yield from feed_app(chunk, origin.ts, origin.capture, origin.number)

@@ -17,7 +17,6 @@ from scapy.packet import Packet
 # 125 registers or 2000 coil bytes' worth of bits.
 conf.max_list_count = max(conf.max_list_count, 2048)
 
-MBAP_LENGTH = 7
 MAX_ADU_LENGTH = 260          # MBAP (7) + the largest PDU (253)
 
 FUNCTION_NAMES = {

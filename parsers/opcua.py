@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from scapy.fields import Field, LEIntField, LELongField, StrFixedLenField, StrField
+from scapy.fields import Field, LEIntField, LELongField, StrField
 from scapy.packet import Packet
 
 MESSAGE_TYPES = ("HEL", "ACK", "ERR", "RHE", "OPN", "MSG", "CLO")
@@ -17,8 +17,6 @@ CHUNK_TYPES = (b"F", b"C", b"A")
 HEADER_LENGTH = 8
 MIN_MESSAGE = 8
 MAX_MESSAGE = 16 * 1024 * 1024   # far above any negotiated chunk size; larger is not OPC UA
-
-POLICY_PREFIX = "http://opcfoundation.org/UA/SecurityPolicy#"
 
 # Binary encoding ids of the standard services (OPC 10000-4 / the NodeSet), request and response.
 SERVICES = {
@@ -133,12 +131,6 @@ class NodeIdField(Field):
 
     def getfield(self, pkt, s):
         return read_node_id(s)
-
-
-class UAHeader(Packet):
-    name = "OPC UA message header"
-    fields_desc = [StrFixedLenField("message_type", b"HEL", 3), StrFixedLenField("chunk_type", b"F", 1),
-                   LEIntField("size", 0)]
 
 
 class UAHello(Packet):

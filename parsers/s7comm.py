@@ -275,11 +275,6 @@ class S7BlockInfoRequest(Packet):
                    StrFixedLenField("filesystem", b"A", 1)]
 
 
-class S7BlockTypeRequest(Packet):
-    name = "S7 list blocks of type request"
-    fields_desc = [ByteField("zero", 0x30), ByteEnumField("block_type", 0x41, BLOCK_LETTERS)]
-
-
 def parse_filename(name: bytes) -> tuple[str | None, int | None]:
     """``_0A00001P`` → ("DB", 1); anything else → (None, None)."""
     text = name.decode("latin-1")

@@ -59,7 +59,7 @@ def test_ipv6_with_and_without_fragments(tmp_path):
 
 
 def _segment(seq: int, payload: bytes, sport: int = 40000, flags: int = 0x18) -> Segment:
-    return Segment("10.0.0.1", sport, "10.0.0.2", 502, seq, 0, flags, payload, None, 4)
+    return Segment("10.0.0.1", sport, "10.0.0.2", 502, seq, 0, flags, payload, None)
 
 
 def test_out_of_order_flood_stays_within_the_caps():
@@ -92,7 +92,7 @@ def test_gap_is_announced_when_the_receiver_acknowledges_unseen_bytes():
     r = Reassembler()
     r.feed(0.0, _segment(1000, b"a" * 10))
     r.feed(0.1, _segment(1020, b"c" * 10))                  # 1010..1019 never captured
-    ack = Segment("10.0.0.2", 502, "10.0.0.1", 40000, 5000, 1030, 0x10, b"", None, 4)
+    ack = Segment("10.0.0.2", 502, "10.0.0.1", 40000, 5000, 1030, 0x10, b"", None)
     chunks = r.feed(0.2, ack)
     assert [c.kind for c in chunks] == [GAP, "data"]
     assert chunks[1].data == b"c" * 10

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from icsguard.events import sender_direction
 from icsguard.parsers import opcua as ua
 from icsguard.protocols.decode_cache import DecodeCache
 from icsguard.protocols.framing import looks_like
@@ -14,6 +15,7 @@ NAME = "opcua"
 PORTS = frozenset({4840})
 MAX_CHUNKS = 64                  # chunks held for one message before it is given up
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+SYMMETRIC_BODY = ua.HEADER_LENGTH + 16   # a MSG/CLO body: after header, channel, token, sequence header
 
 _TYPES = frozenset(t.encode() for t in ua.MESSAGE_TYPES)
 TRANSPORT_NAMES = {"HEL": "Hello", "ACK": "Acknowledge", "ERR": "Error", "RHE": "ReverseHello",
@@ -70,19 +72,19 @@ class UASession:
             held.append(message)
             if len(held) > MAX_CHUNKS or sum(map(len, held)) > MAX_MESSAGE_BYTES:
                 held.clear()
-                return (NAME, _side(from_client), TRANSPORT_NAMES[kind], None,
+                return (NAME, sender_direction(from_client), TRANSPORT_NAMES[kind], None,
                         {"message_type": kind, "malformed": "message of too many chunks"})
             return None
         held = self.chunks[from_client]
         if held and kind in ("MSG", "CLO"):
             first = held[0]
             # the first chunk's headers, then every chunk's body after its own headers
-            message = first + b"".join(c[_body_offset(c):] for c in held[1:]) + message[_body_offset(message):]
+            message = first + b"".join(c[SYMMETRIC_BODY:] for c in held[1:]) + message[SYMMETRIC_BODY:]
             held.clear()
         try:
             return self._decode(kind, message, from_client)
         except (ua.DecodeError, ValueError, IndexError) as exc:
-            return (NAME, _side(from_client), TRANSPORT_NAMES[kind], None,
+            return (NAME, sender_direction(from_client), TRANSPORT_NAMES[kind], None,
                     {"message_type": kind, "malformed": f"{kind} does not parse: {exc}"})
 
     def _decode(self, kind: str, message: bytes, from_client: bool) -> tuple:
@@ -119,22 +121,13 @@ class UASession:
             clear = self.policy is None or self.policy.endswith("#None")
         service = _service(payload, clear)
         if service is None:                       # encrypted: the headers are all there is
-            return NAME, _side(from_client), function, None, fields
+            return NAME, sender_direction(from_client), function, None, fields
         code, name, rest = service
         fields["service"] = name
         direction = "response" if name.endswith("Response") or name == "ServiceFault" else "request"
         header_fields = _service_header(rest, direction)
         fields.update(header_fields)
         return NAME, direction, name, code, fields
-
-
-def _body_offset(chunk: bytes) -> int:
-    """Where a MSG/CLO chunk's body starts: after channel, token and sequence header."""
-    return ua.HEADER_LENGTH + 16
-
-
-def _side(from_client: bool) -> str:
-    return "request" if from_client else "response"
 
 
 def _service(payload: bytes, clear: bool) -> tuple[int, str, bytes] | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from icsguard.events import sender_direction
 from icsguard.parsers import s7comm as s7
 from icsguard.parsers import s7comm_plus as s7p
 from icsguard.parsers import tpkt_cotp as iso
@@ -89,7 +90,7 @@ class S7Session:
             try:
                 return self._cotp(tpdu, from_client)
             except Exception as exc:  # a dissector bug must cost one PDU, not the run
-                return ("cotp", _direction(from_client), "malformed", cotp_type,
+                return ("cotp", sender_direction(from_client), "malformed", cotp_type,
                         {"malformed": f"undecodable COTP: {type(exc).__name__}"})
         eot = len(tpdu) > 6 and tpdu[6] & 0x80
         fragments = self.units[from_client]
@@ -97,7 +98,7 @@ class S7Session:
         if not eot:
             if sum(map(len, fragments)) > MAX_UNIT_BYTES:
                 fragments.clear()
-                return ("cotp", _direction(from_client), "data", 0xF,
+                return ("cotp", sender_direction(from_client), "data", 0xF,
                         {"malformed": f"COTP data unit longer than {MAX_UNIT_BYTES} bytes"})
             return None
         unit = fragments[0] if len(fragments) == 1 else b"".join(fragments)
@@ -106,7 +107,7 @@ class S7Session:
             return self._s7comm(unit, from_client)
         if unit[:1] == b"\x72":
             return self._s7plus(unit, from_client)
-        return ("cotp", _direction(from_client), "data", 0xF,
+        return ("cotp", sender_direction(from_client), "data", 0xF,
                 {"malformed": "COTP data that is neither S7comm nor S7comm-plus"} if unit else {})
 
     def _cotp(self, tpdu: bytes, from_client: bool) -> tuple:
@@ -124,7 +125,7 @@ class S7Session:
             if rack_slot and kind in ("CR", "CC"):
                 fields["rack"], fields["slot"] = rack_slot
         function = iso.PDU_NAMES.get(kind, kind.lower())
-        return "cotp", _direction(from_client), function, cotp.pdu_type, fields
+        return "cotp", sender_direction(from_client), function, cotp.pdu_type, fields
 
     def _s7comm(self, unit: bytes, from_client: bool) -> tuple:
         key = (from_client, unit[:4], unit[6:])           # the PDU reference varies; the rest repeats
@@ -133,7 +134,7 @@ class S7Session:
             try:
                 decoded = _s7comm_fields(unit)
             except Exception as exc:  # a dissector bug must cost one PDU, not the run
-                decoded = ("request" if from_client else "response", "malformed", None,
+                decoded = (sender_direction(from_client), "malformed", None,
                            {"malformed": f"undecodable S7comm: {type(exc).__name__}"}, None)
             self.cache.put(key, decoded)
         direction, function, code, fields, szl = decoded
@@ -157,7 +158,7 @@ class S7Session:
         try:
             direction, function, code, fields = _s7plus_fields(unit)
         except Exception as exc:  # a dissector bug must cost one PDU, not the run
-            return ("s7comm-plus", _direction(from_client), "malformed", None,
+            return ("s7comm-plus", sender_direction(from_client), "malformed", None,
                     {"malformed": f"undecodable S7comm-plus: {type(exc).__name__}"})
         seq = fields.get("seq_num")
         if seq is not None and direction == "request":
@@ -169,10 +170,6 @@ class S7Session:
             if asked and "object_ids" not in fields:
                 fields["object_ids"] = asked
         return "s7comm-plus", direction, function, code, fields
-
-
-def _direction(from_client: bool) -> str:
-    return "request" if from_client else "response"
 
 
 def _s7comm_fields(unit: bytes) -> tuple[str, str, int | None, dict[str, Any], bytes | None]:
