@@ -38,6 +38,14 @@ PROTOCOL_FIELDS = frozenset({
     "message_type", "secure_channel_id", "security_policy", "security_mode", "request_id",
     "request_handle", "status_code", "service", "node_ids", "identity_token", "endpoint_url",
     "application_uri", "certificate_sha1",
+    # opcua extensions beyond DESIGN's list: the channel and certificates, per-operation
+    # results, what sessions and subscriptions are, and what a login looked like
+    "token_id", "lifetime", "request_type", "receiver_thumbprint", "certificate_subject",
+    "certificate_issuer", "certificate_not_before", "certificate_not_after", "certificate_error",
+    "status_name", "results", "request_service", "attribute_ids", "targets", "browse_paths",
+    "application_name", "session_name", "session_id", "endpoints", "servers", "user_name",
+    "password_in_clear", "user_certificate_sha1", "delete_subscriptions", "subscription_id",
+    "subscription_ids", "publishing_interval", "client_handles", "notification_sequence",
 })
 
 

@@ -1,13 +1,20 @@
 """OPC UA binary: recognise it, frame it by message size, reassemble chunks, and turn
-messages into Events with their secure-channel and service identity."""
+messages into Events: the secure channel's posture (policy, mode, certificates), the
+service, and — where the body is readable — what it touches: node ids, written and read
+values, identities (never a password), endpoints offered. Responses are paired with
+their requests by request id, so a ReadResponse names the nodes it answers."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from typing import Any
+from typing import Any, Callable
+
+from cryptography import x509
 
 from icsguard.events import sender_direction
 from icsguard.parsers import opcua as ua
+from icsguard.parsers.opcua_status import status_name
 from icsguard.protocols.decode_cache import DecodeCache
 from icsguard.protocols.framing import looks_like
 
@@ -15,6 +22,9 @@ NAME = "opcua"
 PORTS = frozenset({4840})
 MAX_CHUNKS = 64                  # chunks held for one message before it is given up
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+MAX_OUTSTANDING = 1024           # requests awaiting their response, per connection
+MAX_HANDLES = 10_000             # monitored items remembered per connection
+MAX_CACHED_BODY = 1024           # polling bodies are small; large ones rarely repeat
 SYMMETRIC_BODY = ua.HEADER_LENGTH + 16   # a MSG/CLO body: after header, channel, token, sequence header
 
 _TYPES = frozenset(t.encode() for t in ua.MESSAGE_TYPES)
@@ -54,12 +64,16 @@ def orient(pdus: list[tuple[tuple, bytes]], peer) -> tuple | None:
 
 
 class UASession:
-    """One OPC UA connection: chunks per direction and the channel's security policy."""
+    """One OPC UA connection: chunks per direction, the channel's policy and mode, the
+    requests awaiting answers, and the node behind each monitored item's client handle."""
 
     def __init__(self, cache: DecodeCache):
         self.cache = cache
         self.chunks: dict[bool, list[bytes]] = {True: [], False: []}
         self.policy: str | None = None
+        self.mode: str | None = None
+        self.pending: dict[int, tuple[str, dict]] = {}
+        self.handles: dict[int, str] = {}
 
     def decode(self, message: bytes, from_client: bool) -> tuple | None:
         kind = message[:3].decode()
@@ -83,7 +97,7 @@ class UASession:
             held.clear()
         try:
             return self._decode(kind, message, from_client)
-        except (ua.DecodeError, ValueError, IndexError) as exc:
+        except Exception as exc:  # a lying length or a dissector bug must cost one message, not the run
             return (NAME, sender_direction(from_client), TRANSPORT_NAMES[kind], None,
                     {"message_type": kind, "malformed": f"{kind} does not parse: {exc}"})
 
@@ -100,34 +114,91 @@ class UASession:
             return NAME, "response", function, None, fields
         if kind == "ERR":
             error = ua.UAError(body)
-            fields["status_code"] = error.error
+            fields.update(status_code=error.error, status_name=status_name(error.error))
             return NAME, "response", function, None, fields
         if kind == "OPN":
             header = ua.UAAsymmetricHeader(body)
-            policy = (header.policy_uri or b"").decode("utf-8", "replace")
-            self.policy = policy
-            fields.update(secure_channel_id=header.secure_channel_id, security_policy=policy,
+            self.policy = (header.policy_uri or b"").decode("utf-8", "replace")
+            self.mode = "None" if self.policy.endswith("#None") else None
+            fields.update(secure_channel_id=header.secure_channel_id, security_policy=self.policy,
                           request_id=header.request_id)
             if header.sender_certificate:
-                fields["certificate_sha1"] = hashlib.sha1(header.sender_certificate).hexdigest()
-            payload = bytes(header.body)
-            clear = policy.endswith("#None")
+                fields.update(certificate_fields(header.sender_certificate))
+            if header.receiver_thumbprint:
+                fields["receiver_thumbprint"] = header.receiver_thumbprint.hex()
         else:
             header = ua.UASymmetricHeader(body)
-            fields.update(secure_channel_id=header.secure_channel_id, request_id=header.request_id)
+            fields.update(secure_channel_id=header.secure_channel_id, token_id=header.token_id,
+                          request_id=header.request_id)
             if self.policy:
                 fields["security_policy"] = self.policy
-            payload = bytes(header.body)
-            clear = self.policy is None or self.policy.endswith("#None")
-        service = _service(payload, clear)
+        service = _service(bytes(header.body), self.mode == "None")
         if service is None:                       # encrypted: the headers are all there is
+            if kind != "OPN" and self.policy and self.mode is None:
+                self.mode = "SignAndEncrypt"
+            if self.mode:
+                fields["security_mode"] = self.mode
             return NAME, sender_direction(from_client), function, None, fields
         code, name, rest = service
-        fields["service"] = name
         direction = "response" if name.endswith("Response") or name == "ServiceFault" else "request"
-        header_fields = _service_header(rest, direction)
-        fields.update(header_fields)
+        fields["service"] = name
+        fields.update(self._service_fields(code, name, direction, rest))
+        if kind != "OPN" and self.policy and self.mode is None and "malformed" not in fields:
+            self.mode = "Sign"                    # a readable body under a real policy is signed only
+        if self.mode and "security_mode" not in fields:
+            fields["security_mode"] = self.mode
+        self._pair(name, direction, header.request_id, fields)
         return NAME, direction, name, code, fields
+
+    def _service_fields(self, code: int, name: str, direction: str, rest: bytes) -> dict[str, Any]:
+        """The request or response header, then the body's fields (cached: polling repeats them)."""
+        try:
+            if direction == "request":
+                header = ua.UARequestHeader(rest)
+                fields = {"request_handle": header.request_handle}
+            else:
+                header = ua.UAResponseHeader(rest)
+                fields = {"request_handle": header.request_handle, "status_code": header.service_result,
+                          "status_name": status_name(header.service_result)}
+        except Exception as exc:  # as above
+            return {"malformed": f"{name} header does not parse: {exc}"}
+        body_class = ua.BODIES.get(code)
+        if body_class is None:
+            return fields
+        body = bytes(header.body)
+        key = (code, body) if len(body) <= MAX_CACHED_BODY else None
+        decoded = self.cache.get(key) if key else None
+        if decoded is None:
+            try:
+                decoded = SERVICE_FIELDS.get(name, _nothing)(body_class(body))
+            except Exception as exc:  # as above
+                decoded = {"malformed": f"{name} body does not parse: {exc}"}
+            if key:
+                self.cache.put(key, decoded)
+        fields.update(decoded)
+        return fields
+
+    def _pair(self, name: str, direction: str, request_id: int, fields: dict[str, Any]) -> None:
+        """Requests leave what their responses should name; responses take it back."""
+        if direction == "request":
+            inherited = {k: fields[k] for k in INHERITED if k in fields}
+            if len(self.pending) >= MAX_OUTSTANDING:
+                self.pending.pop(next(iter(self.pending)))
+            self.pending[request_id] = (name, inherited)
+            return
+        asked, inherited = self.pending.pop(request_id, (None, {}))
+        for key, value in inherited.items():
+            fields.setdefault(key, value)
+        if name == "ServiceFault" and asked:
+            fields["request_service"] = asked
+        handles = fields.get("client_handles")
+        if asked == "CreateMonitoredItemsRequest" and handles and fields.get("node_ids"):
+            for handle, node_id in zip(handles, fields["node_ids"]):
+                if len(self.handles) >= MAX_HANDLES:
+                    self.handles.pop(next(iter(self.handles)))
+                self.handles[handle] = node_id
+        elif handles and name in ("PublishResponse", "RepublishResponse"):
+            fields["node_ids"] = [self.handles.get(h) for h in handles]
 
 
 def _service(payload: bytes, clear: bool) -> tuple[int, str, bytes] | None:
@@ -146,15 +217,224 @@ def _service(payload: bytes, clear: bool) -> tuple[int, str, bytes] | None:
     return code, name, rest
 
 
-def _service_header(rest: bytes, direction: str) -> dict[str, Any]:
+@functools.lru_cache(maxsize=256)
+def certificate_fields(der: bytes) -> dict[str, Any]:
+    """Thumbprint, subject, issuer and validity of a certificate (the first, if a chain)."""
+    leaf = der[:_der_length(der)]
+    fields: dict[str, Any] = {"certificate_sha1": hashlib.sha1(leaf).hexdigest()}
     try:
-        if direction == "request":
-            header = ua.UARequestHeader(rest)
-            return {"request_handle": header.request_handle}
-        header = ua.UAResponseHeader(rest)
-        return {"request_handle": header.request_handle, "status_code": header.service_result}
-    except (ua.DecodeError, ValueError, IndexError):
-        return {"malformed": "service header does not parse"}
+        cert = x509.load_der_x509_certificate(leaf)
+        fields.update(certificate_subject=cert.subject.rfc4514_string(),
+                      certificate_issuer=cert.issuer.rfc4514_string(),
+                      certificate_not_before=cert.not_valid_before_utc.isoformat(),
+                      certificate_not_after=cert.not_valid_after_utc.isoformat())
+    except ValueError:
+        fields["certificate_error"] = "not a DER X.509 certificate"
+    return fields
 
+
+def _der_length(der: bytes) -> int:
+    """The length of the DER element at the start (a whole certificate), or all of it."""
+    if len(der) < 2 or der[0] != 0x30:
+        return len(der)
+    if der[1] < 0x80:
+        return 2 + der[1]
+    count = der[1] & 0x7F
+    if not 0 < count <= 4 or len(der) < 2 + count:
+        return len(der)
+    return 2 + count + int.from_bytes(der[2:2 + count], "big")
+
+
+# --- from a decoded body to Event fields, per service ---
+
+def _nothing(body) -> dict[str, Any]:
+    return {}
+
+
+def _results(statuses) -> dict[str, Any]:
+    return {"results": [status_name(code) for code in statuses]} if statuses else {}
+
+
+def _values(data_values) -> list:
+    return [value.get("value") for value in data_values or ()]
+
+
+def _endpoint(endpoint: dict) -> dict[str, Any]:
+    return {"endpoint_url": endpoint["endpoint_url"], "security_policy": endpoint["security_policy_uri"],
+            "security_mode": ua.SECURITY_MODES.get(endpoint["security_mode"], endpoint["security_mode"]),
+            "token_types": [ua.TOKEN_TYPES.get(t["token_type"], t["token_type"])
+                            for t in endpoint["user_identity_tokens"] or ()],
+            "security_level": endpoint["security_level"]}
+
+
+def _server(description: dict) -> dict[str, Any]:
+    return {"application_uri": description["application_uri"],
+            "application_name": description["application_name"],
+            "discovery_urls": description["discovery_urls"] or []}
+
+
+def _open_request(body) -> dict[str, Any]:
+    return {"security_mode": ua.SECURITY_MODES.get(body.security_mode, body.security_mode),
+            "request_type": {0: "issue", 1: "renew"}.get(body.request_type, body.request_type),
+            "lifetime": body.requested_lifetime}
+
+
+def _open_response(body) -> dict[str, Any]:
+    token = body.security_token
+    return {"token_id": token["token_id"], "lifetime": token["revised_lifetime"]}
+
+
+def _create_session_request(body) -> dict[str, Any]:
+    client = body.client_description
+    fields = {"endpoint_url": body.endpoint_url, "application_uri": client["application_uri"],
+              "application_name": client["application_name"], "session_name": body.session_name}
+    if body.client_certificate:
+        fields.update(certificate_fields(body.client_certificate))
+    return fields
+
+
+def _create_session_response(body) -> dict[str, Any]:
+    fields = {"session_id": body.session_id,
+              "endpoints": [_endpoint(e) for e in body.server_endpoints or ()]}
+    if body.server_certificate:
+        fields.update(certificate_fields(body.server_certificate))
+    return fields
+
+
+def _activate_session_request(body) -> dict[str, Any]:
+    type_id, token = body.user_identity_token
+    kind = ua.IDENTITY_TOKENS.get(int(type_id[2:])) if type_id.startswith("i=") else None
+    if kind is None:
+        return {"identity_token": f"unknown {type_id}"} if token else {"identity_token": "anonymous"}
+    fields: dict[str, Any] = {"identity_token": kind}
+    if kind == "username" and token:
+        decoded = ua.decode_struct(ua.USER_NAME_TOKEN, token)
+        fields["user_name"] = decoded["user_name"]
+        fields["password_in_clear"] = not decoded["encryption_algorithm"]
+    elif kind == "x509" and token:
+        certificate = ua.decode_struct(ua.X509_TOKEN, token)["certificate_data"]
+        if certificate:
+            fields["user_certificate_sha1"] = certificate_fields(certificate)["certificate_sha1"]
+    return fields
+
+
+def _read_request(body) -> dict[str, Any]:
+    nodes = body.nodes_to_read or ()
+    return {"node_ids": [n["node_id"] for n in nodes], "attribute_ids": [n["attribute_id"] for n in nodes]}
+
+
+def _read_response(body) -> dict[str, Any]:
+    return {"values": _values(body.results),
+            **_results([v.get("status_code", 0) for v in body.results or ()])}
+
+
+def _write_request(body) -> dict[str, Any]:
+    nodes = body.nodes_to_write or ()
+    return {"node_ids": [n["node_id"] for n in nodes], "attribute_ids": [n["attribute_id"] for n in nodes],
+            "values": _values(n["value"] for n in nodes)}
+
+
+def _browse_response(body) -> dict[str, Any]:
+    results = body.results or ()
+    return {"targets": [r["node_id"] for result in results for r in result["references"] or ()],
+            **_results([r["status_code"] for r in results])}
+
+
+def _translate_request(body) -> dict[str, Any]:
+    paths = body.browse_paths or ()
+    return {"node_ids": [p["starting_node"] for p in paths],
+            "browse_paths": ["/" + "/".join(e["target_name"] for e in p["elements"] or ()) for p in paths]}
+
+
+def _translate_response(body) -> dict[str, Any]:
+    results = body.results or ()
+    return {"targets": [t["target_id"] for r in results for t in r["targets"] or ()],
+            **_results([r["status_code"] for r in results])}
+
+
+def _call_request(body) -> dict[str, Any]:
+    calls = body.methods_to_call or ()
+    return {"object_ids": [c["object_id"] for c in calls], "node_ids": [c["method_id"] for c in calls],
+            "values": [c["input_arguments"] or [] for c in calls]}
+
+
+def _call_response(body) -> dict[str, Any]:
+    results = body.results or ()
+    return {"values": [r["output_arguments"] or [] for r in results],
+            **_results([r["status_code"] for r in results])}
+
+
+def _monitored_items_request(body) -> dict[str, Any]:
+    items = body.items_to_create or ()
+    return {"subscription_id": body.subscription_id,
+            "node_ids": [i["item_to_monitor"]["node_id"] for i in items],
+            "attribute_ids": [i["item_to_monitor"]["attribute_id"] for i in items],
+            "client_handles": [i["requested_parameters"]["client_handle"] for i in items]}
+
+
+def _notifications(message: dict) -> dict[str, Any]:
+    """The values a notification message carries, by the client handle that names their node."""
+    handles, values = [], []
+    for type_id, data in message["notification_data"] or ():
+        if not data:
+            continue
+        if type_id == f"i={ua.DATA_CHANGE_NOTIFICATION}":
+            for item in ua.decode_struct(ua.DATA_CHANGE, data)["monitored_items"] or ():
+                handles.append(item["client_handle"])
+                values.append(item["value"].get("value"))
+        elif type_id == f"i={ua.EVENT_NOTIFICATION_LIST}":
+            for event in ua.decode_struct(ua.EVENT_LIST, data)["events"] or ():
+                handles.append(event["client_handle"])
+                values.append(event["event_fields"] or [])
+    fields: dict[str, Any] = {"notification_sequence": message["sequence_number"]}
+    if handles:
+        fields.update(client_handles=handles, values=values)
+    return fields
+
+
+SERVICE_FIELDS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "OpenSecureChannelRequest": _open_request,
+    "OpenSecureChannelResponse": _open_response,
+    "GetEndpointsRequest": lambda body: {"endpoint_url": body.endpoint_url},
+    "GetEndpointsResponse": lambda body: {"endpoints": [_endpoint(e) for e in body.endpoints or ()]},
+    "FindServersRequest": lambda body: {"endpoint_url": body.endpoint_url},
+    "FindServersResponse": lambda body: {"servers": [_server(s) for s in body.servers or ()]},
+    "CreateSessionRequest": _create_session_request,
+    "CreateSessionResponse": _create_session_response,
+    "ActivateSessionRequest": _activate_session_request,
+    "ActivateSessionResponse": lambda body: _results(body.results),
+    "CloseSessionRequest": lambda body: {"delete_subscriptions": body.delete_subscriptions},
+    "ReadRequest": _read_request,
+    "ReadResponse": _read_response,
+    "HistoryReadRequest": lambda body: {"node_ids": [n["node_id"] for n in body.nodes_to_read or ()]},
+    "WriteRequest": _write_request,
+    "WriteResponse": lambda body: _results(body.results),
+    "BrowseRequest": lambda body: {"node_ids": [n["node_id"] for n in body.nodes_to_browse or ()]},
+    "BrowseResponse": _browse_response,
+    "BrowseNextResponse": _browse_response,
+    "TranslateBrowsePathsToNodeIdsRequest": _translate_request,
+    "TranslateBrowsePathsToNodeIdsResponse": _translate_response,
+    "RegisterNodesRequest": lambda body: {"node_ids": list(body.nodes_to_register or ())},
+    "AddNodesRequest": lambda body: {"node_ids": [n["requested_new_node_id"] for n in body.nodes_to_add or ()]},
+    "DeleteNodesRequest": lambda body: {"node_ids": [n["node_id"] for n in body.nodes_to_delete or ()]},
+    "DeleteNodesResponse": lambda body: _results(body.results),
+    "CallRequest": _call_request,
+    "CallResponse": _call_response,
+    "CreateSubscriptionRequest": lambda body: {"publishing_interval": body.requested_publishing_interval},
+    "CreateSubscriptionResponse": lambda body: {"subscription_id": body.subscription_id,
+                                                "publishing_interval": body.revised_publishing_interval},
+    "CreateMonitoredItemsRequest": _monitored_items_request,
+    "CreateMonitoredItemsResponse": lambda body: _results([r["status_code"] for r in body.results or ()]),
+    "DeleteSubscriptionsRequest": lambda body: {"subscription_ids": list(body.subscription_ids or ())},
+    "DeleteSubscriptionsResponse": lambda body: _results(body.results),
+    "PublishResponse": lambda body: {"subscription_id": body.subscription_id,
+                                     **_notifications(body.notification_message)},
+    "RepublishRequest": lambda body: {"subscription_id": body.subscription_id,
+                                      "notification_sequence": body.retransmit_sequence_number},
+    "RepublishResponse": lambda body: _notifications(body.notification_message),
+}
+# what a response takes over from its request
+INHERITED = ("node_ids", "object_ids", "attribute_ids", "client_handles", "subscription_id",
+             "identity_token", "user_name", "browse_paths")
 
 Session = UASession
