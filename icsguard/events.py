@@ -10,6 +10,14 @@ import orjson
 from typing import Any, Mapping, NamedTuple
 
 PROTOCOLS = ("modbus", "s7comm", "s7comm-plus", "opcua", "cotp")
+
+
+def refused(fields: Mapping[str, Any]) -> bool:
+    """Whether a response says no: a Modbus exception, an S7 error, a Bad OPC UA status."""
+    return (fields.get("exception_code") is not None or bool(fields.get("error_class"))
+            or (fields.get("status_code") or 0) >= 0x80000000)
+
+
 def sender_direction(from_client: bool) -> str:
     """The direction of a PDU known only by who sent it."""
     return "request" if from_client else "response"

@@ -11,7 +11,7 @@ from functools import lru_cache
 from netaddr import EUI
 from netaddr.core import NotRegisteredError
 
-from icsguard.events import Event
+from icsguard.events import Event, refused
 
 MAX_PAIRS = 200_000
 # Functions an engineering workstation uses and an HMI rarely does: diagnostics,
@@ -19,7 +19,9 @@ MAX_PAIRS = 200_000
 ENGINEERING_WORDS = ("diagnostics", "device_identification", "report_server_id", "comm_event",
                      "file_record", "user_defined", "reserved", "umas",
                      "upload", "download", "plc_", "szl", "block", "password", "mode_", "clock",
-                     "memory_reset", "force", "flash_led", "explore", "create_object", "delete_object")
+                     "memory_reset", "force", "flash_led", "explore", "create_object", "delete_object",
+                     "addnodes", "deletenodes", "addreferences", "deletereferences", "historyupdate",
+                     "registerserver")
 
 
 @dataclass
@@ -100,7 +102,7 @@ class Inventory:
             comm.requests += 1
         else:
             comm.responses += 1
-            if fields.get("exception_code") is not None:
+            if refused(fields):
                 comm.exceptions += 1
         self._asset(client, event, False, request)
         self._asset(server, event, True, request)
@@ -116,7 +118,7 @@ class Inventory:
                 asset.serves += 1
         elif request:
             asset.requests += 1
-            function = event.function
+            function = event.function.lower()      # OPC UA services are CamelCase
             if "write" in function:
                 asset.writes += 1
             if any(word in function for word in ENGINEERING_WORDS):

@@ -25,9 +25,10 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_OUTSTANDING = 1024           # requests awaiting their response, per connection
 MAX_HANDLES = 10_000             # monitored items remembered per connection
 MAX_CACHED_BODY = 1024           # polling bodies are small; large ones rarely repeat
-SYMMETRIC_BODY = ua.HEADER_LENGTH + 16   # a MSG/CLO body: after header, channel, token, sequence header
+SYMMETRIC_BODY = ua.HEADER_LENGTH + 16   # a MSG/CLO chunk's body: after header, channel, token, sequence header
 
 _TYPES = frozenset(t.encode() for t in ua.MESSAGE_TYPES)
+DIRECTIONS = {"Request": "request", "Response": "response", "ceFault": "response"}  # by name's end
 TRANSPORT_NAMES = {"HEL": "Hello", "ACK": "Acknowledge", "ERR": "Error", "RHE": "ReverseHello",
                    "OPN": "OpenSecureChannel", "CLO": "CloseSecureChannel", "MSG": "SecureMessage"}
 
@@ -106,33 +107,33 @@ class UASession:
         body = message[ua.HEADER_LENGTH:]
         function = TRANSPORT_NAMES[kind]
         if kind in ("HEL", "RHE"):
-            hello = ua.UAHello(body) if kind == "HEL" else None
-            if hello is not None and hello.endpoint_url:
-                fields["endpoint_url"] = hello.endpoint_url.decode("utf-8", "replace")
+            url = ua.dissect(ua.UAHello, body)["endpoint_url"] if kind == "HEL" else None
+            if url:
+                fields["endpoint_url"] = url.decode("utf-8", "replace")
             return NAME, "request" if kind == "HEL" else "notification", function, None, fields
         if kind == "ACK":
             return NAME, "response", function, None, fields
         if kind == "ERR":
-            error = ua.UAError(body)
-            fields.update(status_code=error.error, status_name=status_name(error.error))
+            error = ua.dissect(ua.UAError, body)["error"]
+            fields.update(status_code=error, status_name=status_name(error))
             return NAME, "response", function, None, fields
         if kind == "OPN":
-            header = ua.UAAsymmetricHeader(body)
-            self.policy = (header.policy_uri or b"").decode("utf-8", "replace")
+            header = ua.dissect(ua.UAAsymmetricHeader, body)
+            self.policy = (header["policy_uri"] or b"").decode("utf-8", "replace")
             self.mode = "None" if self.policy.endswith("#None") else None
-            fields.update(secure_channel_id=header.secure_channel_id, security_policy=self.policy,
-                          request_id=header.request_id)
-            if header.sender_certificate:
-                fields.update(certificate_fields(header.sender_certificate))
-            if header.receiver_thumbprint:
-                fields["receiver_thumbprint"] = header.receiver_thumbprint.hex()
+            fields.update(secure_channel_id=header["secure_channel_id"], security_policy=self.policy,
+                          request_id=header["request_id"])
+            if header["sender_certificate"]:
+                fields.update(certificate_fields(header["sender_certificate"]))
+            if header["receiver_thumbprint"]:
+                fields["receiver_thumbprint"] = header["receiver_thumbprint"].hex()
         else:
-            header = ua.UASymmetricHeader(body)
-            fields.update(secure_channel_id=header.secure_channel_id, token_id=header.token_id,
-                          request_id=header.request_id)
+            header = ua.dissect(ua.UASymmetricHeader, body)
+            fields.update(secure_channel_id=header["secure_channel_id"], token_id=header["token_id"],
+                          request_id=header["request_id"])
             if self.policy:
                 fields["security_policy"] = self.policy
-        service = _service(bytes(header.body), self.mode == "None")
+        service = _service(header["body"], self.mode == "None")
         if service is None:                       # encrypted: the headers are all there is
             if kind != "OPN" and self.policy and self.mode is None:
                 self.mode = "SignAndEncrypt"
@@ -140,37 +141,38 @@ class UASession:
                 fields["security_mode"] = self.mode
             return NAME, sender_direction(from_client), function, None, fields
         code, name, rest = service
-        direction = "response" if name.endswith("Response") or name == "ServiceFault" else "request"
+        direction = DIRECTIONS.get(name[-8:]) or sender_direction(from_client)
         fields["service"] = name
         fields.update(self._service_fields(code, name, direction, rest))
         if kind != "OPN" and self.policy and self.mode is None and "malformed" not in fields:
             self.mode = "Sign"                    # a readable body under a real policy is signed only
         if self.mode and "security_mode" not in fields:
             fields["security_mode"] = self.mode
-        self._pair(name, direction, header.request_id, fields)
+        self._pair(name, direction, header["request_id"], fields)
         return NAME, direction, name, code, fields
 
     def _service_fields(self, code: int, name: str, direction: str, rest: bytes) -> dict[str, Any]:
         """The request or response header, then the body's fields (cached: polling repeats them)."""
         try:
             if direction == "request":
-                header = ua.UARequestHeader(rest)
-                fields = {"request_handle": header.request_handle}
+                header = ua.dissect(ua.UARequestHeader, rest)
+                fields = {"request_handle": header["request_handle"]}
             else:
-                header = ua.UAResponseHeader(rest)
-                fields = {"request_handle": header.request_handle, "status_code": header.service_result,
-                          "status_name": status_name(header.service_result)}
+                header = ua.dissect(ua.UAResponseHeader, rest)
+                result = header["service_result"]
+                fields = {"request_handle": header["request_handle"], "status_code": result,
+                          "status_name": status_name(result)}
         except Exception as exc:  # as above
             return {"malformed": f"{name} header does not parse: {exc}"}
         body_class = ua.BODIES.get(code)
         if body_class is None:
             return fields
-        body = bytes(header.body)
+        body = header["body"]
         key = (code, body) if len(body) <= MAX_CACHED_BODY else None
         decoded = self.cache.get(key) if key else None
         if decoded is None:
             try:
-                decoded = SERVICE_FIELDS.get(name, _nothing)(body_class(body))
+                decoded = SERVICE_FIELDS.get(name, _nothing)(ua.dissect(body_class, body))
             except Exception as exc:  # as above
                 decoded = {"malformed": f"{name} body does not parse: {exc}"}
             if key:
@@ -203,14 +205,17 @@ class UASession:
 
 def _service(payload: bytes, clear: bool) -> tuple[int, str, bytes] | None:
     """The service type NodeId of a clear body. A signed-only body is clear too: it is
-    recognised by starting with a known service's encoding id."""
-    try:
-        rest, node = ua.read_node_id(payload)
-    except ua.DecodeError:
+    recognised by starting with a known service's encoding id. (Service ids are numeric
+    NodeIds of namespace 0, nearly always in the four-byte encoding: read without text.)"""
+    encoding = payload[0] if payload else None
+    if encoding == 1 and len(payload) >= 4 and payload[1] == 0:
+        code, rest = payload[2] | payload[3] << 8, payload[4:]
+    elif encoding == 0 and len(payload) >= 2:
+        code, rest = payload[1], payload[2:]
+    elif encoding == 2 and len(payload) >= 7 and payload[1:3] == b"\0\0":
+        code, rest = int.from_bytes(payload[3:7], "little"), payload[7:]
+    else:
         return None
-    if not node.startswith("i="):
-        return None
-    code = int(node[2:])
     name = ua.SERVICES.get(code)
     if name is None:
         return None if not clear else (code, f"service_{code}", rest)
@@ -274,35 +279,35 @@ def _server(description: dict) -> dict[str, Any]:
 
 
 def _open_request(body) -> dict[str, Any]:
-    return {"security_mode": ua.SECURITY_MODES.get(body.security_mode, body.security_mode),
-            "request_type": {0: "issue", 1: "renew"}.get(body.request_type, body.request_type),
-            "lifetime": body.requested_lifetime}
+    return {"security_mode": ua.SECURITY_MODES.get(body["security_mode"], body["security_mode"]),
+            "request_type": {0: "issue", 1: "renew"}.get(body["request_type"], body["request_type"]),
+            "lifetime": body["requested_lifetime"]}
 
 
 def _open_response(body) -> dict[str, Any]:
-    token = body.security_token
+    token = body["security_token"]
     return {"token_id": token["token_id"], "lifetime": token["revised_lifetime"]}
 
 
 def _create_session_request(body) -> dict[str, Any]:
-    client = body.client_description
-    fields = {"endpoint_url": body.endpoint_url, "application_uri": client["application_uri"],
-              "application_name": client["application_name"], "session_name": body.session_name}
-    if body.client_certificate:
-        fields.update(certificate_fields(body.client_certificate))
+    client = body["client_description"]
+    fields = {"endpoint_url": body["endpoint_url"], "application_uri": client["application_uri"],
+              "application_name": client["application_name"], "session_name": body["session_name"]}
+    if body["client_certificate"]:
+        fields.update(certificate_fields(body["client_certificate"]))
     return fields
 
 
 def _create_session_response(body) -> dict[str, Any]:
-    fields = {"session_id": body.session_id,
-              "endpoints": [_endpoint(e) for e in body.server_endpoints or ()]}
-    if body.server_certificate:
-        fields.update(certificate_fields(body.server_certificate))
+    fields = {"session_id": body["session_id"],
+              "endpoints": [_endpoint(e) for e in body["server_endpoints"] or ()]}
+    if body["server_certificate"]:
+        fields.update(certificate_fields(body["server_certificate"]))
     return fields
 
 
 def _activate_session_request(body) -> dict[str, Any]:
-    type_id, token = body.user_identity_token
+    type_id, token = body["user_identity_token"]
     kind = ua.IDENTITY_TOKENS.get(int(type_id[2:])) if type_id.startswith("i=") else None
     if kind is None:
         return {"identity_token": f"unknown {type_id}"} if token else {"identity_token": "anonymous"}
@@ -319,54 +324,54 @@ def _activate_session_request(body) -> dict[str, Any]:
 
 
 def _read_request(body) -> dict[str, Any]:
-    nodes = body.nodes_to_read or ()
+    nodes = body["nodes_to_read"] or ()
     return {"node_ids": [n["node_id"] for n in nodes], "attribute_ids": [n["attribute_id"] for n in nodes]}
 
 
 def _read_response(body) -> dict[str, Any]:
-    return {"values": _values(body.results),
-            **_results([v.get("status_code", 0) for v in body.results or ()])}
+    return {"values": _values(body["results"]),
+            **_results([v.get("status_code", 0) for v in body["results"] or ()])}
 
 
 def _write_request(body) -> dict[str, Any]:
-    nodes = body.nodes_to_write or ()
+    nodes = body["nodes_to_write"] or ()
     return {"node_ids": [n["node_id"] for n in nodes], "attribute_ids": [n["attribute_id"] for n in nodes],
             "values": _values(n["value"] for n in nodes)}
 
 
 def _browse_response(body) -> dict[str, Any]:
-    results = body.results or ()
+    results = body["results"] or ()
     return {"targets": [r["node_id"] for result in results for r in result["references"] or ()],
             **_results([r["status_code"] for r in results])}
 
 
 def _translate_request(body) -> dict[str, Any]:
-    paths = body.browse_paths or ()
+    paths = body["browse_paths"] or ()
     return {"node_ids": [p["starting_node"] for p in paths],
             "browse_paths": ["/" + "/".join(e["target_name"] for e in p["elements"] or ()) for p in paths]}
 
 
 def _translate_response(body) -> dict[str, Any]:
-    results = body.results or ()
+    results = body["results"] or ()
     return {"targets": [t["target_id"] for r in results for t in r["targets"] or ()],
             **_results([r["status_code"] for r in results])}
 
 
 def _call_request(body) -> dict[str, Any]:
-    calls = body.methods_to_call or ()
+    calls = body["methods_to_call"] or ()
     return {"object_ids": [c["object_id"] for c in calls], "node_ids": [c["method_id"] for c in calls],
             "values": [c["input_arguments"] or [] for c in calls]}
 
 
 def _call_response(body) -> dict[str, Any]:
-    results = body.results or ()
+    results = body["results"] or ()
     return {"values": [r["output_arguments"] or [] for r in results],
             **_results([r["status_code"] for r in results])}
 
 
 def _monitored_items_request(body) -> dict[str, Any]:
-    items = body.items_to_create or ()
-    return {"subscription_id": body.subscription_id,
+    items = body["items_to_create"] or ()
+    return {"subscription_id": body["subscription_id"],
             "node_ids": [i["item_to_monitor"]["node_id"] for i in items],
             "attribute_ids": [i["item_to_monitor"]["attribute_id"] for i in items],
             "client_handles": [i["requested_parameters"]["client_handle"] for i in items]}
@@ -395,43 +400,43 @@ def _notifications(message: dict) -> dict[str, Any]:
 SERVICE_FIELDS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "OpenSecureChannelRequest": _open_request,
     "OpenSecureChannelResponse": _open_response,
-    "GetEndpointsRequest": lambda body: {"endpoint_url": body.endpoint_url},
-    "GetEndpointsResponse": lambda body: {"endpoints": [_endpoint(e) for e in body.endpoints or ()]},
-    "FindServersRequest": lambda body: {"endpoint_url": body.endpoint_url},
-    "FindServersResponse": lambda body: {"servers": [_server(s) for s in body.servers or ()]},
+    "GetEndpointsRequest": lambda body: {"endpoint_url": body["endpoint_url"]},
+    "GetEndpointsResponse": lambda body: {"endpoints": [_endpoint(e) for e in body["endpoints"] or ()]},
+    "FindServersRequest": lambda body: {"endpoint_url": body["endpoint_url"]},
+    "FindServersResponse": lambda body: {"servers": [_server(s) for s in body["servers"] or ()]},
     "CreateSessionRequest": _create_session_request,
     "CreateSessionResponse": _create_session_response,
     "ActivateSessionRequest": _activate_session_request,
-    "ActivateSessionResponse": lambda body: _results(body.results),
-    "CloseSessionRequest": lambda body: {"delete_subscriptions": body.delete_subscriptions},
+    "ActivateSessionResponse": lambda body: _results(body["results"]),
+    "CloseSessionRequest": lambda body: {"delete_subscriptions": body["delete_subscriptions"]},
     "ReadRequest": _read_request,
     "ReadResponse": _read_response,
-    "HistoryReadRequest": lambda body: {"node_ids": [n["node_id"] for n in body.nodes_to_read or ()]},
+    "HistoryReadRequest": lambda body: {"node_ids": [n["node_id"] for n in body["nodes_to_read"] or ()]},
     "WriteRequest": _write_request,
-    "WriteResponse": lambda body: _results(body.results),
-    "BrowseRequest": lambda body: {"node_ids": [n["node_id"] for n in body.nodes_to_browse or ()]},
+    "WriteResponse": lambda body: _results(body["results"]),
+    "BrowseRequest": lambda body: {"node_ids": [n["node_id"] for n in body["nodes_to_browse"] or ()]},
     "BrowseResponse": _browse_response,
     "BrowseNextResponse": _browse_response,
     "TranslateBrowsePathsToNodeIdsRequest": _translate_request,
     "TranslateBrowsePathsToNodeIdsResponse": _translate_response,
-    "RegisterNodesRequest": lambda body: {"node_ids": list(body.nodes_to_register or ())},
-    "AddNodesRequest": lambda body: {"node_ids": [n["requested_new_node_id"] for n in body.nodes_to_add or ()]},
-    "DeleteNodesRequest": lambda body: {"node_ids": [n["node_id"] for n in body.nodes_to_delete or ()]},
-    "DeleteNodesResponse": lambda body: _results(body.results),
+    "RegisterNodesRequest": lambda body: {"node_ids": list(body["nodes_to_register"] or ())},
+    "AddNodesRequest": lambda body: {"node_ids": [n["requested_new_node_id"] for n in body["nodes_to_add"] or ()]},
+    "DeleteNodesRequest": lambda body: {"node_ids": [n["node_id"] for n in body["nodes_to_delete"] or ()]},
+    "DeleteNodesResponse": lambda body: _results(body["results"]),
     "CallRequest": _call_request,
     "CallResponse": _call_response,
-    "CreateSubscriptionRequest": lambda body: {"publishing_interval": body.requested_publishing_interval},
-    "CreateSubscriptionResponse": lambda body: {"subscription_id": body.subscription_id,
-                                                "publishing_interval": body.revised_publishing_interval},
+    "CreateSubscriptionRequest": lambda body: {"publishing_interval": body["requested_publishing_interval"]},
+    "CreateSubscriptionResponse": lambda body: {"subscription_id": body["subscription_id"],
+                                                "publishing_interval": body["revised_publishing_interval"]},
     "CreateMonitoredItemsRequest": _monitored_items_request,
-    "CreateMonitoredItemsResponse": lambda body: _results([r["status_code"] for r in body.results or ()]),
-    "DeleteSubscriptionsRequest": lambda body: {"subscription_ids": list(body.subscription_ids or ())},
-    "DeleteSubscriptionsResponse": lambda body: _results(body.results),
-    "PublishResponse": lambda body: {"subscription_id": body.subscription_id,
-                                     **_notifications(body.notification_message)},
-    "RepublishRequest": lambda body: {"subscription_id": body.subscription_id,
-                                      "notification_sequence": body.retransmit_sequence_number},
-    "RepublishResponse": lambda body: _notifications(body.notification_message),
+    "CreateMonitoredItemsResponse": lambda body: _results([r["status_code"] for r in body["results"] or ()]),
+    "DeleteSubscriptionsRequest": lambda body: {"subscription_ids": list(body["subscription_ids"] or ())},
+    "DeleteSubscriptionsResponse": lambda body: _results(body["results"]),
+    "PublishResponse": lambda body: {"subscription_id": body["subscription_id"],
+                                     **_notifications(body["notification_message"])},
+    "RepublishRequest": lambda body: {"subscription_id": body["subscription_id"],
+                                      "notification_sequence": body["retransmit_sequence_number"]},
+    "RepublishResponse": lambda body: _notifications(body["notification_message"]),
 }
 # what a response takes over from its request
 INHERITED = ("node_ids", "object_ids", "attribute_ids", "client_handles", "subscription_id",
