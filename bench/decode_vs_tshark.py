@@ -1,11 +1,11 @@
 """Benchmark: `icsguard decode` against `tshark` decoding the same fields.
 
 Generates (once) a capture of real polling with the pcaps script — pymodbus for
-Modbus, python-snap7 for S7 — then times both tools on it, and on its first half
-to show that icsguard's memory does not grow with the capture. Prints a Markdown
-table for the README.
+Modbus, python-snap7 for S7, asyncua for OPC UA — then times both tools on it,
+and on its first half to show that icsguard's memory does not grow with the
+capture. Prints a Markdown table for the README.
 
-    python bench/decode_vs_tshark.py [--proto modbus|s7] [--packets 200000] [--capture FILE]
+    python bench/decode_vs_tshark.py [--proto modbus|s7|opcua] [--packets 200000] [--capture FILE]
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ PROTOCOLS = {
             "s7comm.param.itemcount", "s7comm.param.item.area", "s7comm.param.item.db",
             "s7comm.param.item.address.byte", "s7comm.param.item.address.bit", "s7comm.data.returncode",
             "s7comm.header.errcls", "s7comm.header.errcod"]),
+    "opcua": ("--bench-opcua", "bench_opcua.pcap", "opcua",
+              ["frame.number", "opcua.transport.type", "opcua.transport.scid", "opcua.security.rqid",
+               "opcua.servicenodeid.numeric", "opcua.RequestHandle", "opcua.ServiceResult",
+               "opcua.nodeid.nsindex", "opcua.nodeid.numeric", "opcua.nodeid.string"]),
 }
 
 

@@ -3,6 +3,7 @@
     python pcaps/make_captures.py [--protocol modbus|s7|opcua] [--out DIR]
     python pcaps/make_captures.py --bench [N] --out DIR
     python pcaps/make_captures.py --bench-s7 [N] --out DIR
+    python pcaps/make_captures.py --bench-opcua [N] --out DIR
 
 Needs root (tcpdump, ports 502 and 102; 4840 for OPC UA). Each NAME.pcap gets a NAME.json next to it:
 ``{"pcap", "iface", "server": {...}, "transcript": [...]}`` where the transcript
@@ -10,9 +11,9 @@ is what the client sent and decoded (see peers.py, s7_peers.py and
 opcua_peers.py) and the server holds its address plus the Modbus unit id, the
 S7 areas' initial contents, or the OPC UA endpoint, nodes and user.
 ``--protocol`` limits the run to one protocol's captures.
-``--bench`` / ``--bench-s7`` instead write DIR/bench_modbus.pcap /
-DIR/bench_s7.pcap with at least N packets of polling traffic (default 200000)
-and report how long that took.
+``--bench`` / ``--bench-s7`` / ``--bench-opcua`` instead write
+DIR/bench_modbus.pcap / DIR/bench_s7.pcap / DIR/bench_opcua.pcap with at least
+N packets of polling traffic (default 200000) and report how long that took.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ CAPTURES = {
 BENCHES = {
     "modbus": (peers, peers.MODBUS_PORT, 16),
     "s7": (s7_peers, s7_peers.S7_PORT, 8),
+    "opcua": (opcua_peers, opcua_peers.OPCUA_PORT, 8),
 }
 
 
@@ -129,8 +131,10 @@ def main(argv: list[str] | None = None) -> None:
                             help="write only bench_modbus.pcap with at least N packets")
     bench_kind.add_argument("--bench-s7", type=int, nargs="?", const=200_000, metavar="N",
                             help="write only bench_s7.pcap with at least N packets")
+    bench_kind.add_argument("--bench-opcua", type=int, nargs="?", const=200_000, metavar="N",
+                            help="write only bench_opcua.pcap with at least N packets")
     args = parser.parse_args(argv)
-    benches = {"modbus": args.bench, "s7": args.bench_s7}
+    benches = {"modbus": args.bench, "s7": args.bench_s7, "opcua": args.bench_opcua}
     protocol = next((name for name, packets in benches.items() if packets), None)
     if protocol and args.out is None:
         parser.error("a bench needs --out: the bench capture does not belong in the repository")

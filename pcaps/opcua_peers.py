@@ -23,6 +23,9 @@ client action, each with ``action``, ``node_id`` (e.g. "ns=2;i=2", or None),
 - monitor (a data-change monitored item): subscription_id; ``value`` is the
   list of values notified before the scenario went on
 
+``flood_polling`` instead polls as fast as it can and keeps no transcript: it
+makes the bench capture (make_captures.py ``--bench-opcua``).
+
 The certificates for Basic256Sha256 are generated at runtime into a
 temporary directory that is removed when the process exits.
 """
@@ -30,7 +33,6 @@ temporary directory that is removed when the process exits.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import functools
 import shutil
 import tempfile
@@ -38,6 +40,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
+from multiprocessing import util
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -69,6 +72,9 @@ VARIABLES = {
 }
 MODES = {"None": ua.MessageSecurityMode.None_, "Sign": ua.MessageSecurityMode.Sign,
          "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt}
+# flood_polling's cycle, as an HMI polls: Pump1's variables in one ReadRequest, the
+# setpoint written every tenth transaction, Pump1 browsed every twentieth.
+POLL_CYCLE = ("read",) * 9 + ("write",) + ("read",) * 9 + ("browse",)
 
 
 def endpoint_url(port: int = OPCUA_PORT) -> str:
@@ -79,7 +85,10 @@ def endpoint_url(port: int = OPCUA_PORT) -> str:
 def certificates() -> dict[str, Path]:
     """Self-signed server and client key/certificate pairs, made once per process."""
     folder = Path(tempfile.mkdtemp(prefix="icsguard-opcua-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    # Not atexit: a process multiprocessing started (the bench server) ends without
+    # running it, but with multiprocessing's own exit hook, as the main process does.
+    util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True},
+                  exitpriority=0)
     paths = {}
 
     async def make(role: str, uri: str, use) -> None:
@@ -123,6 +132,7 @@ class PeerServer:
     """
 
     def __init__(self, port: int = OPCUA_PORT) -> None:
+        certificates()  # here: it runs its own event loop, which _serve's would refuse
         ready: Future[None] = Future()
         self._thread = threading.Thread(target=asyncio.run, args=(self._serve(port, ready),),
                                         name=f"opcua-server-{port}", daemon=True)
@@ -175,6 +185,7 @@ class PeerServer:
 
 
 def start_server(port: int = OPCUA_PORT) -> PeerServer:
+    """A PeerServer on HOST:``port``; stop it with ``.stop()`` or a ``with`` block."""
     return PeerServer(port)
 
 
@@ -387,6 +398,38 @@ async def sign_and_encrypt(port: int) -> list[dict]:
     async with _session(port, mode="SignAndEncrypt", username=USERNAME, password=PASSWORD) as s:
         await s.read(NODE_IDS["Setpoint"])
         return s.transcript
+
+
+def flood_polling(port: int, transactions: int, connections: int = 8) -> None:
+    """POLL_CYCLE as fast as asyncua goes, over concurrent anonymous sessions without security.
+
+    Keeps no transcript, so memory stays flat however large ``transactions`` is.
+    """
+    share, extra = divmod(transactions, connections)
+
+    async def poll(count: int) -> None:
+        session = Session(port)
+        if not await session.connect():
+            raise ConnectionError(session.transcript[-1]["error"])
+        client = session.client
+        variables = [client.get_node(NODE_IDS[name]) for name in VARIABLES]
+        setpoint, pump = client.get_node(NODE_IDS["Setpoint"]), client.get_node(NODE_IDS["Pump1"])
+        try:
+            for index in range(count):
+                operation = POLL_CYCLE[index % len(POLL_CYCLE)]
+                if operation == "read":
+                    await client.read_values(variables)
+                elif operation == "write":
+                    await setpoint.write_value(1500 + index % 100, ua.VariantType.Int32)
+                else:
+                    await pump.get_children()
+        finally:
+            await client.disconnect()
+
+    async def flood() -> None:
+        await asyncio.gather(*(poll(share + (index < extra)) for index in range(connections)))
+
+    asyncio.run(flood())
 
 
 def capture(path: str | Path, scenario: Callable[..., list[dict]], port: int = OPCUA_PORT,
