@@ -51,6 +51,7 @@ CAPTURES = {
     "s7_control": (s7_peers, s7_peers.control, 102, "lo", {}),
     "opcua_none_anonymous": (opcua_peers, opcua_peers.none_anonymous, 4840, "lo", {}),
     "opcua_none_username": (opcua_peers, opcua_peers.none_username, 4840, "lo", {}),
+    "opcua_none_plaintext_password": (opcua_peers, opcua_peers.none_plaintext_password, 4840, "lo", {}),
     "opcua_failed_login": (opcua_peers, opcua_peers.failed_login, 4840, "lo", {}),
     "opcua_sign": (opcua_peers, opcua_peers.sign, 4840, "lo", {}),
     "opcua_sign_and_encrypt": (opcua_peers, opcua_peers.sign_and_encrypt, 4840, "lo", {}),
@@ -63,11 +64,11 @@ BENCHES = {
 }
 
 
-def _server(harness, port: int) -> dict:
+def _server(harness, port: int, scenario) -> dict:
     if harness is peers:
         return {"host": peers.HOST, "port": port, "unit_id": peers.UNIT_ID}
     if harness is opcua_peers:
-        return opcua_peers.server_info(port)
+        return opcua_peers.server_info(port, **opcua_peers.SERVERS.get(scenario.__name__, {}))
     return {"host": s7_peers.HOST, "port": port, "areas": s7_peers.initial_areas()}
 
 
@@ -81,7 +82,7 @@ def make_captures(out: Path, protocol: str | None = None) -> None:
         document = {
             "pcap": pcap.name,
             "iface": iface,
-            "server": _server(harness, port),
+            "server": _server(harness, port, scenario),
             "transcript": transcript,
         }
         (out / f"{name}.json").write_text(json.dumps(document, indent=1) + "\n")

@@ -127,20 +127,22 @@ class PeerServer:
     """An asyncua server on HOST:``port`` in its own event-loop thread.
 
     Offers NoSecurity and Basic256Sha256 Sign / SignAndEncrypt, anonymous and
-    username tokens, and the nodes in NODE_IDS. Use as a context
-    manager or call ``stop()``.
+    username tokens, and the nodes in NODE_IDS. A server that is not ``secure``
+    offers NoSecurity only, like many a legacy one: with no encrypting policy to
+    protect the user token, clients send their password in clear text. Use as a
+    context manager or call ``stop()``.
     """
 
-    def __init__(self, port: int = OPCUA_PORT) -> None:
+    def __init__(self, port: int = OPCUA_PORT, secure: bool = True) -> None:
         certificates()  # here: it runs its own event loop, which _serve's would refuse
         ready: Future[None] = Future()
-        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(port, ready),),
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(port, secure, ready),),
                                         name=f"opcua-server-{port}", daemon=True)
         self._thread.start()
         ready.result(timeout=30)
         self.host, self.port, self.endpoint_url = HOST, port, endpoint_url(port)
 
-    async def _serve(self, port: int, ready: Future) -> None:
+    async def _serve(self, port: int, secure: bool, ready: Future) -> None:
         try:
             self._loop = asyncio.get_running_loop()
             self._done = asyncio.Event()
@@ -149,9 +151,9 @@ class PeerServer:
             server.set_endpoint(endpoint_url(port))
             server.set_server_name("icsguard loopback pump")
             await server.set_application_uri(SERVER_URI)
-            server.set_security_policy([ua.SecurityPolicyType.NoSecurity,
-                                        ua.SecurityPolicyType.Basic256Sha256_Sign,
-                                        ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity] + [
+                ua.SecurityPolicyType.Basic256Sha256_Sign,
+                ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt] * secure)
             server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken])
             await server.load_certificate(certificates()["server_cert"])
             await server.load_private_key(certificates()["server_key"])
@@ -184,21 +186,20 @@ class PeerServer:
         self.stop()
 
 
-def start_server(port: int = OPCUA_PORT) -> PeerServer:
+def start_server(port: int = OPCUA_PORT, secure: bool = True) -> PeerServer:
     """A PeerServer on HOST:``port``; stop it with ``.stop()`` or a ``with`` block."""
-    return PeerServer(port)
+    return PeerServer(port, secure)
 
 
-def server_info(port: int = OPCUA_PORT) -> dict:
+def server_info(port: int = OPCUA_PORT, secure: bool = True) -> dict:
     """What a capture's JSON says about the server: endpoint, policies, nodes, user."""
+    policies = [(SecurityPolicyNone.URI, "None")]
+    if secure:
+        policies += [(SecurityPolicyBasic256Sha256.URI, "Sign"), (SecurityPolicyBasic256Sha256.URI, "SignAndEncrypt")]
     return {
         "host": HOST, "port": port, "endpoint_url": endpoint_url(port),
         "application_uri": SERVER_URI, "namespace": NAMESPACE,
-        "security_policies": [
-            {"uri": policy, "mode": mode} for policy, mode in (
-                (SecurityPolicyNone.URI, "None"),
-                (SecurityPolicyBasic256Sha256.URI, "Sign"),
-                (SecurityPolicyBasic256Sha256.URI, "SignAndEncrypt"))],
+        "security_policies": [{"uri": policy, "mode": mode} for policy, mode in policies],
         "token_types": ["anonymous", "username"],
         "nodes": NODE_IDS,
         "variables": {name: {"initial": value, "type": variant_type.name}
@@ -373,6 +374,16 @@ async def none_username(port: int) -> list[dict]:
 
 
 @_run
+async def none_plaintext_password(port: int) -> list[dict]:
+    """Username login to a server offering no encrypting policy: the password crosses in
+    clear text. Then a read and a write of the setpoint."""
+    async with _session(port, username=USERNAME, password=PASSWORD) as s:
+        await s.read(NODE_IDS["Setpoint"])
+        await s.write(NODE_IDS["Setpoint"], 1550, ua.VariantType.Int32)
+        return s.transcript
+
+
+@_run
 async def failed_login(port: int, attempts: int = 3) -> list[dict]:
     """Repeated username logins with a wrong password, each on its own connection."""
     transcript = []
@@ -398,6 +409,10 @@ async def sign_and_encrypt(port: int) -> list[dict]:
     async with _session(port, mode="SignAndEncrypt", username=USERNAME, password=PASSWORD) as s:
         await s.read(NODE_IDS["Setpoint"])
         return s.transcript
+
+
+# scenarios that need a server other than the default one
+SERVERS = {"none_plaintext_password": {"secure": False}}
 
 
 def flood_polling(port: int, transactions: int, connections: int = 8) -> None:
@@ -436,5 +451,5 @@ def capture(path: str | Path, scenario: Callable[..., list[dict]], port: int = O
             iface: str = "lo", **scenario_kwargs) -> list[dict]:
     """Run ``scenario`` against a fresh server on ``port`` while recording ``path``."""
     certificates()  # before recording: key generation takes a while
-    with start_server(port) as server, record(path, server.port, iface):
+    with start_server(port, **SERVERS.get(scenario.__name__, {})) as server, record(path, server.port, iface):
         return scenario(server.port, **scenario_kwargs)

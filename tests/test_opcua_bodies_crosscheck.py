@@ -943,6 +943,7 @@ WIRESHARK_COMPARED = {
     MALCOLM: 12361,
     "opcua_failed_login.pcap": 303,
     "opcua_none_anonymous.pcap": 381,
+    "opcua_none_plaintext_password.pcap": 129,
     "opcua_none_username.pcap": 121,
     "opcua_sign.pcap": 132,
     "opcua_sign_and_encrypt.pcap": 51,

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import PCAPS, decoded, public, run_icsguard
 
-SCENARIOS = ("none_anonymous", "none_username", "failed_login", "sign", "sign_and_encrypt")
+SCENARIOS = ("none_anonymous", "none_username", "none_plaintext_password", "failed_login", "sign",
+             "sign_and_encrypt")
 # transcript action -> the request that carries it
 REQUESTS = {"browse": "BrowseRequest", "read": "ReadRequest", "write": "WriteRequest", "call": "CallRequest",
             "subscribe": "CreateSubscriptionRequest", "monitor": "CreateMonitoredItemsRequest"}
@@ -182,23 +183,27 @@ def _strings(value):
             yield from _strings(item)
 
 
-@pytest.mark.parametrize("name", ["Malcolm-Test-Artifacts/OPCUA-Binary.pcap",
-                                  "icsnpp-opcua-binary/traces/open62541_client-server_mainloop.pcap"])
-def test_clear_text_passwords_are_seen_but_never_kept(name, tmp_path):
-    """These open62541 clients log in as user1 with the password "password", unencrypted."""
-    capture = public(name)
+@pytest.mark.parametrize("name, user, secret", [
+    ("opcua_none_plaintext_password.pcap", "operator", "Secret-Passw0rd"),
+    # open62541 clients logging in as user1 with the password "password"
+    ("Malcolm-Test-Artifacts/OPCUA-Binary.pcap", "user1", "password"),
+    ("icsnpp-opcua-binary/traces/open62541_client-server_mainloop.pcap", "user1", "password"),
+])
+def test_clear_text_passwords_are_seen_but_never_kept(name, user, secret, tmp_path):
+    capture = PCAPS / name if name.startswith("opcua_") else public(name)
     events = decoded(capture)
     logins = [e for e in events if e["function"] == "ActivateSessionRequest" and e.get("identity_token") == "username"]
-    assert logins and all(e["user_name"] == "user1" and e["password_in_clear"] is True for e in logins)
-    secret, secret_hex = "password", b"password".hex()
-    assert not [s for e in events for s in _strings(e) if s == secret or secret_hex in s]
+    assert logins and all(e["user_name"] == user and e["password_in_clear"] is True for e in logins)
+    secret_hex = secret.encode().hex()
+    assert not [s for e in events for s in _strings(e) if secret in s or secret_hex in s]
     database = tmp_path / "icsguard.db"
     result = run_icsguard("analyze", capture, "--db", database)
     assert result.returncode == 0, result.stderr
     assert secret not in result.stdout and secret_hex not in result.stdout
     with sqlite3.connect(database) as db:
         dump = "\n".join(db.iterdump())
-    assert f"'{secret}'" not in dump and secret_hex not in dump and b"password" not in database.read_bytes()
+    assert user in dump or "opcua" in dump          # the run was stored
+    assert secret not in dump and secret_hex not in dump and secret.encode() not in database.read_bytes()
 
 
 def test_status_code_names_agree_with_asyncua():
