@@ -1,12 +1,14 @@
-"""How far icsguard's Modbus/TCP or S7comm decoding agrees with Wireshark's, capture by capture.
+"""How far icsguard's Modbus/TCP, S7comm or OPC UA decoding agrees with Wireshark's, capture by capture.
 
-    python bench/tshark_agreement.py [--proto modbus|s7|all] [--details] [CAPTURE ...]
+    python bench/tshark_agreement.py [--proto modbus|s7|opcua|all] [--details] [CAPTURE ...]
 
 Without captures it checks every capture under ../shared/pcaps/public that
-tshark finds the protocol in, plus pcaps/modbus_*.pcap or pcaps/s7_*.pcap.
-Agreement is the share of agreeing PDUs among all PDUs either tool reported.
-The compared tuples and the fairness rules are in tests/tshark_oracle.py
-(Modbus) and tests/tshark_s7_oracle.py (S7comm).
+tshark finds the protocol in (for OPC UA also on the other server ports that
+tests/tshark_opcua_oracle.py lists), plus pcaps/modbus_*.pcap, pcaps/s7_*.pcap
+or pcaps/opcua_*.pcap. Agreement is the share of agreeing PDUs (OPC UA messages)
+among all that either tool reported. The compared tuples and the fairness rules
+are in tests/tshark_oracle.py (Modbus), tests/tshark_s7_oracle.py (S7comm) and
+tests/tshark_opcua_oracle.py (OPC UA).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Callable, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import tshark_oracle as oracle  # noqa: E402  (needs the path above)
+import tshark_opcua_oracle as opcua_oracle  # noqa: E402
 import tshark_s7_oracle as s7_oracle  # noqa: E402
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap")
@@ -31,15 +34,18 @@ class Protocol(NamedTuple):
     crosscheck: Callable[[Path], oracle.Comparison]
     display_filter: str     # what tshark finds the protocol by
     own: str                # this project's captures of it, under pcaps/
+    options: Callable[[Path], tuple[str, ...]] = lambda path: ()   # tshark options the oracle uses for a capture
 
 
 PROTOCOLS = {"modbus": Protocol(oracle.crosscheck, "mbtcp", "modbus_*.pcap"),
-             "s7": Protocol(s7_oracle.crosscheck, "s7comm", "s7_*.pcap")}
+             "s7": Protocol(s7_oracle.crosscheck, "s7comm", "s7_*.pcap"),
+             "opcua": Protocol(opcua_oracle.crosscheck, "opcua", "opcua_*.pcap", opcua_oracle.decode_as)}
 
 
-def has(path: Path, display_filter: str) -> bool:
-    """Does Wireshark, with its defaults, dissect any of the protocol in this capture?"""
-    command = [oracle.TSHARK, "-n", "-r", str(path), "-Y", display_filter, "-T", "fields", "-e", "frame.number"]
+def has(path: Path, display_filter: str, *options: str) -> bool:
+    """Does Wireshark, with its defaults and these options, dissect any of the protocol in this capture?"""
+    command = [oracle.TSHARK, "-n", "-r", str(path), *options, "-Y", display_filter,
+               "-T", "fields", "-e", "frame.number"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as tshark:
         found = bool(tshark.stdout.readline())
         tshark.kill()   # one frame is enough
@@ -49,7 +55,7 @@ def has(path: Path, display_filter: str) -> bool:
 def captures(protocol: Protocol) -> list[Path]:
     public = sorted(p for p in oracle.PUBLIC.rglob("*") if p.suffix in CAPTURE_SUFFIXES)
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        found = pool.map(lambda p: has(p, protocol.display_filter), public)
+        found = pool.map(lambda p: has(p, protocol.display_filter, *protocol.options(p)), public)
         public = [p for p, yes in zip(public, found) if yes]
     return public + sorted(oracle.OWN.glob(protocol.own))
 

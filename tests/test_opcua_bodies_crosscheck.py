@@ -595,7 +595,11 @@ class WiresharkCheck:
             for proto in packet.findall("proto[@name='opcua']"):
                 message = Node(proto)
                 kind = message.get("transport.type").show
-                key = (frame, kind, ws_int(message.get("security.rqid")))
+                # where the sequence header is encrypted (no service readable) its request id
+                # is ciphertext, which icsguard does not show
+                encrypted = kind in ("OPN", "MSG", "CLO") and \
+                    not any(n.label == "servicenodeid.numeric" for n in message.walk())
+                key = (frame, kind, None if encrypted else ws_int(message.get("security.rqid")))
                 event = self.events.get(key)
                 self.tally.check("message", frame, key, key if event else None)
                 if event is not None:

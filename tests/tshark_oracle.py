@@ -1,6 +1,6 @@
 """Wireshark as an oracle for icsguard's Modbus/TCP decoding, and the helpers that the
-S7comm oracle (tshark_s7_oracle.py) shares: running tshark, reading PDML, running icsguard,
-comparing per (frame, PDU index).
+S7comm and OPC UA oracles (tshark_s7_oracle.py, tshark_opcua_oracle.py) share: running
+tshark, reading PDML, running icsguard, comparing per (frame, PDU index).
 
 Both sides are reduced to one tuple per PDU, keyed by (frame, index of the PDU
 among those the frame completed): transaction id, unit id, function code
@@ -33,6 +33,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,6 +57,7 @@ SERVER_PORTS = {
 }
 
 Key = tuple[int, int]
+_DECODING = threading.Lock()     # in-process icsguard runs, one capture at a time
 
 # Wireshark 4.0 field names; _pdu() takes the first present of each alternative.
 FIELDS = ("tcp.srcport", "mbtcp.trans_id", "mbtcp.unit_id", "modbus.func_code", "modbus.exception_code",
@@ -154,8 +156,17 @@ def _pdml_pdus(path: Path, port: int) -> dict[Key, Pdu]:
     return pdus
 
 
-def icsguard_events(path: Path, proto: str = "modbus") -> list[dict]:
-    """icsguard's events of one protocol for one capture, as `icsguard decode` prints them."""
+def icsguard_events(path: Path, proto: str = "modbus", in_process: bool = False) -> list[dict]:
+    """icsguard's events of one protocol for one capture, as `icsguard decode` prints them.
+
+    ``in_process`` takes them, in this interpreter, from the function whose events the
+    command prints as JSON lines: the same records without a new interpreter per capture,
+    whose second or so importing icsguard dominates on small captures.
+    """
+    if in_process:
+        from icsguard.analysis import decode
+        with _DECODING:
+            return [json.loads(event.to_json()) for event in decode([str(path)], proto)]
     command = [sys.executable, "-m", "icsguard", "decode", "--proto", proto, str(path)]
     out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO).stdout
     return [json.loads(line) for line in out.splitlines()]
@@ -191,7 +202,7 @@ def fair(tshark: Pdu, icsguard: Pdu) -> Pdu:
 
 
 class Comparison(NamedTuple):
-    """The outcome for one capture; the tuples are Modbus Pdus or S7 S7Pdus."""
+    """The outcome for one capture; the tuples are Modbus Pdus, S7 S7Pdus or OPC UA UaMessages."""
     agreeing: list[Key]
     mismatching: list[tuple[Key, Any, Any]]   # key, Wireshark's tuple, icsguard's as compared
     only_tshark: dict[Key, Any]
@@ -224,8 +235,13 @@ def compare(tshark: dict[Key, Any], icsguard: dict[Key, Any], fair: Callable[[An
     return result
 
 
+def capture_name(path: Path) -> str:
+    """A capture as "<folder>/<file>", the way the per-capture SERVER_PORTS tables name it."""
+    return f"{path.parent.name}/{path.name}"
+
+
 def server_ports(path: Path) -> set[int]:
-    return {MODBUS_PORT} | SERVER_PORTS.get(f"{path.parent.name}/{path.name}", set())
+    return {MODBUS_PORT} | SERVER_PORTS.get(capture_name(path), set())
 
 
 def crosscheck(path: Path) -> Comparison:

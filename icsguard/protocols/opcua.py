@@ -28,7 +28,7 @@ MAX_CACHED_BODY = 1024           # polling bodies are small; large ones rarely r
 SYMMETRIC_BODY = ua.HEADER_LENGTH + 16   # a MSG/CLO chunk's body: after header, channel, token, sequence header
 
 _TYPES = frozenset(t.encode() for t in ua.MESSAGE_TYPES)
-DIRECTIONS = {"Request": "request", "Response": "response", "ceFault": "response"}  # by name's end
+DIRECTIONS = {code: "request" if name.endswith("Request") else "response" for code, name in ua.SERVICES.items()}
 TRANSPORT_NAMES = {"HEL": "Hello", "ACK": "Acknowledge", "ERR": "Error", "RHE": "ReverseHello",
                    "OPN": "OpenSecureChannel", "CLO": "CloseSecureChannel", "MSG": "SecureMessage"}
 
@@ -134,14 +134,15 @@ class UASession:
             if self.policy:
                 fields["security_policy"] = self.policy
         service = _service(header["body"], self.mode == "None")
-        if service is None:                       # encrypted: the headers are all there is
+        if service is None:   # encrypted: the headers are all there is (the request id is ciphertext)
+            del fields["request_id"]
             if kind != "OPN" and self.policy and self.mode is None:
                 self.mode = "SignAndEncrypt"
             if self.mode:
                 fields["security_mode"] = self.mode
             return NAME, sender_direction(from_client), function, None, fields
         code, name, rest = service
-        direction = DIRECTIONS.get(name[-8:]) or sender_direction(from_client)
+        direction = DIRECTIONS.get(code) or sender_direction(from_client)
         fields["service"] = name
         fields.update(self._service_fields(code, name, direction, rest))
         if kind != "OPN" and self.policy and self.mode is None and "malformed" not in fields:
