@@ -136,6 +136,20 @@ def read_node_id(s: bytes) -> tuple[bytes, str]:
     return rest, text
 
 
+_NODE_ID_SIZES = {0: 2, 1: 4, 2: 7, 4: 19}
+
+
+def node_id_size(s: bytes) -> int | None:
+    """How many bytes the plain NodeId at the start of ``s`` takes, without reading it;
+    None when it is not one (or is cut short)."""
+    if not s:
+        return None
+    size = _NODE_ID_SIZES.get(s[0])
+    if size is None and s[0] in (3, 5) and len(s) >= 7:
+        size = 7 + max(struct.unpack_from("<i", s, 3)[0], 0)
+    return size if size is not None and size <= len(s) else None
+
+
 def _guid(data: bytes) -> str:
     a, b, c = struct.unpack_from("<IHH", data)
     return f"{a:08x}-{b:04x}-{c:04x}-{data[8:10].hex()}-{data[10:16].hex()}"
@@ -167,6 +181,8 @@ def read_localized_text(s: bytes) -> tuple[bytes, str | None]:
 
 def read_extension_object(s: bytes) -> tuple[bytes, tuple[str, bytes | None]]:
     """(type NodeId, encoded body): bodies are decoded only where a service needs them."""
+    if s[:3] == b"\0\0\0":             # none at all: every header's additional header
+        return s[3:], ("i=0", None)
     s, type_id = read_node_id(s)
     _need(s, 1, "ExtensionObject encoding")
     encoding, s = s[0], s[1:]
@@ -180,6 +196,8 @@ def read_extension_object(s: bytes) -> tuple[bytes, tuple[str, bytes | None]]:
 
 def read_diagnostic_info(s: bytes, depth: int = 0) -> tuple[bytes, None]:
     """Skipped: it explains a status, and the status is what is kept."""
+    if s[:1] == b"\0":                   # the usual: no diagnostics
+        return s[1:], None
     if depth > MAX_DEPTH:
         raise DecodeError(f"DiagnosticInfo nested deeper than {MAX_DEPTH}")
     _need(s, 1, "DiagnosticInfo")
@@ -237,6 +255,14 @@ def _depth_free(reader):
 def read_variant(s: bytes, depth: int = 0) -> tuple[bytes, Any]:
     """A Variant as a JSON-ready value: scalars as themselves, arrays as lists (the first
     MAX_KEPT elements kept), bytes as hex, NodeIds and times as text."""
+    scalar = _FIXED_SCALARS.get(s[0]) if s else None
+    if scalar is not None:                # the usual polling value: one unpack, no slicing twice
+        layout, convert = scalar
+        end = 1 + layout.size
+        if len(s) < end:
+            raise DecodeError("truncated value")
+        value = layout.unpack_from(s, 1)[0]
+        return s[end:], convert(value) if convert else value
     if depth > MAX_DEPTH:
         raise DecodeError(f"Variant nested deeper than {MAX_DEPTH}")
     _need(s, 1, "Variant")
@@ -255,7 +281,11 @@ def read_variant(s: bytes, depth: int = 0) -> tuple[bytes, Any]:
     return s, values
 
 
-def read_data_value(s: bytes, depth: int = 0) -> tuple[bytes, dict[str, Any]]:
+def read_data_value(s: bytes, depth: int = 0, times: bool = False) -> tuple[bytes, dict[str, Any]]:
+    """Value and status; the timestamps only when asked (``times``). A service's own
+    DataValues (read results, written values, notifications) step over them: the capture
+    has the time, and reading them would cost more than the rest of a polling response.
+    A DataValue that is itself a value (in a Variant) keeps them: they are its data."""
     if depth > MAX_DEPTH:
         raise DecodeError(f"DataValue nested deeper than {MAX_DEPTH}")
     _need(s, 1, "DataValue")
@@ -264,7 +294,13 @@ def read_data_value(s: bytes, depth: int = 0) -> tuple[bytes, dict[str, Any]]:
     if mask & 0x01:
         s, out["value"] = read_variant(s, depth)
     if mask & 0x02:
-        s, out["status_code"] = _read_uint32(s)
+        if len(s) < 4:
+            raise DecodeError("truncated status code")
+        out["status_code"] = int.from_bytes(s[:4], "little")
+        s = s[4:]
+    if not times:
+        skip = 8 * bool(mask & 0x04) + 2 * bool(mask & 0x10) + 8 * bool(mask & 0x08) + 2 * bool(mask & 0x20)
+        return _skip(s, skip, "DataValue timestamps"), out
     if mask & 0x04:
         s, out["source_timestamp"] = _read_datetime(s)
     if mask & 0x10:
@@ -287,8 +323,8 @@ def read_array(s: bytes, element) -> tuple[bytes, list | None]:
     _need(s, 4, "array length")
     count = struct.unpack_from("<i", s)[0]
     s = s[4:]
-    if count == -1:
-        return s, None
+    if count in (0, -1):
+        return s, None if count else []
     if count < 0 or count > len(s):
         raise DecodeError(f"array of {count} elements in {len(s)} bytes")
     values = []
@@ -316,9 +352,15 @@ VARIANT_TYPES = {
     12: _depth_free(read_text), 13: _read_datetime, 14: _read_guid, 15: _read_bytestring,
     16: _depth_free(read_text), 17: _depth_free(read_node_id), 18: _depth_free(read_node_id),
     19: _read_uint32, 20: _depth_free(read_qualified_name), 21: _depth_free(read_localized_text),
-    22: _read_extension_object, 23: lambda s, depth=0: read_data_value(s, depth + 1),
+    22: _read_extension_object, 23: lambda s, depth=0: read_data_value(s, depth + 1, times=True),
     24: lambda s, depth=0: read_variant(s, depth + 1), 25: _read_diagnostic_info,
 }
+
+
+# Variant encoding bytes of fixed-size scalars (no array bit): their layout, and a conversion
+_FIXED_SCALARS = {type_id: (struct.Struct(fmt), convert) for type_id, fmt, convert in (
+    (1, "<B", bool), (2, "<b", None), (3, "<B", None), (4, "<h", None), (5, "<H", None), (6, "<i", None),
+    (7, "<I", None), (8, "<q", None), (9, "<Q", None), (10, "<f", None), (11, "<d", None), (19, "<I", None))}
 
 
 class UAField(Field):
@@ -350,7 +392,8 @@ def _fields_reader(fields):
             steps.append(((field.name,), "<" + field.fmt[1:]))
         else:
             steps.append(field)
-    steps = [_fixed_step(*step) if isinstance(step, tuple) else _field_step(step) for step in steps]
+    steps = [_fixed_step(*step) if isinstance(step, tuple) else
+             _rest_step(step.name) if type(step) is StrField else _field_step(step) for step in steps]
 
     def read(s: bytes):
         out: dict[str, Any] = {}
@@ -364,10 +407,29 @@ def _fixed_step(names: tuple[str, ...], fmt: str):
     layout = struct.Struct(fmt)
     size = layout.size
 
+    if len(names) == 1:
+        name = names[0]
+
+        def step(s: bytes, out: dict) -> bytes:
+            if len(s) < size:
+                raise DecodeError(f"truncated {name}")
+            out[name] = layout.unpack_from(s)[0]
+            return s[size:]
+        return step
+
     def step(s: bytes, out: dict) -> bytes:
-        _need(s, size, names[0])
+        if len(s) < size:
+            raise DecodeError(f"truncated {names[0]}")
         out.update(zip(names, layout.unpack_from(s)))
         return s[size:]
+    return step
+
+
+def _rest_step(name: str):
+    """A trailing StrField: whatever follows (a message's body after its headers)."""
+    def step(s: bytes, out: dict) -> bytes:
+        out[name] = s
+        return b""
     return step
 
 

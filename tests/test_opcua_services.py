@@ -31,7 +31,7 @@ def _connect_problems(connect, events):
     hello = next((e for e in mine if e["message_type"] == "HEL"), {})
     if hello.get("endpoint_url") != connect["endpoint_url"]:
         problems.append(f"connect: hello endpoint {hello.get('endpoint_url')}")
-    policies = {e.get("security_policy") for e in mine if e["message_type"] in ("OPN", "MSG")}
+    policies = {e.get("security_policy") for e in mine if e["message_type"] == "OPN"}
     if policies != {connect["security_policy_uri"]}:
         problems.append(f"connect: policies {policies}")
     modes = {e.get("security_mode") for e in mine if e["message_type"] == "MSG"}

@@ -8,9 +8,6 @@ messages, the security policy URI.
 
 Fairness rules, each because the two tools legitimately differ in what they show:
 
-* icsguard carries the channel's security policy, learnt from its OPN, on every
-  later MSG and CLO of the connection; Wireshark shows the URI only in the OPN's
-  asymmetric security header. The policy is compared on OPN messages only.
 * Wireshark's OPC UA dissector is registered on TCP port 4840 only, and OPC UA has
   no preference for other ports: servers elsewhere get ``-d tcp.port==N,opcua``.
   The ports come from SERVER_PORTS, read off the captures (the port that answers
@@ -98,10 +95,8 @@ def icsguard_messages(events: list[dict]) -> dict[Key, UaMessage]:
 
 
 def fair(tshark: UaMessage, icsguard: UaMessage) -> UaMessage:
-    """icsguard's tuple without the channel's policy on messages other than OPN, and with
-    Wireshark's request id where neither read a service (the id is ciphertext there)."""
-    if icsguard.message_type != "OPN":
-        icsguard = icsguard._replace(security_policy=None)
+    """icsguard's tuple with Wireshark's request id where neither read a service (the id
+    is ciphertext there)."""
     if icsguard.service is None and tshark.service is None and icsguard.message_type in ("OPN", "MSG", "CLO"):
         icsguard = icsguard._replace(request_id=tshark.request_id)
     return icsguard

@@ -131,8 +131,6 @@ class UASession:
             header = ua.dissect(ua.UASymmetricHeader, body)
             fields.update(secure_channel_id=header["secure_channel_id"], token_id=header["token_id"],
                           request_id=header["request_id"])
-            if self.policy:
-                fields["security_policy"] = self.policy
         service = _service(header["body"], self.mode == "None")
         if service is None:   # encrypted: the headers are all there is (the request id is ciphertext)
             del fields["request_id"]
@@ -153,7 +151,23 @@ class UASession:
         return NAME, direction, name, code, fields
 
     def _service_fields(self, code: int, name: str, direction: str, rest: bytes) -> dict[str, Any]:
-        """The request or response header, then the body's fields (cached: polling repeats them)."""
+        """The request or response header, then the body's fields. Cached, because polling
+        repeats itself: a request by all its bytes but the header's timestamp and handle,
+        a response by its body."""
+        if direction == "request":
+            token = ua.node_id_size(rest)
+            key = (code, rest[:token], rest[token + 12:]) if token and len(rest) <= MAX_CACHED_BODY else None
+            fields = self.cache.get(key) if key else None
+            if fields is None:
+                fields = self._parse_service(code, name, direction, rest)
+                if key:
+                    self.cache.put(key, fields)
+            elif key:
+                fields = {**fields, "request_handle": int.from_bytes(rest[token + 8:token + 12], "little")}
+            return fields
+        return self._parse_service(code, name, direction, rest)
+
+    def _parse_service(self, code: int, name: str, direction: str, rest: bytes) -> dict[str, Any]:
         try:
             if direction == "request":
                 header = ua.dissect(ua.UARequestHeader, rest)
@@ -169,7 +183,8 @@ class UASession:
         if body_class is None:
             return fields
         body = header["body"]
-        key = (code, body) if len(body) <= MAX_CACHED_BODY else None
+        # requests are cached whole by _service_fields; responses by their body here
+        key = (code, body) if direction != "request" and len(body) <= MAX_CACHED_BODY else None
         decoded = self.cache.get(key) if key else None
         if decoded is None:
             try:
