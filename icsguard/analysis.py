@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from icsguard.events import Event
 from icsguard.inventory import Inventory
 from icsguard.netstack import SUPPORTED_LINKS, UnsupportedLink
 from icsguard.pipeline import Pipeline, RunStats
 from icsguard.sources import CaptureError, Frame, read_capture, read_captures
-from icsguard.store import Store
+
+if TYPE_CHECKING:
+    from icsguard.store import Store
 
 
 def check_captures(paths: list[str]) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from typing import Any, Callable, Iterator
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from icsguard.inventory import Inventory
 from icsguard.pipeline import RunStats
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 DEFAULT_DB = "icsguard.db"
 
@@ -59,6 +60,7 @@ class Store:
         self.path = path
         try:
             conn = sqlite3.connect(path, timeout=30)
+            import sqlite_utils   # here: `decode` never needs it, and it may pull in pandas
             self.db = sqlite_utils.Database(conn)
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0 and self.db.table_names():

@@ -27,7 +27,9 @@ MAX_HANDLES = 10_000             # monitored items remembered per connection
 MAX_CACHED_BODY = 1024           # polling bodies are small; large ones rarely repeat
 SYMMETRIC_BODY = ua.HEADER_LENGTH + 16   # a MSG/CLO chunk's body: after header, channel, token, sequence header
 
-_TYPES = frozenset(t.encode() for t in ua.MESSAGE_TYPES)
+KINDS = {t.encode(): t for t in ua.MESSAGE_TYPES}
+_TYPES = frozenset(KINDS)
+FINAL, ABORT = ord("F"), ord("A")
 DIRECTIONS = {code: "request" if name.endswith("Request") else "response" for code, name in ua.SERVICES.items()}
 TRANSPORT_NAMES = {"HEL": "Hello", "ACK": "Acknowledge", "ERR": "Error", "RHE": "ReverseHello",
                    "OPN": "OpenSecureChannel", "CLO": "CloseSecureChannel", "MSG": "SecureMessage"}
@@ -73,15 +75,15 @@ class UASession:
         self.chunks: dict[bool, list[bytes]] = {True: [], False: []}
         self.policy: str | None = None
         self.mode: str | None = None
-        self.pending: dict[int, tuple[str, dict]] = {}
+        self.pending: dict[int, tuple[str, dict]] = {}     # request id -> (service, its fields)
         self.handles: dict[int, str] = {}
 
     def decode(self, message: bytes, from_client: bool) -> tuple | None:
-        kind = message[:3].decode()
-        chunk = message[3:4]
-        if kind in ("MSG", "CLO") and chunk != b"F":
+        kind = KINDS[message[:3]]
+        chunk = message[3]
+        if chunk != FINAL and kind in ("MSG", "CLO"):
             held = self.chunks[from_client]
-            if chunk == b"A":
+            if chunk == ABORT:
                 held.clear()
                 return None
             held.append(message)
@@ -199,14 +201,15 @@ class UASession:
     def _pair(self, name: str, direction: str, request_id: int, fields: dict[str, Any]) -> None:
         """Requests leave what their responses should name; responses take it back."""
         if direction == "request":
-            inherited = {k: fields[k] for k in INHERITED if k in fields}
             if len(self.pending) >= MAX_OUTSTANDING:
                 self.pending.pop(next(iter(self.pending)))
-            self.pending[request_id] = (name, inherited)
+            self.pending[request_id] = (name, fields)    # events' fields are never changed later
             return
-        asked, inherited = self.pending.pop(request_id, (None, {}))
-        for key, value in inherited.items():
-            fields.setdefault(key, value)
+        asked, request = self.pending.pop(request_id, (None, None))
+        if request:
+            for key in INHERITED:
+                if key in request and key not in fields:
+                    fields[key] = request[key]
         if name == "ServiceFault" and asked:
             fields["request_service"] = asked
         handles = fields.get("client_handles")
