@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from icsguard import site
+from icsguard.detection import Detector
 from icsguard.events import Event
 from icsguard.inventory import Inventory
 from icsguard.netstack import SUPPORTED_LINKS, UnsupportedLink
 from icsguard.pipeline import Pipeline, RunStats
+from icsguard.rules import Rule, RuleSet
 from icsguard.sources import CaptureError, Frame, read_capture, read_captures
 
 if TYPE_CHECKING:
@@ -31,19 +34,45 @@ def decode(paths: list[str], proto: str | None = None, stats: RunStats | None = 
             yield event
 
 
-def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | None = None) -> tuple[int, str | None]:
-    """Run the pipeline over the captures and record it; returns the run id and the error
-    that stopped it early, if any. What was decoded before an error is stored all the same."""
+def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | None = None,
+            rules: RuleSet | None = None) -> tuple[int, str | None]:
+    """Run the pipeline over the captures, through the rules, and record it; returns the run
+    id and the error that stopped it early, if any. What was decoded before an error is
+    stored all the same."""
     check_captures(paths)
     run_id = store.start_run("analyze", list(paths))
     stats = RunStats(captures=list(paths))
     inventory = Inventory()
+    detector = Detector(rules if rules is not None else RuleSet(), store.mutes())
     error = None
     try:
         for event in Pipeline(stats).run(read_captures(paths), progress):
             inventory.feed(event)
+            closed = detector.feed(event)
+            if closed:
+                store.add_alerts(run_id, closed)
     except CaptureError as exc:
         error = str(exc)
+    store.add_alerts(run_id, detector.flush())
+    stats.counters["rules.matches"] = detector.matches
+    stats.counters["rules.muted_matches"] = detector.suppressed
     inventory.attach_macs(stats.hosts)
     store.finish_run(run_id, stats, inventory)
     return run_id, error
+
+
+def draft_site(paths: list[str]) -> str:
+    """A site file drafted from what the captures show."""
+    check_captures(paths)
+    inventory = Inventory()
+    for event in Pipeline(RunStats(captures=list(paths))).run(read_captures(paths)):
+        inventory.feed(event)
+    return site.draft_site(inventory)
+
+
+def test_rule(rule: Rule, paths: list[str]) -> Iterator[tuple[Event, list[str]]]:
+    """The events of the captures that a rule's conditions match, each with why."""
+    for event in decode(paths):
+        reasons = rule.why(event)
+        if reasons is not None:
+            yield event, reasons

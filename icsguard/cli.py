@@ -15,8 +15,11 @@ from datetime import datetime
 from rich.console import Console
 from rich.table import Table
 
-from icsguard import analysis, report
+from icsguard import alert_formats, analysis, report
 from icsguard.events import PROTOCOLS
+from icsguard.rules import RuleSet, load_rules, shipped_rules
+from icsguard.site import Site, load_site
+from icsguard.yamlfile import FileError
 from icsguard.progress import DelayedProgress
 from icsguard.sources import CaptureError
 from icsguard.store import DEFAULT_DB, Store, StoreError
@@ -31,6 +34,14 @@ SHORT_DIRECTION = {"request": "req", "response": "resp", "notification": "notif"
 
 CapturesArg = typer.Argument(..., help="pcap or pcapng files, optionally gzip-compressed", show_default=False)
 DbOption = typer.Option(DEFAULT_DB, "--db", help="SQLite database file")
+RulesOption = typer.Option(None, "--rules", help="rule file or folder (repeatable; default: the shipped packs)")
+SiteOption = typer.Option(None, "--site", help="site file (YAML): zones, roles, writers, maintenance")
+rules_app = typer.Typer(no_args_is_help=True, help="List, validate and try out rules.")
+site_app = typer.Typer(no_args_is_help=True, help="The site file: zones, roles, who may write where.")
+alerts_app = typer.Typer(help="Stored alerts: list, acknowledge, mute.")
+app.add_typer(rules_app, name="rules")
+app.add_typer(site_app, name="site")
+app.add_typer(alerts_app, name="alerts")
 
 
 class DecodeFormat(str, Enum):
@@ -47,6 +58,13 @@ class ReportFormat(str, Enum):
 class ListFormat(str, Enum):
     table = "table"
     jsonl = "jsonl"
+    csv = "csv"
+
+
+class AlertFormat(str, Enum):
+    table = "table"
+    jsonl = "jsonl"
+    eve = "eve"
     csv = "csv"
 
 
@@ -108,15 +126,31 @@ def decode(captures: List[str] = CapturesArg,
     stdout.print(table)
 
 
+def _site(path: Optional[str]) -> Site | None:
+    try:
+        return load_site(path) if path else None
+    except FileError as exc:
+        raise Failure(str(exc)) from None
+
+
+def _rules(paths: Optional[List[str]], site: Site | None, check_groups: bool = True) -> RuleSet:
+    try:
+        return load_rules(paths or None, site, check_groups)
+    except FileError as exc:
+        raise Failure(str(exc)) from None
+
+
 @app.command()
-def analyze(captures: List[str] = CapturesArg, db: str = DbOption):
-    """Decode captures, store what was seen and print the report."""
+def analyze(captures: List[str] = CapturesArg, db: str = DbOption,
+            rules: Optional[List[str]] = RulesOption, site: Optional[str] = SiteOption):
+    """Decode captures, check them against the rules, store what was seen and print the report."""
     _check_captures(captures)
+    ruleset = _rules(rules, _site(site))   # a broken rule or site file stops us before any work
     analysis.check_captures(captures)      # before the database is touched
     store = _open_store(db)
     progress = DelayedProgress(captures, stderr)
     try:
-        run_id, error = analysis.analyze(captures, store, progress)
+        run_id, error = analysis.analyze(captures, store, progress, ruleset)
     finally:
         progress.close()
     report.render_terminal(report.gather(store, run_id), stdout)
@@ -174,17 +208,106 @@ def assets(db: str = DbOption, format: ListFormat = typer.Option(ListFormat.tabl
     _print_rows(rows, ["ip", "mac", "vendor", "role", "protocols", "first_seen", "last_seen"], format, "Assets")
 
 
-@app.command()
-def alerts(db: str = DbOption,
+@alerts_app.callback(invoke_without_command=True)
+def alerts(ctx: typer.Context, db: str = DbOption,
            since: Optional[str] = typer.Option(None, "--since", help="ISO time or epoch seconds"),
            severity: Optional[List[str]] = typer.Option(None, "--severity", help="low, medium, high or critical"),
-           format: ListFormat = typer.Option(ListFormat.table, "--format")):
-    """List stored alerts, most severe first."""
+           format: AlertFormat = typer.Option(AlertFormat.table, "--format")):
+    """List stored alerts, most severe first (or: alerts ack ID, alerts mute RULE_ID)."""
+    if ctx.invoked_subcommand:
+        return
     store = _open_store(db, must_exist=True)
     rows = list(store.alerts(since=_parse_time(since) if since else None, severities=severity))
     store.close()
-    _print_rows(rows, ["id", "severity", "rule", "title", "src", "dst", "count", "first_ts", "last_ts", "status"],
-                format, "Alerts")
+    if format is AlertFormat.eve:
+        for row in rows:
+            sys.stdout.write(json.dumps(alert_formats.eve(row)) + "\n")
+        return
+    records = [alert_formats.record(row) for row in rows]
+    if format is AlertFormat.table:
+        _print_rows(records, ["id", "severity", "rule", "title", "src", "dst", "count", "first_ts", "last_ts",
+                              "status"], ListFormat.table, "Alerts")
+    else:
+        _print_rows(records, list(alert_formats.ALERT_FIELDS), ListFormat(format.value), "Alerts")
+
+
+@alerts_app.command("ack")
+def alerts_ack(alert_id: int = typer.Argument(..., help="the alert's id"), db: str = DbOption):
+    """Mark an alert as acknowledged."""
+    store = _open_store(db, must_exist=True)
+    found = store.acknowledge(alert_id)
+    store.close()
+    if not found:
+        raise Failure(f"no alert {alert_id} in {db}")
+    stdout.print(f"alert {alert_id} acknowledged")
+
+
+@alerts_app.command("mute")
+def alerts_mute(rule: str = typer.Argument(..., help="the rule id"),
+                src: Optional[str] = typer.Option(None, "--src", help="only for this source address"),
+                db: str = DbOption):
+    """Stop a rule from raising new alerts (for one source, or for all)."""
+    store = _open_store(db)
+    marked = store.mute(rule, src)
+    store.close()
+    stdout.print(f"{rule} muted {'for ' + src if src else 'for every source'}; "
+                 f"{marked} stored alert(s) marked muted")
+
+
+@rules_app.command("list")
+def rules_list(rules: Optional[List[str]] = RulesOption, site: Optional[str] = SiteOption,
+               format: ListFormat = typer.Option(ListFormat.table, "--format")):
+    """The rules, their severity, protocol and ATT&CK techniques."""
+    ruleset = _rules(rules, _site(site))
+    rows = [{"id": r.id, "severity": r.severity, "proto": ",".join(r.proto or ("any",)),
+             "mitre": ",".join(r.mitre), "title": r.title, "active": "yes"} for r in ruleset.rules]
+    rows += [{"id": rule_id, "active": f"no: {why}"} for rule_id, why in ruleset.inactive.items()]
+    _print_rows(rows, ["id", "severity", "proto", "mitre", "title", "active"], format,
+                f"{len(ruleset.rules)} rules" + (f", {len(ruleset.inactive)} inactive without a site file"
+                                                 if ruleset.inactive else ""))
+
+
+@rules_app.command("validate")
+def rules_validate(paths: List[str] = typer.Argument(None, help="rule files or folders (default: the shipped packs)"),
+                   site: Optional[str] = SiteOption):
+    """Check rule files; the first mistake is reported with its file and line."""
+    ruleset = _rules(paths, _site(site), check_groups=site is not None)
+    files = len(paths) if paths else len(shipped_rules())
+    stdout.print(f"{len(ruleset.rules) + len(ruleset.inactive)} rules in {files} location(s): valid")
+
+
+@rules_app.command("test")
+def rules_test(rule_id: str = typer.Argument(..., help="the rule to try"), captures: List[str] = CapturesArg,
+               rules: Optional[List[str]] = RulesOption, site: Optional[str] = SiteOption):
+    """Which events of the captures a rule matches, and why (thresholds not applied)."""
+    _check_captures(captures)
+    ruleset = _rules(rules, _site(site))
+    rule = ruleset.by_id(rule_id)
+    if rule is None:
+        why = ruleset.inactive.get(rule_id)
+        raise Failure(f"rule {rule_id} {'is inactive: ' + why if why else 'is not among the rules'}")
+    matched = 0
+    try:
+        for event, reasons in analysis.test_rule(rule, captures):
+            matched += 1
+            stdout.print(f"{event.capture} frame {event.frame} {event.src} -> {event.dst} {event.function}: "
+                         + "; ".join(reasons), markup=False, highlight=False)
+    except CaptureError as exc:
+        raise Failure(str(exc)) from None
+    threshold = rule.threshold
+    note = (f" (alerts need {threshold.count} within {threshold.seconds:g} s per {', '.join(threshold.by)})"
+            if threshold else "")
+    stdout.print(f"{rule_id}: {matched} matching event(s){note}")
+
+
+@site_app.command("init")
+def site_init(captures: List[str] = CapturesArg):
+    """Print a draft site file from the captures' traffic, to edit and pass as --site."""
+    _check_captures(captures)
+    try:
+        sys.stdout.write(analysis.draft_site(captures))
+    except CaptureError as exc:
+        raise Failure(str(exc)) from None
 
 
 def _parse_time(text: str) -> float:

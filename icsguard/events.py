@@ -49,7 +49,8 @@ PROTOCOL_FIELDS = frozenset({
     # opcua extensions beyond DESIGN's list: the channel and certificates, per-operation
     # results, what sessions and subscriptions are, and what a login looked like
     "token_id", "lifetime", "request_type", "receiver_thumbprint", "certificate_subject",
-    "certificate_issuer", "certificate_not_before", "certificate_not_after", "certificate_error",
+    "certificate_issuer", "certificate_self_signed", "certificate_not_before", "certificate_not_after",
+    "certificate_error",
     "status_name", "results", "request_service", "attribute_ids", "targets", "browse_paths",
     "application_name", "session_name", "session_id", "endpoints", "servers", "user_name",
     "password_in_clear", "user_certificate_sha1", "delete_subscriptions", "subscription_id",

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
+from icsguard.detection import Alert
 from icsguard.inventory import Inventory
 from icsguard.pipeline import RunStats
 
@@ -51,7 +52,14 @@ def _v1(db: sqlite_utils.Database) -> None:
     }, pk="id")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    """Muted rules (per source, or everywhere), and the rule's Suricata-style signature id."""
+    db["mutes"].create({"rule": str, "src": str, "ts": float}, pk=("rule", "src"))
+    db["alerts"].add_column("sid", int)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+ALL_SOURCES = "*"                 # a mute's src when it holds for every source
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -106,6 +114,34 @@ class Store:
                  for k, c in inventory.pairs.items()), batch_size=1000)
             for asset in inventory.assets.values():
                 self._merge_asset(run_id, asset)
+
+    def add_alerts(self, run_id: int, alerts: Iterable[Alert]) -> None:
+        rows = [{"ts": a.ts, "severity": a.severity, "rule": a.rule, "title": a.title, "proto": a.proto,
+                 "src": a.src, "dst": a.dst, "detector": a.detector, "mitre": json.dumps(list(a.mitre)),
+                 "count": a.count, "first_ts": a.first_ts, "last_ts": a.last_ts,
+                 "evidence": json.dumps(a.evidence, default=str), "status": a.status, "run_id": run_id,
+                 "sid": a.sid} for a in alerts]
+        with self.db.conn:
+            self.db["alerts"].insert_all(rows, batch_size=500)
+
+    def acknowledge(self, alert_id: int) -> bool:
+        with self.db.conn:
+            cursor = self.db.execute("UPDATE alerts SET status = 'acknowledged' WHERE id = ?", [alert_id])
+        return cursor.rowcount == 1
+
+    def mute(self, rule: str, src: str | None) -> int:
+        """Mute a rule for one source (or all); its stored alerts from there are marked muted."""
+        with self.db.conn:
+            self.db["mutes"].upsert({"rule": rule, "src": src or ALL_SOURCES, "ts": time.time()}, pk=("rule", "src"))
+            if src is None:
+                cursor = self.db.execute("UPDATE alerts SET status = 'muted' WHERE rule = ?", [rule])
+            else:
+                cursor = self.db.execute("UPDATE alerts SET status = 'muted' WHERE rule = ? AND src = ?", [rule, src])
+        return cursor.rowcount
+
+    def mutes(self) -> set[tuple[str, str | None]]:
+        return {(rule, None if src == ALL_SOURCES else src)
+                for rule, src in self.db.execute("SELECT rule, src FROM mutes").fetchall()}
 
     def _merge_asset(self, run_id: int, asset) -> None:
         known = self.db.execute("SELECT protocols, first_seen, mac, vendor FROM assets WHERE ip = ?",

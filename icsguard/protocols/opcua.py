@@ -250,6 +250,7 @@ def certificate_fields(der: bytes) -> dict[str, Any]:
         cert = x509.load_der_x509_certificate(leaf)
         fields.update(certificate_subject=cert.subject.rfc4514_string(),
                       certificate_issuer=cert.issuer.rfc4514_string(),
+                      certificate_self_signed=cert.subject == cert.issuer,
                       certificate_not_before=cert.not_valid_before_utc.isoformat(),
                       certificate_not_after=cert.not_valid_after_utc.isoformat())
     except ValueError:

@@ -1,0 +1,491 @@
+"""Rules: detections written as YAML data and compiled into matchers — never code, never eval.
+
+A rule file is a list of rules::
+
+    - id: modbus.force_listen_only
+      title: Modbus device forced into listen-only mode
+      severity: high                       # low, medium, high, critical
+      proto: modbus                        # or a list; omitted: any protocol
+      direction: request                   # request, response, notification
+      match: {function: diagnostics, subfunction: 4}
+      threshold: {count: 5, seconds: 60, by: [src]}     # optional; or distinct: FIELD
+      mitre: [T0814]
+      description: Why it matters and what to check.
+      references: [https://...]
+
+``match`` holds conditions on Event fields, all of which must hold; ``any`` is a list of
+such mappings of which one must. A field is any Event field or a dotted path into one
+(``items.area``, ``cpu_info.module``). A condition is a plain value (equals) or one of:
+
+    {equals: v}  {not_equals: v}  {in: [..]}  {not_in: [..]}  {gt: n}  {gte: n}  {lt: n}
+    {lte: n}  {range: [lo, hi]}  {regex: "..."}  {exists: true|false}  {contains: v}
+    {not_contains: v}  {not_permitted: write}  {before: FIELD}  {after: FIELD}
+
+``in``/``not_in`` lists may name site groups — ``$plc``, ``$hmi``, a zone, or
+``$maintenance`` for the maintenance windows (tested against ``ts``).
+``before``/``after`` compare a time (epoch seconds or ISO 8601) with another field of the
+same event, e.g. ``certificate_not_after: {before: ts}`` for an expired certificate.
+``not_permitted: write`` holds when the site's writers do not let ``src`` write to
+``dst``. A list-valued field satisfies equals, in, regex and the ranges when one of its
+elements does, and not_equals and not_in when none does. Rules that name site groups
+are inactive until a site file is given.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from icsguard import yamlfile
+from icsguard.events import COMMON_FIELDS, PROTOCOL_FIELDS, PROTOCOLS, Event
+from icsguard.site import MAINTENANCE, Site
+from icsguard.yamlfile import FileError
+
+SEVERITIES = ("low", "medium", "high", "critical")
+DIRECTIONS = ("request", "response", "notification")
+RULE_KEYS = ("id", "title", "severity", "proto", "direction", "match", "any", "threshold", "mitre",
+             "description", "references", "sid")
+REQUIRED = ("id", "title", "severity")
+THRESHOLD_KEYS = ("count", "seconds", "by", "distinct")
+FIELDS = frozenset(COMMON_FIELDS) | PROTOCOL_FIELDS
+_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_MITRE = re.compile(r"^T0\d{3}(\.\d{3})?$")
+_MISSING = object()
+
+Predicate = Callable[[Any, Event], bool]
+
+
+class GroupNeeded(Exception):
+    """A rule names a site group and no site file was given."""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    count: int
+    seconds: float
+    by: tuple[str, ...] = ("src",)
+    distinct: str | None = None          # count distinct values of this field, not matches
+
+
+@dataclass(frozen=True)
+class Condition:
+    path: tuple[str, ...]
+    test: Predicate
+    text: str                            # how it reads, for `rules test`
+
+    def value(self, event: Event) -> Any:
+        return resolve(event, self.path)
+
+
+@dataclass
+class Rule:
+    id: str
+    title: str
+    severity: str
+    proto: tuple[str, ...] | None
+    direction: str | None
+    alternatives: list[tuple[Condition, ...]]
+    threshold: Threshold | None = None
+    mitre: tuple[str, ...] = ()
+    description: str = ""
+    references: tuple[str, ...] = ()
+    sid: int = 0
+    path: str = ""
+    line: int = 0
+    functions: frozenset[str] | None = None      # the functions it can match, for the index
+
+    def why(self, event: Event) -> list[str] | None:
+        """The conditions that hold, when the rule matches the event; None when it does not."""
+        if self.direction is not None and event.direction != self.direction:
+            return None
+        if self.proto is not None and event.proto not in self.proto:
+            return None
+        for conditions in self.alternatives:
+            if all(c.test(c.value(event), event) for c in conditions):
+                return [f"{'.'.join(c.path)} {c.text} (is {_show(c.value(event))})" for c in conditions]
+        return None
+
+    def matches(self, event: Event) -> bool:
+        if self.direction is not None and event.direction != self.direction:
+            return False
+        if self.proto is not None and event.proto not in self.proto:
+            return False
+        for conditions in self.alternatives:
+            for c in conditions:
+                if not c.test(resolve(event, c.path), event):
+                    break
+            else:
+                return True
+        return False
+
+
+@dataclass
+class RuleSet:
+    rules: list[Rule] = field(default_factory=list)
+    inactive: dict[str, str] = field(default_factory=dict)    # rule id -> why it cannot run
+    _index: dict[tuple, list[Rule]] = field(default_factory=dict, repr=False)
+
+    def candidates(self, proto: str, function: str) -> list[Rule]:
+        """The rules that can match an event of this protocol and function: looked up once
+        per pair, so the cost per event does not grow with the number of rules."""
+        key = (proto, function)
+        found = self._index.get(key)
+        if found is None:
+            found = [r for r in self.rules if (r.proto is None or proto in r.proto)
+                     and (r.functions is None or function in r.functions)]
+            if len(self._index) < 10_000:
+                self._index[key] = found
+        return found
+
+    def by_id(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+
+def resolve(event: Event, path: tuple[str, ...]) -> Any:
+    """A field's value, following a dotted path into mappings and through lists."""
+    value = event.get(path[0], _MISSING)
+    for key in path[1:]:
+        if isinstance(value, dict):
+            value = value.get(key, _MISSING)
+        elif isinstance(value, (list, tuple)):
+            value = [item.get(key) for item in value if isinstance(item, dict) and key in item]
+        else:
+            return _MISSING
+    return value
+
+
+def shipped_rules() -> list[Path]:
+    """The rule packs that come with icsguard."""
+    folder = resources.files("icsguard.rulepacks")
+    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith((".yaml", ".yml")))
+
+
+def rule_files(paths: Iterable[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileError(path, None, "no such rule file or folder")
+    return files
+
+
+def load_rules(paths: Iterable[str | Path] | None = None, site: Site | None = None,
+               check_groups: bool = True) -> RuleSet:
+    """Rules from files and folders (default: the shipped packs). Any mistake is a FileError
+    naming the file and line: a broken rule file stops icsguard rather than being skipped.
+    Without a site, rules that name its groups are set aside as inactive (``check_groups``
+    False: accepted as written, for validating rules without a site file)."""
+    ruleset = RuleSet()
+    seen: dict[str, str] = {}
+    for path in rule_files(shipped_rules() if paths is None else paths):
+        document = yamlfile.load(path)
+        if document is None:
+            continue
+        if not isinstance(document, list):
+            raise FileError(path, getattr(document, "line", None), "a rule file is a list of rules")
+        for entry in document:
+            rule = None
+            try:
+                rule = compile_rule(path, entry, site, check_groups)
+            except GroupNeeded as exc:
+                ruleset.inactive[entry["id"]] = str(exc)
+            rule_id = rule.id if rule else entry["id"]
+            if rule_id in seen:
+                raise FileError(path, getattr(entry, "line", None), f"rule id {rule_id!r} is also in {seen[rule_id]}")
+            seen[rule_id] = f"{path}:{getattr(entry, 'line', '?')}"
+            if rule:
+                ruleset.rules.append(rule)
+    return ruleset
+
+
+def compile_rule(path: Path, entry: Any, site: Site | None, check_groups: bool = True) -> Rule:
+    if not isinstance(entry, yamlfile.Mapping):
+        raise FileError(path, getattr(entry, "line", None), f"a rule is a mapping, not {type(entry).__name__}")
+    line = entry.line
+
+    def fail(key: str | None, message: str):
+        raise FileError(path, entry.line_of(key) if key else line, f"rule {entry.get('id', '?')}: {message}")
+
+    for key in entry:
+        if key not in RULE_KEYS:
+            fail(key, f"unknown key {key!r} (known: {', '.join(RULE_KEYS)})")
+    for key in REQUIRED:
+        if not entry.get(key):
+            fail(None, f"missing {key!r}")
+    rule_id = str(entry["id"])
+    if not _ID.match(rule_id):
+        fail("id", f"id {rule_id!r} must be lower case letters, digits, '.', '_' or '-'")
+    if entry["severity"] not in SEVERITIES:
+        fail("severity", f"severity {entry['severity']!r} is not one of {', '.join(SEVERITIES)}")
+    proto = entry.get("proto")
+    protos = tuple([proto] if isinstance(proto, str) else proto) if proto is not None else None
+    if protos is not None and (not protos or any(p not in PROTOCOLS for p in protos)):
+        fail("proto", f"proto {proto!r}: known protocols are {', '.join(PROTOCOLS)}")
+    direction = entry.get("direction")
+    if direction is not None and direction not in DIRECTIONS:
+        fail("direction", f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
+    if ("match" in entry) == ("any" in entry):
+        fail(None, "needs exactly one of 'match' or 'any'")
+    groups = [entry["match"]] if "match" in entry else entry["any"]
+    if not isinstance(groups, list) or not groups:
+        fail("any", "'any' is a list of match mappings")
+    alternatives = []
+    for group in groups:
+        if not isinstance(group, yamlfile.Mapping) or not group:
+            fail("match" if "match" in entry else "any", "a match is a mapping of field: condition")
+        alternatives.append(tuple(_condition(path, rule_id, group, name, group[name], site, check_groups)
+                                  for name in group))
+    mitre = entry.get("mitre") or []
+    mitre = [mitre] if isinstance(mitre, str) else mitre
+    bad = [m for m in mitre if not _MITRE.match(str(m))]
+    if bad:
+        fail("mitre", f"{bad[0]!r} is not an ATT&CK for ICS technique id (T0xxx)")
+    references = entry.get("references") or []
+    sid = entry.get("sid", zlib.crc32(rule_id.encode()) & 0x7FFFFFFF)
+    if not isinstance(sid, int) or sid <= 0:
+        fail("sid", "sid must be a positive integer")
+    return Rule(rule_id, str(entry["title"]), entry["severity"], protos, direction, alternatives,
+                _threshold(path, entry, fail), tuple(map(str, mitre)), str(entry.get("description") or ""),
+                tuple(map(str, references if isinstance(references, list) else [references])), sid,
+                str(path), line, _functions(alternatives, groups))
+
+
+def _threshold(path, entry, fail) -> Threshold | None:
+    spec = entry.get("threshold")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or any(k not in THRESHOLD_KEYS for k in spec):
+        fail("threshold", f"threshold takes {', '.join(THRESHOLD_KEYS)}")
+    count, seconds = spec.get("count"), spec.get("seconds")
+    if not isinstance(count, int) or count < 1 or not isinstance(seconds, (int, float)) or seconds <= 0:
+        fail("threshold", "threshold needs a positive count and seconds")
+    by = spec.get("by", ["src"])
+    by = [by] if isinstance(by, str) else by
+    for name in [*by, *([spec["distinct"]] if spec.get("distinct") else [])]:
+        if str(name).split(".")[0] not in FIELDS:
+            fail("threshold", f"unknown field {name!r}")
+    return Threshold(count, float(seconds), tuple(by), spec.get("distinct"))
+
+
+def _functions(alternatives, groups) -> frozenset[str] | None:
+    """The functions a rule is restricted to (equals or in on ``function`` in every
+    alternative), so the index can skip it for all others."""
+    names: set[str] = set()
+    for group in groups:
+        spec = group.get("function", _MISSING)
+        if isinstance(spec, str):
+            names.add(spec)
+        elif isinstance(spec, dict) and set(spec) == {"in"} and isinstance(spec["in"], list):
+            names.update(map(str, spec["in"]))
+        elif isinstance(spec, dict) and set(spec) == {"equals"}:
+            names.add(str(spec["equals"]))
+        else:
+            return None
+    return frozenset(names)
+
+
+def _condition(path, rule_id: str, group, name, spec, site: Site | None, check_groups: bool) -> Condition:
+    line = group.line_of(name)
+
+    def fail(message: str):
+        raise FileError(path, line, f"rule {rule_id}: {name}: {message}")
+
+    dotted = tuple(str(name).split("."))
+    if dotted[0] not in FIELDS:
+        fail(f"unknown field {dotted[0]!r}")
+    if not isinstance(spec, dict):
+        spec = {"equals": spec}
+    if len(spec) != 1:
+        fail("one operator per field (write several fields, or use 'any')")
+    (operator, operand), = spec.items()
+    maker = OPERATORS.get(operator)
+    if maker is None:
+        fail(f"unknown operator {operator!r} (known: {', '.join(OPERATORS)})")
+    try:
+        test = maker(operand, site, check_groups)
+    except GroupNeeded:
+        raise GroupNeeded(f"needs the site group(s) named in {name}: {operand}") from None
+    except (ValueError, TypeError, re.error) as exc:
+        fail(f"{operator}: {exc}")
+    return Condition(dotted, test, f"{operator} {_show(operand)}")
+
+
+def _show(value: Any) -> str:
+    text = "missing" if value is _MISSING else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# --- operators: each turns its operand into a test of (value, event) ---
+
+def _elements(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _any_element(test: Callable[[Any], bool]) -> Predicate:
+    def check(value, event):
+        if value is _MISSING or value is None:
+            return False
+        return any(test(v) for v in _elements(value))
+    return check
+
+
+def _equals(operand, site, check_groups) -> Predicate:
+    if isinstance(operand, list):
+        return lambda value, event: value is not _MISSING and list(_elements(value)) == operand
+    return _any_element(lambda v: v == operand)
+
+
+def _not_equals(operand, site, check_groups) -> Predicate:
+    positive = _equals(operand, site, check_groups)
+    return lambda value, event: not positive(value, event)
+
+
+def _members(operand, site: Site | None, check_groups: bool) -> Callable[[Any, Event], bool]:
+    """Membership in literal values and site groups ($plc, a zone, $maintenance for ts)."""
+    if not isinstance(operand, list):
+        operand = [operand]
+    literals = {v for v in operand if not (isinstance(v, str) and v.startswith("$"))}
+    names = [v[1:] for v in operand if isinstance(v, str) and v.startswith("$")]
+    sets = []
+    windows = False
+    for name in names:
+        if site is None:
+            if check_groups:
+                raise GroupNeeded(name)
+            continue
+        if name == MAINTENANCE:
+            windows = True
+        elif site.group(name) is None:
+            raise ValueError(f"unknown site group ${name} (in {site.path or 'the site file'})")
+        else:
+            sets.append(site.group(name))
+
+    def member(v, event) -> bool:
+        if v in literals:
+            return True
+        if windows and isinstance(v, (int, float)) and site.in_maintenance(v):
+            return True
+        return bool(sets) and isinstance(v, str) and any(v in s for s in _ipsets(sets, v))
+    return member
+
+
+def _ipsets(sets, value: str):
+    """Only addresses are looked up in address sets (netaddr rejects other text)."""
+    return sets if _looks_like_ip(value) else ()
+
+
+def _looks_like_ip(text: str) -> bool:
+    return bool(text) and (text[0].isdigit() or ":" in text)
+
+
+def _in(operand, site, check_groups) -> Predicate:
+    member = _members(operand, site, check_groups)
+
+    def check(value, event):
+        if value is _MISSING or value is None:
+            return False
+        return any(member(v, event) for v in _elements(value))
+    return check
+
+
+def _not_in(operand, site, check_groups) -> Predicate:
+    member = _members(operand, site, check_groups)
+
+    def check(value, event):
+        if value is _MISSING or value is None:
+            return False
+        return not any(member(v, event) for v in _elements(value))
+    return check
+
+
+def _number(operand) -> float:
+    if isinstance(operand, bool) or not isinstance(operand, (int, float)):
+        raise ValueError(f"{operand!r} is not a number")
+    return operand
+
+
+def _compare(compare: Callable[[float, float], bool]):
+    def make(operand, site, check_groups) -> Predicate:
+        limit = _number(operand)
+        return _any_element(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and compare(v, limit))
+    return make
+
+
+def _range(operand, site, check_groups) -> Predicate:
+    if not isinstance(operand, list) or len(operand) != 2:
+        raise ValueError("range is [low, high]")
+    low, high = map(_number, operand)
+    return _any_element(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high)
+
+
+def _regex(operand, site, check_groups) -> Predicate:
+    pattern = re.compile(str(operand))
+    return _any_element(lambda v: v is not None and pattern.search(str(v)) is not None)
+
+
+def _exists(operand, site, check_groups) -> Predicate:
+    if not isinstance(operand, bool):
+        raise ValueError("exists is true or false")
+    return lambda value, event: (value is not _MISSING and value is not None) == operand
+
+
+def _contains(operand, site, check_groups) -> Predicate:
+    return lambda value, event: isinstance(value, (list, tuple)) and operand in value
+
+
+def _not_contains(operand, site, check_groups) -> Predicate:
+    return lambda value, event: not (isinstance(value, (list, tuple)) and operand in value)
+
+
+def _not_permitted(operand, site: Site | None, check_groups: bool) -> Predicate:
+    if operand != "write":
+        raise ValueError("not_permitted takes 'write'")
+    if site is None:
+        if check_groups:
+            raise GroupNeeded("writers")
+        return lambda value, event: False
+    return lambda value, event: not site.may_write(event.src, event.dst)
+
+
+def _time(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def _relative_time(earlier: bool):
+    def make(operand, site, check_groups) -> Predicate:
+        if not isinstance(operand, str) or operand.split(".")[0] not in FIELDS:
+            raise ValueError(f"{operand!r} is not a field to compare with")
+        other = tuple(operand.split("."))
+
+        def check(value, event):
+            mine, theirs = _time(value), _time(resolve(event, other))
+            if mine is None or theirs is None:
+                return False
+            return mine < theirs if earlier else mine > theirs
+        return check
+    return make
+
+
+OPERATORS: dict[str, Callable[..., Predicate]] = {
+    "equals": _equals, "not_equals": _not_equals, "in": _in, "not_in": _not_in,
+    "gt": _compare(lambda v, n: v > n), "gte": _compare(lambda v, n: v >= n),
+    "lt": _compare(lambda v, n: v < n), "lte": _compare(lambda v, n: v <= n),
+    "range": _range, "regex": _regex, "exists": _exists, "contains": _contains,
+    "not_contains": _not_contains, "not_permitted": _not_permitted,
+    "before": _relative_time(True), "after": _relative_time(False),
+}

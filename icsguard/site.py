@@ -1,0 +1,190 @@
+"""The site file: what the plant is — zones, asset roles, who may write to which PLCs,
+maintenance windows — so that rules can say "a write from a host that is not an HMI"
+without naming an address. Rules refer to its groups by name: ``$hmi``, ``$control``.
+
+    zones:       {control: [10.10.0.0/24]}
+    roles:       {plc: [10.10.0.2], hmi: [10.10.0.10], ews: [], historian: [], scada: []}
+    writers:     [{to: [$plc], from: [$hmi, $ews]}]
+    maintenance: [{days: [sat], start: "02:00", end: "04:00"}]     # UTC
+
+``icsguard site init CAPTURE...`` drafts one from the traffic for the user to correct.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from netaddr import AddrFormatError, IPSet
+
+from icsguard import yamlfile
+from icsguard.inventory import Inventory
+from icsguard.yamlfile import FileError
+
+ROLES = ("plc", "hmi", "ews", "historian", "scada")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+SITE_KEYS = ("zones", "roles", "writers", "maintenance")
+MAINTENANCE = "maintenance"          # the group name of the maintenance windows
+_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A weekly maintenance window in UTC; ``end`` before ``start`` runs past midnight."""
+    days: frozenset[int]            # 0 = Monday
+    start: int                      # minutes after midnight
+    end: int
+
+    def contains(self, ts: float) -> bool:
+        t = time.gmtime(ts)
+        minute = t.tm_hour * 60 + t.tm_min
+        if self.start <= self.end:
+            return t.tm_wday in self.days and self.start <= minute < self.end
+        if minute >= self.start:
+            return t.tm_wday in self.days
+        return (t.tm_wday - 1) % 7 in self.days and minute < self.end
+
+
+@dataclass
+class Site:
+    groups: dict[str, IPSet] = field(default_factory=dict)       # roles and zones
+    writers: list[tuple[IPSet, IPSet]] = field(default_factory=list)   # (targets, who may write)
+    windows: list[Window] = field(default_factory=list)
+    path: str = ""
+
+    def group(self, name: str) -> IPSet | None:
+        return self.groups.get(name)
+
+    def in_maintenance(self, ts: float) -> bool:
+        return any(window.contains(ts) for window in self.windows)
+
+    def may_write(self, src: str, dst: str) -> bool:
+        """Whether the site lets ``src`` write to ``dst``; a target no entry names is not
+        policed (True), since the file says nothing about it."""
+        entries = [allowed for targets, allowed in self.writers if dst in targets]
+        return not entries or any(src in allowed for allowed in entries)
+
+
+def load_site(path: str | Path) -> Site:
+    document = yamlfile.load(path)
+    if document is None:
+        document = yamlfile.Mapping()
+    if not isinstance(document, yamlfile.Mapping):
+        raise FileError(path, None, "a site file is a mapping of zones, roles, writers and maintenance")
+    for key in document:
+        if key not in SITE_KEYS:
+            raise FileError(path, document.line_of(key), f"unknown key {key!r} (known: {', '.join(SITE_KEYS)})")
+    site = Site(path=str(path))
+    for section in ("zones", "roles"):
+        entries = document.get(section) or {}
+        if not isinstance(entries, dict):
+            raise FileError(path, document.line_of(section), f"{section} must map names to address lists")
+        for name, addresses in entries.items():
+            line = entries.line_of(name)
+            if section == "roles" and name not in ROLES:
+                raise FileError(path, line, f"unknown role {name!r} (roles: {', '.join(ROLES)})")
+            if name in site.groups or name == MAINTENANCE:
+                raise FileError(path, line, f"the name {name!r} is used twice")
+            site.groups[str(name)] = _addresses(path, line, addresses, {})
+    for role in ROLES:
+        site.groups.setdefault(role, IPSet())
+    for number, entry in enumerate(document.get("writers") or [], 1):
+        line = getattr(entry, "line", document.line_of("writers"))
+        if not isinstance(entry, dict) or set(entry) != {"to", "from"}:
+            raise FileError(path, line, f"writers entry {number} needs exactly 'to' and 'from'")
+        site.writers.append((_addresses(path, line, entry["to"], site.groups),
+                             _addresses(path, line, entry["from"], site.groups)))
+    for number, entry in enumerate(document.get("maintenance") or [], 1):
+        site.windows.append(_window(path, getattr(entry, "line", document.line_of("maintenance")), number, entry))
+    return site
+
+
+def _addresses(path, line: int, values: Any, groups: dict[str, IPSet]) -> IPSet:
+    """Addresses, networks and (where groups are given) ``$group`` names, as one set."""
+    if values is None:
+        return IPSet()
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, list):
+        raise FileError(path, line, f"expected a list of addresses, not {values!r}")
+    result = IPSet()
+    for value in values:
+        text = str(value)
+        if text.startswith("$"):
+            if text[1:] not in groups:
+                raise FileError(path, line, f"unknown group {text} (known: {', '.join(sorted(groups)) or 'none'})")
+            result |= groups[text[1:]]
+            continue
+        try:
+            ipaddress.ip_network(text, strict=False)
+            result.add(text)
+        except (ValueError, AddrFormatError):
+            raise FileError(path, line, f"{text!r} is not an IP address or network") from None
+    return result
+
+
+def _window(path, line: int, number: int, entry: Any) -> Window:
+    if not isinstance(entry, dict) or not {"start", "end"} <= set(entry) <= {"days", "start", "end"}:
+        raise FileError(path, line, f"maintenance window {number} needs 'start' and 'end' (and optional 'days')")
+    minutes = []
+    for key in ("start", "end"):
+        match = _TIME.match(str(entry[key]))
+        if not match:
+            raise FileError(path, line, f"maintenance window {number}: {key} {entry[key]!r} is not HH:MM")
+        minutes.append(int(match[1]) * 60 + int(match[2]))
+    days = entry.get("days") or list(DAYS)
+    if isinstance(days, str):
+        days = [days]
+    unknown = [d for d in days if str(d).lower()[:3] not in DAYS]
+    if unknown:
+        raise FileError(path, line, f"maintenance window {number}: unknown day {unknown[0]!r}")
+    return Window(frozenset(DAYS.index(str(d).lower()[:3]) for d in days), *minutes)
+
+
+def draft_site(inventory: Inventory) -> str:
+    """A site file drafted from observed traffic: roles guessed from behaviour, each /24
+    seen as a zone, and the writes seen as the allowed writers. For a person to correct."""
+    roles: dict[str, list[str]] = {role: [] for role in ROLES}
+    for ip, asset in sorted(inventory.assets.items(), key=lambda item: _sort_key(item[0])):
+        if asset.role in roles:
+            roles[asset.role].append(ip)
+    zones = sorted({_zone(ip) for ip in inventory.assets}, key=_sort_key)
+    writes: dict[str, set[str]] = {}
+    for (client, server, _port, _proto, function), comm in inventory.pairs.items():
+        if comm.requests and "write" in function.lower():
+            writes.setdefault(server, set()).add(client)
+    lines = ["# icsguard site file, drafted from traffic: check every line.",
+             "# Roles were guessed from behaviour; zones are the /24 networks seen.", "zones:"]
+    lines += [f"  zone{n}: [{zone}]" for n, zone in enumerate(zones, 1)] or ["  {}"]
+    lines.append("roles:")
+    lines += [f"  {role}: [{', '.join(ips)}]" for role, ips in roles.items()]
+    lines.append("# who may write to which hosts (as seen)")
+    lines.append("writers:" if writes else "writers: []")
+    for target, clients in sorted(writes.items(), key=lambda item: _sort_key(item[0])):
+        lines.append(f"  - {{to: [{target}], from: [{', '.join(sorted(clients, key=_sort_key))}]}}")
+    lines.append("# weekly windows in UTC when writes and program changes are expected")
+    lines.append("maintenance: []   # e.g. - {days: [sat], start: \"02:00\", end: \"04:00\"}")
+    return "\n".join(lines) + "\n"
+
+
+def _zone(ip: str) -> str:
+    address = ipaddress.ip_address(ip)
+    prefix = 24 if address.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+def _sort_key(text: str) -> tuple:
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+        return (network.version, int(network.network_address))
+    except ValueError:
+        return (9, 0)
+
+
+def groups_named(values: Iterable[str]) -> list[str]:
+    """The ``$group`` names among rule values."""
+    return [v[1:] for v in values if isinstance(v, str) and v.startswith("$")]

@@ -1,0 +1,197 @@
+"""The rule engine: rule files as data with errors that name file and line, the operators,
+thresholds, folding of repeats, site groups, and the alerts workflow from the command line."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from conftest import PCAPS, run_icsguard
+
+from icsguard.detection import Detector
+from icsguard.events import Event
+from icsguard.rules import load_rules
+from icsguard.site import load_site
+from icsguard.yamlfile import FileError
+
+SITE = """\
+zones: {control: [10.0.0.0/24]}
+roles: {plc: [10.0.0.2], hmi: [10.0.0.10], ews: [10.0.0.20]}
+writers: [{to: [$plc], from: [$hmi]}]
+maintenance: [{days: [sat], start: "02:00", end: "04:00"}]
+"""
+
+
+def _event(ts=1_700_000_000.0, src="10.0.0.10", dst="10.0.0.2", function="write_single_register",
+           direction="request", proto="modbus", **fields) -> Event:
+    return Event(ts, proto, src, 40000, dst, 502, direction, function, 6, "1:x", "t.pcap", 1, fields)
+
+
+def _rules(tmp_path, text: str, site: str | None = None):
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    loaded_site = None
+    if site is not None:
+        (tmp_path / "site.yaml").write_text(site)
+        loaded_site = load_site(tmp_path / "site.yaml")
+    return load_rules([path], loaded_site)
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("- id: a\n  title: t\n  severity: high\n  match: {function: [x\n", 5, "not valid YAML"),
+    ("- id: a\n  title: t\n  severity: high\n  match: {functon: x}\n", 4, "unknown field 'functon'"),
+    ("- id: a\n  title: t\n  severity: high\n  match:\n    unit_id: {bigger: 3}\n", 5, "unknown operator 'bigger'"),
+    ("- id: a\n  title: t\n  severity: high\n  match: {function: {regex: '(('}}\n", 4, "regex"),
+    ("- id: a\n  title: t\n  severity: loud\n  match: {function: x}\n", 3, "severity 'loud'"),
+    ("- id: a\n  title: t\n  severity: high\n  colour: red\n  match: {function: x}\n", 4, "unknown key 'colour'"),
+    ("- id: a\n  title: t\n  severity: high\n  match: {src: {in: [$operators]}}\n", 4, "unknown site group $operators"),
+    ("- id: a\n  title: t\n  severity: high\n  mitre: [T99]\n  match: {function: x}\n", 4, "ATT&CK"),
+    ("- id: a\n  title: t\n  severity: high\n  match: {function: x}\n- id: a\n  title: u\n  severity: low\n"
+     "  match: {function: y}\n", 5, "rule id 'a' is also in"),
+])
+def test_broken_rule_files_name_file_and_line(tmp_path, text, line, message):
+    with pytest.raises(FileError) as caught:
+        _rules(tmp_path, text, SITE)
+    assert caught.value.line == line and message in str(caught.value)
+    assert str(caught.value).startswith(f"{tmp_path / 'rules.yaml'}:{line}: ")
+
+
+def test_analyze_refuses_a_broken_rule_file_before_any_work(tmp_path):
+    (tmp_path / "bad.yaml").write_text("- id: a\n  title: t\n  severity: high\n  match: {function: {nope: 1}}\n")
+    result = run_icsguard("analyze", PCAPS / "modbus_writes.pcap", "--rules", tmp_path / "bad.yaml",
+                          "--db", tmp_path / "x.db")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"icsguard: {tmp_path / 'bad.yaml'}:4: rule a: function: unknown operator 'nope' " \
+        "(known: equals, not_equals, in, not_in, gt, gte, lt, lte, range, regex, exists, contains, not_contains, " \
+        "not_permitted, before, after)"
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_operators_and_list_fields(tmp_path):
+    rules = _rules(tmp_path, """
+- {id: eq, title: t, severity: low, match: {unit_id: 0}}
+- {id: rng, title: t, severity: low, match: {values: {range: [1000, 2000]}}}
+- {id: rx, title: t, severity: low, match: {function: {regex: "^write_"}}}
+- {id: nin, title: t, severity: low, match: {values: {not_in: [1, 2]}}}
+- {id: ex, title: t, severity: low, match: {exception_code: {exists: false}}}
+- {id: has, title: t, severity: low, match: {node_ids: {contains: "ns=2;i=4"}}}
+- {id: deep, title: t, severity: low, match: {items.area: {in: [Q, M]}}}
+- {id: late, title: t, severity: low, match: {certificate_not_after: {before: ts}}}
+""")
+    event = _event(unit_id=0, values=[5, 1500], node_ids=["ns=2;i=4"], items=[{"area": "DB"}, {"area": "Q"}],
+                   certificate_not_after="2023-11-14T00:00:00+00:00")
+    assert {r.id for r in rules.rules if r.matches(event)} == {"eq", "rng", "rx", "nin", "ex", "has", "deep", "late"}
+    quiet = _event(unit_id=1, values=[1, 2], function="read_coils", exception_code=2, node_ids=[],
+                   items=[{"area": "DB"}], certificate_not_after="2030-01-01T00:00:00+00:00")
+    assert [r.id for r in rules.rules if r.matches(quiet)] == []
+    why = rules.by_id("deep").why(event)
+    assert why == ["items.area in ['Q', 'M'] (is ['DB', 'Q'])"]
+
+
+def test_site_groups_permissions_and_maintenance(tmp_path):
+    rules = _rules(tmp_path, """
+- {id: writer, title: t, severity: high, match: {src: {not_permitted: write}}}
+- {id: not_hmi, title: t, severity: high, match: {src: {not_in: [$hmi, $ews]}}}
+- {id: outside, title: t, severity: low, match: {ts: {not_in: [$maintenance]}}}
+""", SITE)
+    saturday_3am = 1_700_362_800.0        # 2023-11-19 03:00 UTC is a Sunday: use the day before
+    saturday_3am -= 86_400
+    hmi = _event(ts=saturday_3am)
+    intruder = _event(src="10.0.0.99", ts=saturday_3am + 3600)
+    assert [r.id for r in rules.rules if r.matches(hmi)] == []
+    assert [r.id for r in rules.rules if r.matches(intruder)] == ["writer", "not_hmi", "outside"]
+    # without a site file, rules that need one are set aside, not guessed at
+    unsited = _rules(tmp_path, "- {id: writer, title: t, severity: high, match: {src: {not_permitted: write}}}\n")
+    assert unsited.rules == [] and "writer" in unsited.inactive
+
+
+def test_thresholds_distinct_and_folding(tmp_path):
+    rules = _rules(tmp_path, """
+- {id: scan, title: t, severity: medium, match: {exception_code: 2}, threshold: {count: 3, seconds: 10, by: [dst]}}
+- {id: sweep, title: t, severity: medium, match: {unit_id: {exists: true}},
+   threshold: {count: 3, seconds: 60, by: [src], distinct: unit_id}}
+""")
+    detector = Detector(rules)
+    answers = [_event(ts=100.0 + i, src="10.0.0.2", dst="10.0.0.66", direction="response", exception_code=2)
+               for i in (0, 1, 20, 21, 22, 23)]      # a pair, a pause, then four in a row
+    for event in answers:
+        detector.feed(event)
+    for unit in (1, 1, 2, 1, 3):
+        detector.feed(_event(ts=200.0, src="10.0.0.9", unit_id=unit))
+    alerts = {a.rule: a for a in detector.flush()}
+    scan = alerts["scan"]
+    assert (scan.count, scan.first_ts, scan.last_ts) == (2, 122.0, 123.0)
+    assert (scan.src, scan.dst) == ("10.0.0.66", "10.0.0.2")       # the client that scanned
+    assert alerts["sweep"].count == 1 and alerts["sweep"].evidence[0]["unit_id"] == 3
+
+
+def test_repeats_fold_until_a_gap(tmp_path):
+    rules = _rules(tmp_path, "- {id: w, title: t, severity: high, match: {function: write_single_register}}\n")
+    detector = Detector(rules)
+    closed = []
+    for ts in [0.0, 10.0, 20.0, 30.0, 31.0, 32.0, 2000.0]:
+        closed += detector.feed(_event(ts=ts, values=[int(ts)]))
+    closed += detector.flush()
+    assert [(a.count, a.first_ts, a.last_ts, len(a.evidence)) for a in closed] == [(6, 0.0, 32.0, 5), (1, 2000.0, 2000.0, 1)]
+
+
+def test_rules_index_scales(tmp_path):
+    """1,000 rules on other functions cost nothing to an event: the index skips them."""
+    extra = "".join(f"- {{id: r{n}, title: t, severity: low, match: {{function: f{n}, unit_id: {n}}}}}\n"
+                    for n in range(1000))
+    rules = _rules(tmp_path, extra + "- {id: w, title: t, severity: low, match: {function: write_single_register}}\n")
+    assert [r.id for r in rules.candidates("modbus", "write_single_register")] == ["w"]
+    assert [r.id for r in rules.candidates("modbus", "f7")] == ["r7"]
+
+
+def test_shipped_packs_load_and_map_to_attack(tmp_path):
+    (tmp_path / "site.yaml").write_text(SITE)
+    rules = load_rules(site=load_site(tmp_path / "site.yaml"))
+    assert len(rules.rules) >= 35 and not rules.inactive
+    assert all(r.mitre and r.title and r.severity for r in rules.rules)
+    assert {r.proto[0] for r in rules.rules if r.proto} >= {"modbus", "s7comm", "opcua"}
+
+
+def test_alerts_workflow_from_the_command_line(tmp_path):
+    db = tmp_path / "icsguard.db"
+    result = run_icsguard("analyze", PCAPS / "s7_control.pcap", "--db", db)
+    assert result.returncode == 0, result.stderr
+    assert "s7.plc_stop" in result.stdout
+    rows = [json.loads(line) for line in run_icsguard("alerts", "--db", db, "--format", "jsonl").stdout.splitlines()]
+    assert rows[0]["severity"] == "critical" and rows[0]["rule"] == "s7.plc_stop"
+    assert rows[0]["mitre"] == ["T0881", "T0816"] and rows[0]["evidence"][0]["function"] == "plc_stop"
+    eve = [json.loads(line) for line in run_icsguard("alerts", "--db", db, "--format", "eve").stdout.splitlines()]
+    first = eve[0]
+    assert (first["event_type"], first["src_ip"], first["dest_port"], first["app_proto"]) == \
+        ("alert", "127.0.0.10", 102, "s7comm")
+    assert first["alert"]["severity"] == 1 and first["alert"]["signature"] == "S7 PLC stop"
+    assert first["s7comm"]["pi_service"] == "P_PROGRAM"
+    assert run_icsguard("alerts", "ack", str(rows[0]["id"]), "--db", db).returncode == 0
+    assert run_icsguard("alerts", "ack", "999", "--db", db).stderr.strip() == f"icsguard: no alert 999 in {db}"
+    muted = run_icsguard("alerts", "mute", "s7.plc_stop", "--src", "127.0.0.10", "--db", db)
+    assert muted.returncode == 0 and "1 stored alert(s) marked muted" in muted.stdout
+    again = run_icsguard("analyze", PCAPS / "s7_control.pcap", "--db", db)
+    assert again.returncode == 0
+    with sqlite3.connect(db) as conn:
+        stops = conn.execute("SELECT run_id, status FROM alerts WHERE rule = 's7.plc_stop'").fetchall()
+    assert stops == [(1, "muted")]          # the second run raised none: muted for that source
+
+
+def test_rules_test_explains_matches(tmp_path):
+    result = run_icsguard("rules", "test", "s7.plc_stop", PCAPS / "s7_control.pcap")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "s7.plc_stop: 1 matching event(s)"
+    assert "frame 10 127.0.0.10 -> 127.0.0.2 plc_stop: function equals 'plc_stop'" in lines[0]
+
+
+def test_site_init_drafts_a_usable_site(tmp_path):
+    result = run_icsguard("site", "init", PCAPS / "modbus_writes.pcap")
+    assert result.returncode == 0, result.stderr
+    (tmp_path / "site.yaml").write_text(result.stdout)
+    site = load_site(tmp_path / "site.yaml")
+    assert "127.0.0.2" in site.group("plc") and "127.0.0.10" in site.group("hmi")
+    assert site.may_write("127.0.0.10", "127.0.0.2") and not site.may_write("127.0.0.99", "127.0.0.2")
+    assert run_icsguard("rules", "validate", "--site", tmp_path / "site.yaml").returncode == 0
