@@ -54,6 +54,8 @@ def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | 
     except CaptureError as exc:
         error = str(exc)
     store.add_alerts(run_id, detector.flush())
+    stats.counters["rules.active"] = len(detector.rules.rules)
+    stats.counters["rules.need_site_file"] = len(detector.rules.inactive)
     stats.counters["rules.matches"] = detector.matches
     stats.counters["rules.muted_matches"] = detector.suppressed
     inventory.attach_macs(stats.hosts)

@@ -80,6 +80,11 @@ def render_terminal(data: dict[str, Any], console: Console) -> None:
                                f"({run['packets'] / elapsed:,.0f} packets/s)")
     summary.add_row("traffic", f"{_time(run['first_ts'])} → {_time(run['last_ts'])} UTC ({span:,.1f} s)")
     summary.add_row("PDUs", f"{run['pdus']:,} decoded, {run['malformed']:,} malformed")
+    counters = data["counters"]
+    if "rules.active" in counters:
+        waiting = counters.get("rules.need_site_file", 0)
+        summary.add_row("rules", f"{counters['rules.active']:,} checked, {counters.get('rules.matches', 0):,} matches"
+                        + (f"; {waiting} more need a site file (icsguard site init)" if waiting else ""))
     if run["error"]:
         summary.add_row("[red]stopped[/]", f"[red]{run['error']}[/]")
     console.rule(f"[bold]icsguard run {run['id']}")

@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from netaddr import AddrFormatError, IPSet
 
@@ -184,7 +184,3 @@ def _sort_key(text: str) -> tuple:
     except ValueError:
         return (9, 0)
 
-
-def groups_named(values: Iterable[str]) -> list[str]:
-    """The ``$group`` names among rule values."""
-    return [v[1:] for v in values if isinstance(v, str) and v.startswith("$")]
