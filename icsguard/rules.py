@@ -41,6 +41,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from netaddr import AddrFormatError
+
 from icsguard import yamlfile
 from icsguard.events import COMMON_FIELDS, PROTOCOL_FIELDS, PROTOCOLS, Event
 from icsguard.site import MAINTENANCE, Site
@@ -368,22 +370,27 @@ def _members(operand, site: Site | None, check_groups: bool) -> Callable[[Any, E
         else:
             sets.append(site.group(name))
 
+    known: dict[str, bool] = {}       # address -> in a group: netaddr's lookup is slow
+
+    def in_groups(address: str) -> bool:
+        found = known.get(address)
+        if found is None:
+            try:
+                found = any(address in s for s in sets)
+            except (AddrFormatError, ValueError, TypeError):   # not an address at all
+                found = False
+            if len(known) >= 4096:
+                known.clear()
+            known[address] = found
+        return found
+
     def member(v, event) -> bool:
-        if v in literals:
+        if isinstance(v, (str, int, float)) and v in literals:
             return True
         if windows and isinstance(v, (int, float)) and site.in_maintenance(v):
             return True
-        return bool(sets) and isinstance(v, str) and any(v in s for s in _ipsets(sets, v))
+        return bool(sets) and isinstance(v, str) and in_groups(v)
     return member
-
-
-def _ipsets(sets, value: str):
-    """Only addresses are looked up in address sets (netaddr rejects other text)."""
-    return sets if _looks_like_ip(value) else ()
-
-
-def _looks_like_ip(text: str) -> bool:
-    return bool(text) and (text[0].isdigit() or ":" in text)
 
 
 def _in(operand, site, check_groups) -> Predicate:
