@@ -1,7 +1,7 @@
 """Detection: Events through the rules into Alerts.
 
-Only the rules indexed under an event's protocol and function are tried, so the cost per
-event does not grow with the number of rules. Thresholds ("five exceptions from one source
+Only the rules whose indexed equalities an event meets are tried (see RuleSet), so the
+cost per event does not grow with the number of rules. Thresholds ("five exceptions from one source
 in 60 s") keep their state per group, bounded; repeats of one rule between the same two
 hosts fold into one alert with a count, first and last time and a few events as evidence.
 """
@@ -64,9 +64,7 @@ class Detector:
     def feed(self, event: Event) -> list[Alert]:
         """Alerts that are complete now (a repeat came too late to join them)."""
         closed: list[Alert] = []
-        for rule in self.rules.candidates(event.proto, event.function):
-            if not rule.matches(event):
-                continue
+        for rule in self.rules.matching(event):
             if rule.threshold is not None and not self._over_threshold(rule, event):
                 continue
             client = event.dst if event.direction == "response" else event.src
@@ -107,7 +105,7 @@ class Detector:
 
     def _over_threshold(self, rule: Rule, event: Event) -> bool:
         """Whether this match makes ``count`` within ``seconds`` for its group (or, with
-        ``distinct``, ``count`` different values of that field)."""
+        ``distinct``, is a new value that makes ``count`` different values of that field)."""
         threshold = rule.threshold
         group = (rule.id, *(_hashable(resolve(event, tuple(name.split(".")))) for name in threshold.by))
         state = self.groups.get(group)
@@ -120,13 +118,13 @@ class Detector:
             state.append(event.ts)
             return len(state) == threshold.count and state[0] >= horizon
         value = _hashable(resolve(event, tuple(threshold.distinct.split("."))))
-        state.pop(value, None)
+        new = state.pop(value, None) is None
         state[value] = event.ts                       # newest last
         while state and next(iter(state.values())) < horizon:
             del state[next(iter(state))]
         while len(state) > threshold.count * 4:       # enough to know the count is reached
             del state[next(iter(state))]
-        return len(state) >= threshold.count
+        return new and len(state) >= threshold.count  # each further new value counts once
 
 
 def _hashable(value: Any) -> Any:

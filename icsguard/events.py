@@ -86,7 +86,7 @@ class Event(NamedTuple):
 
     def get(self, name: str, default: Any = None) -> Any:
         """Any field by name, common or protocol — what rules and exports use."""
-        if name in COMMON_FIELDS:
+        if name in _COMMON:
             return getattr(self, name)
         return self.fields.get(name, default)
 
@@ -101,3 +101,4 @@ class Event(NamedTuple):
 
 
 COMMON_FIELDS = Event._fields[:-1]
+_COMMON = frozenset(COMMON_FIELDS)

@@ -15,7 +15,8 @@ A rule file is a list of rules::
 
 ``match`` holds conditions on Event fields, all of which must hold; ``any`` is a list of
 such mappings of which one must. A field is any Event field or a dotted path into one
-(``items.area``, ``cpu_info.module``). A condition is a plain value (equals) or one of:
+(``items.area``, ``cpu_info.module``). A condition is a plain value (equals), a plain list
+(in), or one of:
 
     {equals: v}  {not_equals: v}  {in: [..]}  {not_in: [..]}  {gt: n}  {gte: n}  {lt: n}
     {lte: n}  {range: [lo, hi]}  {regex: "..."}  {exists: true|false}  {contains: v}
@@ -79,6 +80,7 @@ class Condition:
     path: tuple[str, ...]
     test: Predicate
     text: str                            # how it reads, for `rules test`
+    equal_to: frozenset | None = None    # the literal values it accepts, when that is all it does
 
     def value(self, event: Event) -> Any:
         return resolve(event, self.path)
@@ -99,7 +101,6 @@ class Rule:
     sid: int = 0
     path: str = ""
     line: int = 0
-    functions: frozenset[str] | None = None      # the functions it can match, for the index
 
     def why(self, event: Event) -> list[str] | None:
         """The conditions that hold, when the rule matches the event; None when it does not."""
@@ -126,26 +127,110 @@ class Rule:
         return False
 
 
+MAX_KEYS = 64          # index entries one alternative may expand to (values of `in` multiplied)
+
+
 @dataclass
 class RuleSet:
+    """Rules, indexed for speed: each alternative of each rule is filed under the values its
+    equality conditions demand (protocol, direction, function, unit id, message type...),
+    so an event is tried only against the alternatives whose equalities it already meets.
+    The cost per event grows with the number of distinct field combinations the rules
+    test, not with the number of rules."""
     rules: list[Rule] = field(default_factory=list)
     inactive: dict[str, str] = field(default_factory=dict)    # rule id -> why it cannot run
-    _index: dict[tuple, list[Rule]] = field(default_factory=dict, repr=False)
+    _tables: dict[tuple[str, ...], dict[tuple, list]] | None = field(default=None, repr=False)
 
-    def candidates(self, proto: str, function: str) -> list[Rule]:
-        """The rules that can match an event of this protocol and function: looked up once
-        per pair, so the cost per event does not grow with the number of rules."""
-        key = (proto, function)
-        found = self._index.get(key)
-        if found is None:
-            found = [r for r in self.rules if (r.proto is None or proto in r.proto)
-                     and (r.functions is None or function in r.functions)]
-            if len(self._index) < 10_000:
-                self._index[key] = found
-        return found
+    def matching(self, event: Event) -> list[Rule]:
+        """The rules the event matches, in rule order (thresholds not applied)."""
+        if self._tables is None:
+            self._tables = self._build()
+        found: dict[int, Rule] = {}
+        values: dict[str, Any] = {}
+        tables = self._tables
+        proto, function = event.proto, event.function
+        for group in (tables.get((proto, function)), tables.get((proto, None)),
+                      tables.get((None, function)), tables.get((None, None))):
+            for names, table in group or ():
+                for key in _event_keys(event, names, values):
+                    for order, rule, check in table.get(key, ()):
+                        if order not in found and (check is None or check(event)):
+                            found[order] = rule
+        return [found[order] for order in sorted(found)]
+
+    def _build(self) -> dict[tuple, list[tuple[tuple[str, ...], dict[tuple, list]]]]:
+        """By (protocol, function) — None where a rule does not fix one — the other fields
+        the rules test for equality, each combination with its table from those fields'
+        values to the alternatives."""
+        tables: dict[tuple, dict[tuple[str, ...], dict[tuple, list]]] = {}
+        for order, rule in enumerate(self.rules):
+            for conditions in rule.alternatives:
+                equalities = {"direction": frozenset([rule.direction])} if rule.direction else {}
+                functions: frozenset | tuple = (None,)
+                rest = []
+                for c in conditions:
+                    name = c.path[0] if len(c.path) == 1 else None
+                    if c.equal_to is None or name in equalities or name in (None, "proto"):
+                        rest.append(c)
+                    elif name == "function" and functions == (None,):
+                        functions = c.equal_to
+                    else:
+                        equalities[name] = c.equal_to
+                names = tuple(sorted(equalities))
+                keys = [()]
+                for name in names:
+                    keys = [key + (value,) for key in keys for value in equalities[name]]
+                if len(keys) * len(functions) > MAX_KEYS:    # too many combinations: test one by one
+                    names, keys, functions, rest = (), [()], (None,), list(conditions)
+                    if rule.direction:
+                        rest.insert(0, Condition(("direction",), _equals(rule.direction, None, False), ""))
+                check = _compile(rest)
+                for proto in rule.proto or (None,):
+                    for function in functions:
+                        table = tables.setdefault((proto, function), {}).setdefault(names, {})
+                        for key in keys:
+                            table.setdefault(key, []).append((order, rule, check))
+        return {where: list(by_names.items()) for where, by_names in tables.items()}
 
     def by_id(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
+
+
+def _compile(conditions: list[Condition]) -> Callable[[Event], bool] | None:
+    """The conditions the index did not settle, as one function (None: nothing left)."""
+    if not conditions:
+        return None
+    parts = [(c.path[0] if len(c.path) == 1 else None, c.path, c.test) for c in conditions]
+
+    def check(event: Event) -> bool:
+        get = event.get
+        for name, path, test in parts:
+            if not test(get(name, _MISSING) if name else resolve(event, path), event):
+                return False
+        return True
+    return check
+
+
+def _event_keys(event: Event, names: tuple[str, ...], values: dict[str, Any]) -> list[tuple]:
+    """The index keys an event has for these fields: one, or several where a field holds a
+    list (any element may meet an equality). ``values`` keeps what was read already."""
+    keys = [()]
+    for name in names:
+        found = values.get(name, _MISSING)
+        if found is _MISSING:
+            value = event.get(name)
+            if isinstance(value, (list, tuple)):
+                found = [v for v in value[:16] if isinstance(v, (str, int, float, bool))]
+            elif isinstance(value, (str, int, float, bool)):
+                found = [value]
+            else:
+                found = []
+            values[name] = found
+        if not found:
+            return []
+        keys = [key + (v,) for key in keys for v in found] if len(found) > 1 or len(keys) > 1 else \
+            [keys[0] + (found[0],)]
+    return keys
 
 
 def resolve(event: Event, path: tuple[str, ...]) -> Any:
@@ -257,7 +342,7 @@ def compile_rule(path: Path, entry: Any, site: Site | None, check_groups: bool =
     return Rule(rule_id, str(entry["title"]), entry["severity"], protos, direction, alternatives,
                 _threshold(path, entry, fail), tuple(map(str, mitre)), str(entry.get("description") or ""),
                 tuple(map(str, references if isinstance(references, list) else [references])), sid,
-                str(path), line, _functions(alternatives, groups))
+                str(path), line)
 
 
 def _threshold(path, entry, fail) -> Threshold | None:
@@ -277,23 +362,6 @@ def _threshold(path, entry, fail) -> Threshold | None:
     return Threshold(count, float(seconds), tuple(by), spec.get("distinct"))
 
 
-def _functions(alternatives, groups) -> frozenset[str] | None:
-    """The functions a rule is restricted to (equals or in on ``function`` in every
-    alternative), so the index can skip it for all others."""
-    names: set[str] = set()
-    for group in groups:
-        spec = group.get("function", _MISSING)
-        if isinstance(spec, str):
-            names.add(spec)
-        elif isinstance(spec, dict) and set(spec) == {"in"} and isinstance(spec["in"], list):
-            names.update(map(str, spec["in"]))
-        elif isinstance(spec, dict) and set(spec) == {"equals"}:
-            names.add(str(spec["equals"]))
-        else:
-            return None
-    return frozenset(names)
-
-
 def _condition(path, rule_id: str, group, name, spec, site: Site | None, check_groups: bool) -> Condition:
     line = group.line_of(name)
 
@@ -303,7 +371,9 @@ def _condition(path, rule_id: str, group, name, spec, site: Site | None, check_g
     dotted = tuple(str(name).split("."))
     if dotted[0] not in FIELDS:
         fail(f"unknown field {dotted[0]!r}")
-    if not isinstance(spec, dict):
+    if isinstance(spec, list):
+        spec = {"in": spec}
+    elif not isinstance(spec, dict):
         spec = {"equals": spec}
     if len(spec) != 1:
         fail("one operator per field (write several fields, or use 'any')")
@@ -317,7 +387,39 @@ def _condition(path, rule_id: str, group, name, spec, site: Site | None, check_g
         raise GroupNeeded(f"needs the site group(s) named in {name}: {operand}") from None
     except (ValueError, TypeError, re.error) as exc:
         fail(f"{operator}: {exc}")
-    return Condition(dotted, test, f"{operator} {_show(operand)}")
+    if operator not in ("not_permitted", "before", "after"):
+        test = _remembered(test)
+    return Condition(dotted, test, f"{operator} {_show(operand)}", _literal_values(operator, operand))
+
+
+def _remembered(test: Predicate) -> Predicate:
+    """A test that depends on the value alone, remembered per scalar value (bounded): the
+    same function names, unit ids and addresses come back all the time."""
+    memo: dict[type, dict] = {str: {}, int: {}, float: {}, bool: {}}
+
+    def check(value, event):
+        seen = memo.get(value.__class__)
+        if seen is None:
+            return test(value, event)
+        result = seen.get(value)
+        if result is None:
+            result = test(value, event)
+            if len(seen) >= 4096:
+                seen.clear()
+            seen[value] = result
+        return result
+    return check
+
+
+def _literal_values(operator: str, operand: Any) -> frozenset | None:
+    """What an equality accepts, for the index: a scalar for equals, all-literal lists for in."""
+    scalar = (str, int, float, bool)
+    if operator == "equals" and isinstance(operand, scalar):
+        return frozenset([operand])
+    if operator == "in" and isinstance(operand, list) and operand and all(
+            isinstance(v, scalar) and not (isinstance(v, str) and v.startswith("$")) for v in operand):
+        return frozenset(operand)
+    return None
 
 
 def _show(value: Any) -> str:

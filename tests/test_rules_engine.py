@@ -137,13 +137,22 @@ def test_repeats_fold_until_a_gap(tmp_path):
     assert [(a.count, a.first_ts, a.last_ts, len(a.evidence)) for a in closed] == [(6, 0.0, 32.0, 5), (1, 2000.0, 2000.0, 1)]
 
 
-def test_rules_index_scales(tmp_path):
-    """1,000 rules on other functions cost nothing to an event: the index skips them."""
+def test_rules_index_finds_exactly_the_matching_rules(tmp_path):
+    """1,000 rules filed under their function and unit id: an event meets only its own
+    (bench/rules_bench.py measures what that saves)."""
     extra = "".join(f"- {{id: r{n}, title: t, severity: low, match: {{function: f{n}, unit_id: {n}}}}}\n"
                     for n in range(1000))
-    rules = _rules(tmp_path, extra + "- {id: w, title: t, severity: low, match: {function: write_single_register}}\n")
-    assert [r.id for r in rules.candidates("modbus", "write_single_register")] == ["w"]
-    assert [r.id for r in rules.candidates("modbus", "f7")] == ["r7"]
+    rules = _rules(tmp_path, extra + """
+- {id: w, title: t, severity: low, direction: request, match: {function: [write_single_register, f7]}}
+- {id: rx, title: t, severity: low, match: {function: {regex: "^f7$"}}}
+- {id: lists, title: t, severity: low, match: {node_ids: "ns=2;i=4"}}
+""")
+    assert [r.id for r in rules.matching(_event(function="f7", unit_id=7))] == ["r7", "w", "rx"]
+    assert [r.id for r in rules.matching(_event(function="f7", unit_id=8))] == ["w", "rx"]
+    assert [r.id for r in rules.matching(_event(function="f7", unit_id=7, direction="response"))] == ["r7", "rx"]
+    assert [r.id for r in rules.matching(_event(node_ids=["i=85", "ns=2;i=4"]))] == ["w", "lists"]
+    tables = rules._tables
+    assert len(dict(tables[(None, "f7")])[("unit_id",)]) == 1           # filed under its function, then unit id
 
 
 def test_shipped_packs_load_and_map_to_attack(tmp_path):

@@ -107,8 +107,9 @@ class S7Session:
             return self._s7comm(unit, from_client)
         if unit[:1] == b"\x72":
             return self._s7plus(unit, from_client)
-        return ("cotp", sender_direction(from_client), "data", 0xF,
-                {"malformed": "COTP data that is neither S7comm nor S7comm-plus"} if unit else {})
+        # another ISO application on the same transport (IEC 61850 MMS, for one): not S7,
+        # and not malformed either
+        return "cotp", sender_direction(from_client), "data", 0xF, {}
 
     def _cotp(self, tpdu: bytes, from_client: bool) -> tuple:
         cotp = iso.cotp_class(tpdu[5] >> 4)(tpdu[4:])
@@ -408,9 +409,8 @@ def _s7plus_fields(unit: bytes) -> tuple[str, str, int | None, dict[str, Any]]:
     if opcode == 0x33:
         fields["object_ids"] = (operation.subscription_id,)
         return direction, "notification", None, fields
-    if opcode not in s7p.OPCODES:
-        fields["malformed"] = f"unknown S7comm-plus opcode {opcode:#04x}"
-        return direction, "unknown", None, fields
+    if opcode not in s7p.OPCODES:        # seen in ordinary TIA Portal sessions: unknown, not malformed
+        return direction, f"unknown_opcode_{opcode:#04x}", None, fields
     code = operation.function
     fields["seq_num"] = operation.seq_num
     if opcode == 0x31:
