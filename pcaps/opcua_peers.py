@@ -23,18 +23,29 @@ client action, each with ``action``, ``node_id`` (e.g. "ns=2;i=2", or None),
 - monitor (a data-change monitored item): subscription_id; ``value`` is the
   list of values notified before the scenario went on
 
+- oversized_open (error_burst, raw sockets): ``value`` is the answer to the Hello
+  ("ACK"), ``error`` the ERR's status ("ERR: 0x80B80000")
+
+Scenarios for the rules (tests/test_rules_opcua.py records them live):
+browse_enumeration, error_burst, rogue_write (from ROGUE_HOST), ca_signed and
+dated_certificates (both on a server with CA-issued certificates, see SERVERS).
+
 ``flood_polling`` instead polls as fast as it can and keeps no transcript: it
 makes the bench capture (make_captures.py ``--bench-opcua``).
 
-The certificates for Basic256Sha256 are generated at runtime into a
-temporary directory that is removed when the process exits.
+The certificates for Basic256Sha256 (self-signed by default, or issued by a test CA:
+``ca_certificates``) are generated at runtime into a temporary directory that is
+removed when the process exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
 import shutil
+import socket
+import struct
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable
@@ -50,7 +61,10 @@ from asyncua.client.ua_client import UaClient
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256, SecurityPolicyNone
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from peers import CLIENT_HOST, HOST, record
 
@@ -104,6 +118,58 @@ def certificates() -> dict[str, Path]:
     return paths
 
 
+def _issue(folder: Path, role: str, uri: str, use, issuer: tuple | None,
+           not_before: datetime.datetime, not_after: datetime.datetime) -> tuple:
+    """A key and certificate for ``role`` signed by ``issuer`` (key, certificate), or a CA
+    certificate signing itself when ``issuer`` is None; written as PEM key and DER cert."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"icsguard {role}")])
+    issuer_key, issuer_cert = issuer or (key, None)
+    builder = (x509.CertificateBuilder().subject_name(name)
+               .issuer_name(issuer_cert.subject if issuer_cert else name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(not_before).not_valid_after(not_after))
+    if issuer is None:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+    else:
+        builder = (builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.SubjectAlternativeName(
+                       [x509.UniformResourceIdentifier(uri), x509.DNSName("localhost")]), critical=False)
+                   .add_extension(x509.KeyUsage(True, True, True, True, False, False, False, False, False),
+                                  critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([use]), critical=False))
+    cert = builder.sign(issuer_key, hashes.SHA256())
+    (folder / f"{role}.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption()))
+    (folder / f"{role}.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    return key, cert
+
+
+@functools.cache
+def ca_certificates() -> dict[str, Path]:
+    """Server and client certificates issued by a test CA (not self-signed), and client
+    certificates from the same CA that expired in 2021 and that become valid only in ten
+    years: keys ``<role>_key`` and ``<role>_cert`` for the roles server, client, expired,
+    not_yet_valid and ca."""
+    folder = Path(tempfile.mkdtemp(prefix="icsguard-opcua-ca-"))
+    util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True},
+                  exitpriority=0)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    year = datetime.timedelta(days=365)
+    ca = _issue(folder, "ca", "", None, None, now - year, now + 10 * year)
+    _issue(folder, "server", SERVER_URI, ExtendedKeyUsageOID.SERVER_AUTH, ca, now - year, now + year)
+    _issue(folder, "client", CLIENT_URI, ExtendedKeyUsageOID.CLIENT_AUTH, ca, now - year, now + year)
+    _issue(folder, "expired", CLIENT_URI, ExtendedKeyUsageOID.CLIENT_AUTH, ca,
+           datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc),
+           datetime.datetime(2021, 1, 1, tzinfo=datetime.timezone.utc))
+    _issue(folder, "not_yet_valid", CLIENT_URI, ExtendedKeyUsageOID.CLIENT_AUTH, ca,
+           now + 10 * year, now + 11 * year)
+    return {f"{role}_{kind}": folder / f"{role}.{ext}"
+            for role in ("server", "client", "expired", "not_yet_valid", "ca")
+            for kind, ext in (("key", "pem"), ("cert", "der"))}
+
+
 # --------------------------------------------------------------------------- #
 # Server
 # --------------------------------------------------------------------------- #
@@ -127,14 +193,16 @@ class PeerServer:
     """An asyncua server on HOST:``port`` in its own event-loop thread.
 
     Offers NoSecurity and Basic256Sha256 Sign / SignAndEncrypt, anonymous and
-    username tokens, and the nodes in NODE_IDS. A server that is not ``secure``
+    username tokens, and the nodes in NODE_IDS (``ca_issued``: with the certificate
+    from ca_certificates rather than a self-signed one). A server that is not ``secure``
     offers NoSecurity only, like many a legacy one: with no encrypting policy to
     protect the user token, clients send their password in clear text. Use as a
     context manager or call ``stop()``.
     """
 
-    def __init__(self, port: int = OPCUA_PORT, secure: bool = True) -> None:
+    def __init__(self, port: int = OPCUA_PORT, secure: bool = True, ca_issued: bool = False) -> None:
         certificates()  # here: it runs its own event loop, which _serve's would refuse
+        self._certs = ca_certificates() if ca_issued else certificates()
         ready: Future[None] = Future()
         self._thread = threading.Thread(target=asyncio.run, args=(self._serve(port, secure, ready),),
                                         name=f"opcua-server-{port}", daemon=True)
@@ -155,8 +223,8 @@ class PeerServer:
                 ua.SecurityPolicyType.Basic256Sha256_Sign,
                 ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt] * secure)
             server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken])
-            await server.load_certificate(certificates()["server_cert"])
-            await server.load_private_key(certificates()["server_key"])
+            await server.load_certificate(self._certs["server_cert"])
+            await server.load_private_key(self._certs["server_key"])
             index = await server.register_namespace(NAMESPACE)
             assert index == 2, index  # NODE_IDS hard-code it
             pump = await server.nodes.objects.add_object(NODE_IDS["Pump1"], f"{index}:Pump1")
@@ -186,9 +254,9 @@ class PeerServer:
         self.stop()
 
 
-def start_server(port: int = OPCUA_PORT, secure: bool = True) -> PeerServer:
+def start_server(port: int = OPCUA_PORT, secure: bool = True, ca_issued: bool = False) -> PeerServer:
     """A PeerServer on HOST:``port``; stop it with ``.stop()`` or a ``with`` block."""
-    return PeerServer(port, secure)
+    return PeerServer(port, secure, ca_issued)
 
 
 def server_info(port: int = OPCUA_PORT, secure: bool = True) -> dict:
@@ -214,9 +282,11 @@ def server_info(port: int = OPCUA_PORT, secure: bool = True) -> dict:
 class _UaClient(UaClient):
     """Connects from CLIENT_HOST: asyncua's Client has no source-address option."""
 
+    local_host = CLIENT_HOST
+
     async def connect_socket(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        bound = functools.partial(loop.create_connection, local_addr=(CLIENT_HOST, 0))
+        bound = functools.partial(loop.create_connection, local_addr=(self.local_host, 0))
         with mock.patch.object(loop, "create_connection", bound):
             await super().connect_socket(host, port)
         self.sockname = self.protocol.transport.get_extra_info("sockname")
@@ -226,10 +296,16 @@ class Session:
     """One asyncua client connection that records every action it performs."""
 
     def __init__(self, port: int, mode: str = "None", username: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, host: str = CLIENT_HOST,
+                 certs: dict[str, Path] | None = None, cert: str = "client") -> None:
+        """``host``: the loopback address to connect from; ``certs`` (default: the
+        self-signed certificates()) and ``cert`` (its ``<cert>_key``/``<cert>_cert``
+        pair) choose the client's certificate for Sign and SignAndEncrypt."""
         self.url = endpoint_url(port)
         self.client = Client(self.url)
         self.client.uaclient = _UaClient(self.client.uaclient._timeout)
+        self.client.uaclient.local_host = host
+        self.certs, self.cert = certs, cert
         self.client.application_uri = CLIENT_URI
         self.mode, self.username, self.password = mode, username, password
         self.transcript: list[dict] = []
@@ -252,9 +328,9 @@ class Session:
     async def connect(self) -> bool:
         """Open the channel and session; False (and an ``error``) if the server refused."""
         if self.mode != "None":
-            paths = certificates()
+            paths = self.certs or certificates()
             await self.client.set_security(
-                SecurityPolicyBasic256Sha256, paths["client_cert"], paths["client_key"],
+                SecurityPolicyBasic256Sha256, paths[f"{self.cert}_cert"], paths[f"{self.cert}_key"],
                 server_certificate=str(paths["server_cert"]), mode=MODES[self.mode])
         if self.username:
             self.client.set_user(self.username)
@@ -411,8 +487,108 @@ async def sign_and_encrypt(port: int) -> list[dict]:
         return s.transcript
 
 
+@_run
+async def browse_enumeration(port: int, browses: int = 25) -> list[dict]:
+    """An anonymous client walking the address space: ``browses`` Browse requests, breadth
+    first from Objects, as a scanner enumerating nodes does."""
+    async with _session(port) as s:
+        queue = ["i=85"]
+        while len(s.transcript) <= browses:      # the first entry is the connect
+            await s.browse(queue.pop(0) if queue else "i=85")
+            queue += s.transcript[-1]["value"] or []
+        return s.transcript
+
+
+ROGUE_HOST = "127.0.0.66"
+
+
+@_run
+async def rogue_write(port: int, host: str = ROGUE_HOST) -> list[dict]:
+    """From ``host``, a host a site file would not name: write the setpoint and call Start."""
+    async with _session(port, host=host) as s:
+        await s.write(NODE_IDS["Setpoint"], 9999, ua.VariantType.Int32)
+        await s.call(NODE_IDS["Pump1"], NODE_IDS["Start"])
+        return s.transcript
+
+
+@_run
+async def ca_signed(port: int) -> list[dict]:
+    """What a well-configured HMI does: CA-issued certificates (server started with
+    ``ca_issued``), a username login over SignAndEncrypt, browse, read, write, call; then a
+    second, Sign-only session with the same login that reads and writes."""
+    certs, ids = ca_certificates(), NODE_IDS
+    transcript = []
+    async with _session(port, mode="SignAndEncrypt", username=USERNAME, password=PASSWORD,
+                        certs=certs) as s:
+        await s.browse(ids["Pump1"])
+        await s.read(ids["Speed"])
+        await s.write(ids["Setpoint"], 1520, ua.VariantType.Int32)
+        await s.call(ids["Pump1"], ids["Start"])
+        transcript += s.transcript
+    async with _session(port, mode="Sign", username=USERNAME, password=PASSWORD, certs=certs) as s:
+        await s.read(ids["Setpoint"])
+        await s.write(ids["Setpoint"], 1500, ua.VariantType.Int32)
+        transcript += s.transcript
+    return transcript
+
+
+@_run
+async def dated_certificates(port: int) -> list[dict]:
+    """Two Sign sessions whose client certificates, issued by the test CA, expired in 2021
+    and become valid only in ten years (server started with ``ca_issued``); asyncua's server
+    checks no validity and accepts both. Each reads Speed."""
+    transcript = []
+    for cert in ("expired", "not_yet_valid"):
+        async with _session(port, mode="Sign", username=USERNAME, password=PASSWORD,
+                            certs=ca_certificates(), cert=cert) as s:
+            await s.read(NODE_IDS["Speed"])
+            transcript += s.transcript
+    return transcript
+
+
+def _ua_string(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack("<i", len(data)) + data
+
+
+def _frame(kind: bytes, body: bytes) -> bytes:
+    return kind + b"F" + struct.pack("<I", 8 + len(body)) + body
+
+
+def error_burst(port: int = OPCUA_PORT, attempts: int = 3, host: str = CLIENT_HOST) -> list[dict]:
+    """Provoke transport errors: on each of ``attempts`` raw connections, a Hello announcing
+    an 8 KiB send buffer, then an OpenSecureChannel chunk larger than that, which asyncua's
+    server answers with ERR (BadRequestTooLarge) before closing the connection."""
+    transcript = []
+    hello = _frame(b"HEL", struct.pack("<IIIII", 0, 65536, 8192, 0, 0) + _ua_string(endpoint_url(port)))
+    opn = _frame(b"OPN", struct.pack("<I", 0) + _ua_string(SecurityPolicyNone.URI)
+                 + struct.pack("<ii", -1, -1) + struct.pack("<II", 1, 1) + bytes(9000))
+    for _ in range(attempts):
+        entry = {"action": "oversized_open", "node_id": None, "value": None, "error": None}
+        transcript.append(entry)
+        with socket.create_connection((HOST, port), timeout=5, source_address=(host, 0)) as sock:
+            sock.sendall(hello)
+            ack = sock.recv(65536)
+            sock.sendall(opn)
+            answer = b""
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except (ConnectionError, socket.timeout):
+                    break
+                if not data:
+                    break
+                answer += data
+        entry["value"] = ack[:3].decode(errors="replace")
+        if answer[:3] == b"ERR":
+            code, = struct.unpack_from("<I", answer, 8)
+            entry["error"] = f"ERR: 0x{code:08X}"
+    return transcript
+
+
 # scenarios that need a server other than the default one
-SERVERS = {"none_plaintext_password": {"secure": False}}
+SERVERS = {"none_plaintext_password": {"secure": False}, "ca_signed": {"ca_issued": True},
+           "dated_certificates": {"ca_issued": True}}
 
 
 def flood_polling(port: int, transactions: int, connections: int = 8) -> None:

@@ -19,6 +19,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import struct
 import subprocess
 import threading
@@ -32,8 +33,9 @@ from pathlib import Path
 from pymodbus.client import AsyncModbusTcpClient, ModbusTcpClient
 from pymodbus.constants import DeviceInformation, ExcCodes
 from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
-from pymodbus.pdu.device import ModbusDeviceIdentification
+from pymodbus.pdu.device import ModbusControlBlock, ModbusDeviceIdentification
 from pymodbus.pdu.mei_message import ReadDeviceInformationRequest
+from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, WriteSingleRegisterRequest
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -195,6 +197,22 @@ def _unsupported_functions() -> list[type[ModbusPDU]]:
             for code in range(1, 128) if code not in known]
 
 
+class _BusyRead(ReadHoldingRegistersRequest):
+    """FC 3 answered with SERVER DEVICE BUSY (exception 6), as by a server that is swamped."""
+
+    async def datastore_update(self, context, device_id: int) -> ModbusPDU:
+        """Refuse the read for now."""
+        return ExceptionResponse(self.function_code, ExcCodes.DEVICE_BUSY)
+
+
+class _AcknowledgedWrite(WriteSingleRegisterRequest):
+    """FC 6 answered with ACKNOWLEDGE (exception 5): accepted, but to be done later."""
+
+    async def datastore_update(self, context, device_id: int) -> ModbusPDU:
+        """Accept the write without doing it."""
+        return ExceptionResponse(self.function_code, ExcCodes.ACKNOWLEDGE)
+
+
 def _device(unit_id: int) -> SimDevice:
     """Separate coil/input/holding/input-register tables, addresses 0..TABLE_SIZE-1."""
     def table(name: str, datatype: DataType) -> list[SimData]:
@@ -214,11 +232,14 @@ class PeerServer:
     Only ``unit_id`` exists; pymodbus answers other unit ids with exception 4
     (server device failure). Function codes it implements but does not back
     with data (FC 20/21 file records, FC 24 FIFO) return pymodbus' fixed
-    dummy answers. Use as a context manager or call ``stop()``.
+    dummy answers. ``busy=True`` makes it answer FC 3 with exception 6
+    (server busy) and FC 6 with exception 5 (acknowledge), as a device under
+    a delay attack would. Use as a context manager or call ``stop()``.
     """
 
-    def __init__(self, port: int = 0, unit_id: int = UNIT_ID) -> None:
+    def __init__(self, port: int = 0, unit_id: int = UNIT_ID, busy: bool = False) -> None:
         ready: Future[int] = Future()
+        self._busy = busy
         self._thread = threading.Thread(
             target=asyncio.run, args=(self._serve(port, unit_id, ready),),
             name=f"modbus-server-{port}", daemon=True)
@@ -233,7 +254,7 @@ class PeerServer:
             self._server = ModbusTcpServer(
                 _device(unit_id), address=(HOST, port),
                 identity=ModbusDeviceIdentification(info_name=IDENTITY),
-                custom_pdu=_unsupported_functions())
+                custom_pdu=_unsupported_functions() + ([_BusyRead, _AcknowledgedWrite] if self._busy else []))
             await self._server.serve_forever(background=True)
         except Exception as exc:  # reported to the constructor's caller
             ready.set_exception(exc)
@@ -253,9 +274,9 @@ class PeerServer:
         self.stop()
 
 
-def start_server(port: int = 0, unit_id: int = UNIT_ID) -> PeerServer:
+def start_server(port: int = 0, unit_id: int = UNIT_ID, busy: bool = False) -> PeerServer:
     """Start a server on ``port`` (0 picks a free one; see ``.port``)."""
-    return PeerServer(port, unit_id)
+    return PeerServer(port, unit_id, busy)
 
 
 # --------------------------------------------------------------------------- #
@@ -372,8 +393,8 @@ def _entry(request: ModbusPDU, response: ModbusPDU, client_port: int) -> dict:
 
 
 @contextmanager
-def _client(port: int) -> Iterator[tuple[ModbusTcpClient, list[dict]]]:
-    """A connected pymodbus client whose every exchange lands in the transcript."""
+def _client(port: int, source: str = CLIENT_HOST) -> Iterator[tuple[ModbusTcpClient, list[dict]]]:
+    """A connected pymodbus client (from ``source``) whose every exchange lands in the transcript."""
     transcript: list[dict] = []
     sent: list[ModbusPDU] = []
 
@@ -385,7 +406,7 @@ def _client(port: int) -> Iterator[tuple[ModbusTcpClient, list[dict]]]:
         return pdu
 
     # retries=0: a lost answer must fail the scenario, not add a resend to the pcap.
-    client = ModbusTcpClient(HOST, port=port, source_address=(CLIENT_HOST, 0), timeout=3, retries=0,
+    client = ModbusTcpClient(HOST, port=port, source_address=(source, 0), timeout=3, retries=0,
                              trace_pdu=trace)
     if not client.connect():
         raise ConnectionError(f"no Modbus server on {HOST}:{port}")
@@ -488,6 +509,121 @@ def device_identification(port: int, unit_id: int = UNIT_ID) -> list[dict]:
     return transcript
 
 
+# --------------------------------------------------------------------------- #
+# Attack scenarios: what the detection rules are for
+# --------------------------------------------------------------------------- #
+ROGUE_HOST = "127.0.0.66"        # a host no site file lists: not an HMI, not a writer
+
+
+def force_listen_only(port: int, unit_id: int = UNIT_ID) -> list[dict]:
+    """FC 8 sub 4, which silences a real device until it is restarted; then a normal read.
+
+    pymodbus keeps the listen-only flag in a process-wide control block (which
+    3.16 sets but never consults); it is cleared again so later servers in this
+    process are unaffected. The request expects no answer.
+    """
+    try:
+        with _client(port) as (client, transcript):
+            client.diag_force_listen_only(device_id=unit_id, no_response_expected=True)
+            time.sleep(0.1)
+            client.read_holding_registers(0, count=2, device_id=unit_id)
+    finally:
+        ModbusControlBlock().ListenOnly = False
+    return transcript
+
+
+def broadcast_write(port: int) -> list[dict]:
+    """A write to unit 0 (broadcast: every server behind a gateway, none answers), then
+    the same write to the real unit."""
+    with _client(port) as (client, transcript):
+        client.write_register(30, 0x0BAD, device_id=0, no_response_expected=True)
+        time.sleep(0.1)
+        client.write_register(30, 0x0BAD, device_id=UNIT_ID)
+    return transcript
+
+
+def whole_map_write(port: int, unit_id: int = UNIT_ID) -> list[dict]:
+    """A setpoint-sized write, then 120 registers and 1600 coils in one request each
+    (the coil table has 1024, so that one is refused with exception 2)."""
+    with _client(port) as (client, transcript):
+        client.write_registers(0, [7] * 10, device_id=unit_id)
+        client.write_registers(0, list(range(120)), device_id=unit_id)
+        client.write_coils(0, [True, False] * 800, device_id=unit_id)
+    return transcript
+
+
+def unit_id_sweep(port: int, units: Iterable[int] = range(1, 9)) -> list[dict]:
+    """One read to each unit id behind the "gateway"; only UNIT_ID exists, the
+    others are answered with exception 4."""
+    with _client(port) as (client, transcript):
+        for unit in units:
+            client.read_holding_registers(0, count=1, device_id=unit)
+    return transcript
+
+
+def busy_server(port: int, unit_id: int = UNIT_ID) -> list[dict]:
+    """Against ``start_server(busy=True)``: three reads refused as busy (exception 6),
+    two writes acknowledged for later (exception 5)."""
+    with _client(port) as (client, transcript):
+        for _ in range(3):
+            client.read_holding_registers(0, count=4, device_id=unit_id)
+        client.write_register(7, 1, device_id=unit_id)
+        client.write_register(7, 2, device_id=unit_id)
+    return transcript
+
+
+def function_code_scan(port: int, codes: Iterable[int] = (9, 10, 13, 14, 18, 19),
+                       unit_id: int = UNIT_ID) -> list[dict]:
+    """Reserved function codes one after the other, each refused with exception 1."""
+    with _client(port) as (client, transcript):
+        for code in codes:
+            client.execute(False, RawRequest(code, b"", dev_id=unit_id))
+    return transcript
+
+
+def rogue_client(port: int, unit_id: int = UNIT_ID) -> list[dict]:
+    """A host that is neither HMI nor allowed writer reads a block and writes a register."""
+    with _client(port, source=ROGUE_HOST) as (client, transcript):
+        client.read_holding_registers(0, count=10, device_id=unit_id)
+        client.write_register(3, 0xDEAD, device_id=unit_id)
+    return transcript
+
+
+def _raw(port: int, chunks: Iterable[bytes], pause: float = 0.1) -> list[dict]:
+    """Send ``chunks`` from CLIENT_HOST over one plain TCP connection, each in its own
+    segment, reading whatever comes back; the transcript is what was sent."""
+    transcript = []
+    with socket.create_connection((HOST, port), timeout=3, source_address=(CLIENT_HOST, 0)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(pause)
+        for chunk in chunks:
+            sock.sendall(chunk)
+            transcript.append({"sent": chunk.hex()})
+            try:
+                sock.recv(4096)
+            except (TimeoutError, OSError):
+                pass
+    return transcript
+
+
+def invalid_frames(port: int, unit_id: int = UNIT_ID) -> list[dict]:
+    """A valid FC 3 read (so the connection is Modbus), then three lying frames: an FC 3
+    PDU cut to 3 bytes, an FC 3 PDU with 2 bytes too many, and an MBAP length of 300."""
+    def adu(tid: int, pdu: bytes, length: int | None = None) -> bytes:
+        return struct.pack(">HHHB", tid, 0, len(pdu) + 1 if length is None else length, unit_id) + pdu
+    return _raw(port, [
+        adu(1, struct.pack(">BHH", 3, 0, 2)),
+        adu(2, struct.pack(">BH", 3, 0)),
+        adu(3, struct.pack(">BHH", 3, 0, 2) + b"\xff\xff"),
+        adu(4, struct.pack(">BHH", 3, 0, 2), length=300),
+    ])
+
+
+def not_modbus(port: int) -> list[dict]:
+    """An HTTP request on the Modbus port."""
+    return _raw(port, [b"GET / HTTP/1.0\r\nHost: 127.0.0.2\r\n\r\n"])
+
+
 async def _flood_connection(port: int, transactions: int, unit_id: int) -> None:
     client = AsyncModbusTcpClient(HOST, port=port, source_address=(CLIENT_HOST, 0), timeout=3, retries=0)
     if not await client.connect():
@@ -517,7 +653,9 @@ def flood_polling(port: int, transactions: int, connections: int = 16,
 
 
 def capture(path: str | Path, scenario: Callable[..., list[dict]],
-            port: int = MODBUS_PORT, iface: str = "lo", **scenario_kwargs) -> list[dict]:
-    """Run ``scenario`` against a fresh server on ``port`` while recording ``path``."""
-    with start_server(port) as server, record(path, server.port, iface):
+            port: int = MODBUS_PORT, iface: str = "lo", busy: bool = False,
+            **scenario_kwargs) -> list[dict]:
+    """Run ``scenario`` against a fresh server on ``port`` (``busy``: see PeerServer)
+    while recording ``path``."""
+    with start_server(port, busy=busy) as server, record(path, server.port, iface):
         return scenario(server.port, **scenario_kwargs)

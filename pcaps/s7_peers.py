@@ -130,15 +130,16 @@ def _pdu(sender: str, pdu: bytes) -> dict:
 
 
 class _Connection(ISOTCPConnection):
-    """ISO-on-TCP from CLIENT_HOST that appends every S7 PDU it carries to ``trace``."""
+    """ISO-on-TCP from ``source`` (CLIENT_HOST) that appends every S7 PDU it carries to ``trace``."""
 
-    def __init__(self, *args, trace: list[dict] | None, **kwargs) -> None:
+    def __init__(self, *args, trace: list[dict] | None, source: str = CLIENT_HOST, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.trace = trace
+        self.source = source
 
     def _tcp_connect(self) -> None:
         self.socket = socket.create_connection((self.host, self.port), self.timeout,
-                                               source_address=(CLIENT_HOST, 0))
+                                               source_address=(self.source, 0))
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as python-snap7 does
 
     def send_data(self, data: bytes) -> None:
@@ -157,16 +158,18 @@ _CONNECT_LOCK = threading.Lock()
 
 
 class _Client(Client):
-    """python-snap7's client, connecting from CLIENT_HOST and tracing PDUs into ``trace``."""
+    """python-snap7's client, connecting from ``source`` (default CLIENT_HOST) and tracing
+    PDUs into ``trace``."""
 
-    def __init__(self, trace: list[dict] | None = None) -> None:
+    def __init__(self, trace: list[dict] | None = None, source: str = CLIENT_HOST) -> None:
         super().__init__()
         self.trace = trace
+        self.source = source
 
     def _connect(self, address: str, rack: int, slot: int, tcp_port: int) -> Client:
         # python-snap7 has no source-address option and creates its connection
         # inside _connect, so the class is swapped for the length of that call.
-        connection = functools.partial(_Connection, trace=self.trace)
+        connection = functools.partial(_Connection, trace=self.trace, source=self.source)
         with _CONNECT_LOCK, mock.patch.object(snap7.client, "ISOTCPConnection", connection):
             return super()._connect(address, rack, slot, tcp_port)
 
@@ -195,11 +198,12 @@ def _block_fields(block_type: Block, **fields) -> dict:
 
 
 class Session:
-    """One client connection to HOST:``port`` and the transcript of what it did."""
+    """One client connection from ``source`` to HOST:``port`` and the transcript of what it did.
+    ``source`` may be any loopback address (127.0.0.0/8), to play several hosts."""
 
-    def __init__(self, port: int, rack: int = RACK, slot: int = SLOT) -> None:
+    def __init__(self, port: int, rack: int = RACK, slot: int = SLOT, source: str = CLIENT_HOST) -> None:
         self._trace: list[dict] = []
-        self.client = _Client(self._trace)
+        self.client = _Client(self._trace, source)
         self.client.connect(HOST, rack, slot, port)
         client_host, client_port = self.client.connection.socket.getsockname()
         self.transcript = [{
@@ -406,6 +410,43 @@ def control(port: int, rack: int = RACK, slot: int = SLOT) -> list[dict]:
         s.call("compress", 1000, request={"timeout": 1000})
         s.call("copy_ram_to_rom", 1000, request={"timeout": 1000})
         return s.transcript
+
+
+def normal_hmi(port: int, rack: int = RACK, slot: int = SLOT, source: str = CLIENT_HOST,
+               cycles: int = 5) -> list[dict]:
+    """What an HMI does all day: identifies the CPU once when it connects (two SZL reads,
+    as get_cpu_info and get_order_code do), then polls process values for its screens
+    (DB tags, flags, inputs and outputs, read only) and now and then writes an operator
+    setpoint or command bit into a data block. No CPU control, no program transfer, no
+    writes outside DBs.
+    """
+    with Session(port, rack, slot, source) as s:
+        s.call("get_cpu_info", result=lambda info: {"module_name": _text(info.ModuleName)})
+        s.call("get_order_code", result=lambda code: {"order_code": _text(code.OrderCode)})
+        for cycle in range(cycles):
+            for area, db, start, size in POLL_CYCLE:
+                s.read(area, db, start, size)
+            s.read(Area.PA, 0, 0, 2)
+            if cycle == 1:
+                s.write(Area.DB, 1, 100, (1500 + cycle).to_bytes(4, "big"))     # a setpoint
+            if cycle == 3:
+                s.write(Area.DB, 2, 4, b"\x01", bit=0)                          # a start command bit
+                s.write(Area.DB, 2, 8, b"\x00\x2a")
+        return s.transcript
+
+
+def writers(port: int, rack: int = RACK, slot: int = SLOT,
+            hosts: tuple[str, ...] = (CLIENT_HOST,)) -> list[dict]:
+    """One connection from each of ``hosts`` in turn, each reading a DB and writing one
+    setpoint into it: the same harmless write, so only who wrote differs. The transcripts
+    follow one another; each starts with its "connect" entry (see client_host)."""
+    transcript: list[dict] = []
+    for host in hosts:
+        with Session(port, rack, slot, host) as s:
+            s.read(Area.DB, 1, 100, 4)
+            s.write(Area.DB, 1, 100, (1234).to_bytes(4, "big"))
+            transcript += s.transcript
+    return transcript
 
 
 def flood_polling(port: int, transactions: int, connections: int = 8) -> None:

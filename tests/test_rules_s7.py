@@ -1,0 +1,265 @@
+"""The S7 rule pack (rules/s7.yaml) against real traffic: every rule fires on what
+python-snap7 really puts on the wire (the committed captures, or scenarios of s7_peers.py
+recorded live here), an HMI doing its everyday job raises nothing, and each alert names
+the client that acted as its source. S7comm-plus, which python-snap7 cannot speak, comes
+from a public S7-1200 capture.
+
+Normal S7 traffic, for these tests, is what an HMI does all day (s7_peers.normal_hmi):
+identify the CPU once on connecting (two SZL lists), poll DBs, flags, inputs and outputs,
+and write setpoints and command bits into DBs, from the host the site file names as hmi
+and lets write to the PLC.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import PCAPS, public, run_icsguard
+
+from icsguard.analysis import decode
+from icsguard.detection import Detector
+from icsguard.rules import load_rules
+from icsguard.site import load_site
+
+PLC, HMI, EWS, STRANGER = "127.0.0.2", "127.0.0.10", "127.0.0.20", "127.0.0.66"
+S7_PACK = PCAPS.parent / "rules" / "s7.yaml"
+SITE = f"""\
+zones: {{control: [127.0.0.0/24]}}
+roles: {{plc: [{PLC}], hmi: [{HMI}], ews: [{EWS}]}}
+writers: [{{to: [$plc], from: [$hmi]}}]
+"""
+SITE_DEPENDENT = {"s7.write_not_permitted", "s7.write_from_non_operator",
+                  "s7plus.set_or_invoke_from_unexpected_host"}
+# The S7comm-plus capture: TIA Portal (192.168.55.5) going online to an S7-1200
+# (192.168.42.10), stopping and restarting it: four SetVariable and one SetMultiVariables.
+S7PLUS_CAPTURE = "S7comm-Plus-Anomaly-Detection/s71200_OnlineStopStart.pcapng"
+TIA, S71200 = "192.168.55.5", "192.168.42.10"
+
+
+def _site(tmp_path, text: str = SITE, name: str = "site.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return load_site(path)
+
+
+def _alerts(rules, *captures) -> list:
+    detector = Detector(rules)
+    alerts = []
+    for event in decode([str(c) for c in captures]):
+        alerts += detector.feed(event)
+    return alerts + detector.flush()
+
+
+def _summary(alerts) -> list[tuple]:
+    """(rule, count, src, dst) of every alert, sorted."""
+    return sorted((a.rule, a.count, a.src, a.dst) for a in alerts)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    return _site(tmp_path_factory.mktemp("site"))
+
+
+@pytest.fixture(scope="module")
+def shipped(site):
+    """All shipped packs, with the site: nothing set aside."""
+    rules = load_rules(site=site)
+    assert rules.inactive == {}
+    return rules
+
+
+@pytest.fixture(scope="module")
+def s7(site):
+    """rules/s7.yaml alone: what the committed captures are checked against, so that the
+    other packs (generic.yaml) do not decide these tests."""
+    return load_rules([S7_PACK], site)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """Two captures recorded now from real python-snap7 peers on loopback port 102:
+    ``normal``, an HMI's day (s7_peers.normal_hmi), and ``writers``, the same DB setpoint
+    written by the HMI, then the EWS, then a host the site does not know."""
+    from s7_peers import capture, normal_hmi, writers
+    folder = tmp_path_factory.mktemp("s7live")
+    normal = capture(folder / "normal_hmi.pcap", normal_hmi)
+    wrote = capture(folder / "writers.pcap", writers, hosts=(HMI, EWS, STRANGER))
+    assert [e["error"] for e in normal + wrote] == [None] * len(normal + wrote)
+    assert [e["client_host"] for e in wrote if e["call"] == "connect"] == [HMI, EWS, STRANGER]
+    return {"normal": folder / "normal_hmi.pcap", "writers": folder / "writers.pcap"}
+
+
+def test_every_s7_rule_is_covered_here(site):
+    """A new rule in rules/s7.yaml must get a test below: this list is the table of them."""
+    assert [r.id for r in load_rules([S7_PACK], site).rules] == [
+        "s7.plc_stop", "s7.plc_start", "s7.program_upload", "s7.program_download", "s7.block_delete",
+        "s7.memory_reset", "s7.szl_enumeration", "s7.security_functions", "s7.write_not_permitted",
+        "s7.write_from_non_operator", "s7.write_outputs_or_flags",
+        "s7plus.set_or_invoke_from_unexpected_host"]
+    unsited = load_rules([S7_PACK])
+    assert set(unsited.inactive) == SITE_DEPENDENT
+    assert len(unsited.rules) == 9
+
+
+# --- committed captures: each raises exactly its own S7 rules, from the client ---
+
+def test_control_capture_stop_start_password_compress(s7):
+    """plc_stop, hot and cold start (PI P_PROGRAM), session password set and cleared,
+    compress (_GARB) and copy RAM to ROM (_MODU)."""
+    alerts = _alerts(s7, PCAPS / "s7_control.pcap")
+    assert _summary(alerts) == [
+        ("s7.memory_reset", 2, HMI, PLC),
+        ("s7.plc_start", 2, HMI, PLC),
+        ("s7.plc_stop", 1, HMI, PLC),
+        ("s7.security_functions", 2, HMI, PLC),
+    ]
+    by_rule = {a.rule: a for a in alerts}
+    assert [e["pi_service"] for e in by_rule["s7.memory_reset"].evidence] == ["_GARB", "_MODU"]
+    assert [e.get("pi_arguments") for e in by_rule["s7.plc_start"].evidence] == [None, "C "]   # hot, cold
+    assert [e["function"] for e in by_rule["s7.security_functions"].evidence] == ["plc_password", "clear_password"]
+    assert by_rule["s7.plc_stop"].severity == "critical"
+    assert all(e["direction"] == "request" and e["src"] == HMI for a in alerts for e in a.evidence)
+
+
+def test_blocks_capture_upload_download_delete(s7):
+    alerts = _alerts(s7, PCAPS / "s7_blocks.pcap")
+    assert _summary(alerts) == [
+        ("s7.block_delete", 1, HMI, PLC),
+        ("s7.program_download", 1, HMI, PLC),
+        ("s7.program_upload", 9, HMI, PLC),       # DB1, DB7 (refused) and DB2: start, upload(s), end
+    ]
+    by_rule = {a.rule: a for a in alerts}
+    upload = by_rule["s7.program_upload"]
+    assert [e["function"] for e in upload.evidence] == ["start_upload", "upload", "upload", "upload", "end_upload"]
+    assert upload.evidence[0]["block_number"] == 1
+    download = by_rule["s7.program_download"].evidence[0]
+    assert (download["function"], download["block_type"], download["block_number"]) == ("request_download", "DB", 2)
+    # in a download the PLC sends the download_block jobs: they raise nothing more, and
+    # nothing is pinned on the PLC as a source
+    assert all(a.src == HMI for a in alerts)
+    assert by_rule["s7.block_delete"].evidence[0]["pi_service"] == "_DELE"
+
+
+def test_identification_capture_szl_enumeration(s7):
+    """SZL 0x001C, 0x0011 (twice each), then 0x0424, 0x0000, 0x0131, 0x0232: the fourth
+    different list (0x0000) crosses the threshold; the two after it fold into the alert."""
+    alerts = _alerts(s7, PCAPS / "s7_identification.pcap")
+    assert _summary(alerts) == [("s7.szl_enumeration", 3, HMI, PLC)]
+    assert [e["szl_id"] for e in alerts[0].evidence] == [0x0000, 0x0131, 0x0232]
+
+
+def test_szl_enumeration_needs_four_different_lists(tmp_path):
+    """The same traffic cut short after three different SZL lists stays quiet."""
+    rules = load_rules([S7_PACK], _site(tmp_path))
+    detector = Detector(rules)
+    seen, alerts = set(), []
+    for event in decode([str(PCAPS / "s7_identification.pcap")]):
+        if event.function == "read_szl" and event.direction == "request":
+            seen.add(event.get("szl_id"))
+            if len(seen) == 4:
+                break
+        alerts += detector.feed(event)
+    assert seen == {0x001C, 0x0011, 0x0424, 0x0000}
+    assert alerts + detector.flush() == []
+
+
+def test_reads_writes_capture_outputs_and_flags_from_the_hmi(s7):
+    """The HMI may write to the PLC, so only the area rule fires: the M, Q and C writes
+    (write_area and write_multi_vars); DB writes, bit writes and every read stay quiet."""
+    alerts = _alerts(s7, PCAPS / "s7_reads_writes.pcap")
+    assert _summary(alerts) == [("s7.write_outputs_or_flags", 5, HMI, PLC)]
+    assert [e["items"][0]["area"] for e in alerts[0].evidence] == ["M", "Q", "C", "M", "Q"]
+
+
+# --- live: who writes ---
+
+def test_writes_policed_by_the_site_file(live, shipped):
+    """HMI: allowed. EWS: an operator station but not among the writers. Unknown host:
+    neither. Alerts name the writer, never the PLC."""
+    assert _summary(_alerts(shipped, live["writers"])) == [
+        ("s7.write_from_non_operator", 1, STRANGER, PLC),
+        ("s7.write_not_permitted", 1, EWS, PLC),
+        ("s7.write_not_permitted", 1, STRANGER, PLC),
+    ]
+
+
+def test_writes_allowed_to_the_ews_too(live, tmp_path):
+    site = _site(tmp_path, SITE.replace("from: [$hmi]", "from: [$hmi, $ews]"))
+    assert _summary(_alerts(load_rules(site=site), live["writers"])) == [
+        ("s7.write_from_non_operator", 1, STRANGER, PLC),
+        ("s7.write_not_permitted", 1, STRANGER, PLC),
+    ]
+
+
+def test_writes_to_a_plc_no_writers_entry_names_are_not_policed(live, tmp_path):
+    """writers that name another PLC say nothing about this one; the role rule still holds."""
+    site = _site(tmp_path, SITE.replace("to: [$plc]", "to: [127.0.0.3]"))
+    assert _summary(_alerts(load_rules(site=site), live["writers"])) == [
+        ("s7.write_from_non_operator", 1, STRANGER, PLC)]
+
+
+def test_writes_without_a_site_file_raise_nothing(live):
+    rules = load_rules()
+    assert SITE_DEPENDENT <= set(rules.inactive)
+    assert _alerts(rules, live["writers"]) == []
+
+
+def test_writes_from_the_command_line(live, tmp_path):
+    (tmp_path / "site.yaml").write_text(SITE)
+    db = tmp_path / "icsguard.db"
+    result = run_icsguard("analyze", live["writers"], "--db", db, "--site", tmp_path / "site.yaml")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in run_icsguard("alerts", "--db", db, "--format", "jsonl").stdout.splitlines()]
+    assert sorted((r["rule"], r["src"], r["dst"], r["count"]) for r in rows) == [
+        ("s7.write_from_non_operator", STRANGER, PLC, 1),
+        ("s7.write_not_permitted", EWS, PLC, 1),
+        ("s7.write_not_permitted", STRANGER, PLC, 1),
+    ]
+    assert {r["evidence"][0]["function"] for r in rows} == {"write_var"}
+
+
+# --- live: normal traffic is quiet ---
+
+def test_normal_hmi_traffic_raises_nothing(live, shipped):
+    events = list(decode([str(live["normal"])]))
+    requests = [e for e in events if e.proto == "s7comm" and e.direction == "request"]
+    # the traffic is what it claims to be: SZL identification, polling, DB writes only
+    assert sorted({e.function for e in requests}) == ["read_szl", "read_var", "setup_communication", "write_var"]
+    assert {e.get("szl_id") for e in requests if e.function == "read_szl"} == {0x001C, 0x0011}
+    writes = [e for e in requests if e.function == "write_var"]
+    assert len(writes) == 3 and {i["area"] for e in writes for i in e.get("items")} == {"DB"}
+    assert {i["area"] for e in requests if e.function == "read_var" for i in e.get("items")} == {"DB", "M", "I", "Q"}
+    assert {e.src for e in requests} == {HMI}
+    assert _alerts(shipped, live["normal"]) == []
+
+
+def test_normal_hmi_from_an_unknown_host_is_only_its_writes(tmp_path):
+    """The same everyday traffic from a host the site does not name: the three DB writes,
+    and nothing else, become alerts."""
+    from s7_peers import capture, normal_hmi
+    capture(tmp_path / "stranger.pcap", normal_hmi, source=STRANGER, cycles=4)
+    assert _summary(_alerts(load_rules(site=_site(tmp_path)), tmp_path / "stranger.pcap")) == [
+        ("s7.write_from_non_operator", 3, STRANGER, PLC),
+        ("s7.write_not_permitted", 3, STRANGER, PLC),
+    ]
+
+
+# --- S7comm-plus: a public capture ---
+
+def test_s7plus_set_variable_from_an_unexpected_host(tmp_path):
+    capture = public(S7PLUS_CAPTURE)
+    site = _site(tmp_path, f"roles: {{plc: [{S71200}], hmi: [{HMI}], ews: [{EWS}]}}\n")
+    alerts = _alerts(load_rules(site=site), capture)
+    assert _summary(alerts) == [("s7plus.set_or_invoke_from_unexpected_host", 5, TIA, S71200)]
+    assert alerts[0].proto == "s7comm-plus"
+    assert [(e["function"], e["direction"], e["src"]) for e in alerts[0].evidence] == \
+        [("set_variable", "request", TIA), ("set_multi_variables", "request", TIA)] + \
+        [("set_variable", "request", TIA)] * 3
+
+
+def test_s7plus_set_variable_from_the_engineering_station_is_quiet(tmp_path):
+    capture = public(S7PLUS_CAPTURE)
+    site = _site(tmp_path, f"roles: {{plc: [{S71200}], ews: [{TIA}]}}\n")
+    assert _alerts(load_rules(site=site), capture) == []
