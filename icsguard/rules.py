@@ -495,24 +495,19 @@ def _members(operand, site: Site | None, check_groups: bool) -> Callable[[Any, E
     return member
 
 
-def _in(operand, site, check_groups) -> Predicate:
-    member = _members(operand, site, check_groups)
+def _membership(inside: bool):
+    def make(operand, site, check_groups) -> Predicate:
+        member = _members(operand, site, check_groups)
 
-    def check(value, event):
-        if value is _MISSING or value is None:
-            return False
-        return any(member(v, event) for v in _elements(value))
-    return check
+        def check(value, event):
+            if value is _MISSING or value is None:
+                return False
+            return any(member(v, event) for v in _elements(value)) == inside
+        return check
+    return make
 
 
-def _not_in(operand, site, check_groups) -> Predicate:
-    member = _members(operand, site, check_groups)
-
-    def check(value, event):
-        if value is _MISSING or value is None:
-            return False
-        return not any(member(v, event) for v in _elements(value))
-    return check
+_in, _not_in = _membership(True), _membership(False)
 
 
 def _number(operand) -> float:

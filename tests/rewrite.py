@@ -119,3 +119,15 @@ def vlan_frames(frames_in: list, tags: list[tuple[int, int]]) -> list[tuple[floa
         inserted = b"".join(struct.pack("!HH", tpid, vid) for tpid, vid in tags)
         out.append((frame.ts, frame.data[:12] + inserted + frame.data[12:]))
     return out
+
+
+def corrupt(payloads: list[list], rng, payloads_hit: int = 6) -> list[list]:
+    """A copy of [from_client, bytes] payloads with a few random bytes changed in a few of them."""
+    mutated = [list(p) for p in payloads]
+    for _ in range(payloads_hit):
+        i = rng.randrange(len(mutated))
+        data = bytearray(mutated[i][1])
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        mutated[i][1] = bytes(data)
+    return mutated

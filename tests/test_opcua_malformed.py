@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import PCAPS
-from rewrite import cut, streams, write_conversation
+from rewrite import corrupt, cut, streams, write_conversation
 
 from icsguard.analysis import decode
 from icsguard.pipeline import RunStats
@@ -132,14 +132,9 @@ def test_random_corruption_never_crashes_or_hangs(tmp_path):
     rng = random.Random(4)
     decoded_total = 0
     for round_ in range(40):
-        def corrupt(payloads):
-            for _ in range(6):
-                i = rng.randrange(len(payloads))
-                data = bytearray(payloads[i][1])
-                for _ in range(rng.randint(1, 4)):
-                    data[rng.randrange(len(data))] = rng.randrange(256)
-                payloads[i][1] = bytes(data)
-        events, counters, _ = _run(tmp_path, mutate=corrupt)
+        def mutate(payloads):
+            payloads[:] = corrupt(payloads, rng)
+        events, counters, _ = _run(tmp_path, mutate=mutate)
         assert len(events) > 10
         decoded_total += counters["opcua.malformed"]
     assert decoded_total > 0          # the corruption did reach the decoder

@@ -6,7 +6,7 @@ import random
 import struct
 
 from conftest import PCAPS, decoded
-from rewrite import cut, streams, write_conversation
+from rewrite import corrupt, cut, streams, write_conversation
 
 READS_WRITES = PCAPS / "s7_reads_writes.pcap"
 
@@ -58,12 +58,6 @@ def test_random_corruption_never_crashes_or_hangs(tmp_path):
     client, server, payloads = _conversation()
     rng = random.Random(1)
     for round_ in range(40):
-        mutated = [list(p) for p in payloads]
-        for _ in range(6):
-            i = rng.randrange(len(mutated))
-            data = bytearray(mutated[i][1])
-            for _ in range(rng.randint(1, 4)):
-                data[rng.randrange(len(data))] = rng.randrange(256)
-            mutated[i][1] = bytes(data)
+        mutated = corrupt(payloads, rng)
         events = _decode(tmp_path, f"fuzz{round_}.pcap", client, server, mutated)
         assert len(events) > 20

@@ -86,9 +86,7 @@ PUBLIC_EXPECTED = {
     "opcua-security-research/test_signenc.pcap": set(),
 }
 
-# Differences that are icsguard's bugs, not Wireshark's view of the frames. They are pinned
-# above like the others, so that a new difference and the fix both fail; the test then
-# reports them as expected failures, so that they stay in sight until the fix.
+
 def _own() -> list[Path]:
     return sorted(oracle.OWN.glob("opcua_*.pcap"))
 
