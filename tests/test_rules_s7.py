@@ -97,10 +97,10 @@ def test_every_s7_rule_is_covered_here(site):
         "s7.plc_stop", "s7.plc_start", "s7.program_upload", "s7.program_download", "s7.block_delete",
         "s7.memory_reset", "s7.szl_enumeration", "s7.security_functions", "s7.write_not_permitted",
         "s7.write_from_non_operator", "s7.write_outputs_or_flags",
-        "s7plus.set_or_invoke_from_unexpected_host"]
+        "s7plus.set_or_invoke_from_unexpected_host", "s7plus.cpu_state_change"]
     unsited = load_rules([S7_PACK])
     assert set(unsited.inactive) == SITE_DEPENDENT
-    assert len(unsited.rules) == 9
+    assert len(unsited.rules) == 10
 
 
 # --- committed captures: each raises exactly its own S7 rules, from the client ---
@@ -252,14 +252,29 @@ def test_s7plus_set_variable_from_an_unexpected_host(tmp_path):
     capture = public(S7PLUS_CAPTURE)
     site = _site(tmp_path, f"roles: {{plc: [{S71200}], hmi: [{HMI}], ews: [{EWS}]}}\n")
     alerts = _alerts(load_rules(site=site), capture)
-    assert _summary(alerts) == [("s7plus.set_or_invoke_from_unexpected_host", 5, TIA, S71200)]
+    assert _summary(alerts) == [("s7plus.cpu_state_change", 2, TIA, S71200),
+                                ("s7plus.set_or_invoke_from_unexpected_host", 5, TIA, S71200)]
+    alerts = [a for a in alerts if a.rule == "s7plus.set_or_invoke_from_unexpected_host"]
     assert alerts[0].proto == "s7comm-plus"
     assert [(e["function"], e["direction"], e["src"]) for e in alerts[0].evidence] == \
         [("set_variable", "request", TIA), ("set_multi_variables", "request", TIA)] + \
         [("set_variable", "request", TIA)] * 3
 
 
-def test_s7plus_set_variable_from_the_engineering_station_is_quiet(tmp_path):
+def test_s7plus_set_variable_from_the_engineering_station_is_only_the_stop_and_start(tmp_path):
     capture = public(S7PLUS_CAPTURE)
     site = _site(tmp_path, f"roles: {{plc: [{S71200}], ews: [{TIA}]}}\n")
-    assert _alerts(load_rules(site=site), capture) == []
+    assert _summary(_alerts(load_rules(site=site), capture)) == [("s7plus.cpu_state_change", 2, TIA, S71200)]
+
+
+@pytest.mark.parametrize("name, stops_and_starts", [
+    ("S7comm-Plus-Anomaly-Detection/paket_stop.pcapng", 1),
+    ("S7comm-Plus-Anomaly-Detection/paket_start.pcapng", 1),
+    ("S7comm-Plus-Anomaly-Detection/yeni/online_stop_yeni_yeni.pcapng", 1),
+    ("S7comm-Plus-Anomaly-Detection/stabil_haberlesme.pcapng", 0),        # normal HMI session
+    ("S7comm-Plus-Anomaly-Detection/S71200_StartupGoOnline.pcapng", 0),   # TIA going online, no mode change
+])
+def test_s7plus_cpu_state_change_on_the_labelled_captures(name, stops_and_starts):
+    rules = load_rules([S7_PACK])
+    alerts = [a for a in _alerts(rules, public(name)) if a.rule == "s7plus.cpu_state_change"]
+    assert sum(a.count for a in alerts) == stops_and_starts
