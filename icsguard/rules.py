@@ -128,84 +128,130 @@ class Rule:
 
 
 MAX_KEYS = 64          # index entries one alternative may expand to (values of `in` multiplied)
+MAX_GROUPS = 4096      # (protocol, function, direction) indexes kept
+
+
+@dataclass(frozen=True)
+class _Alternative:
+    """One alternative of a rule, taken apart for the index."""
+    order: int
+    rule: Rule
+    functions: frozenset | None          # the functions it demands (None: any)
+    on_key: tuple[Condition, ...]        # other conditions on the protocol, function or direction
+    equalities: tuple[tuple[str, frozenset], ...]   # other fields it tests for equality
+    rest: tuple[Condition, ...]          # what only a test can settle
 
 
 @dataclass
 class RuleSet:
-    """Rules, indexed for speed: each alternative of each rule is filed under the values its
-    equality conditions demand (protocol, direction, function, unit id, message type...),
-    so an event is tried only against the alternatives whose equalities it already meets.
-    The cost per event grows with the number of distinct field combinations the rules
-    test, not with the number of rules."""
+    """Rules, indexed for speed. For each (protocol, function, direction) that occurs, the
+    index holds the alternatives that can apply — their function conditions, regexes
+    included, decided once for that function — filed under the values of the other fields
+    they test for equality (unit id, message type, address...). An event is tried only
+    against the alternatives whose equalities it already meets, so the cost per event
+    grows with the field combinations the rules test, not with the number of rules."""
     rules: list[Rule] = field(default_factory=list)
     inactive: dict[str, str] = field(default_factory=dict)    # rule id -> why it cannot run
-    _tables: dict[tuple[str, ...], dict[tuple, list]] | None = field(default=None, repr=False)
+    _alternatives: list[_Alternative] | None = field(default=None, repr=False)
+    _groups: dict[tuple, list] = field(default_factory=dict, repr=False)
 
     def matching(self, event: Event) -> list[Rule]:
         """The rules the event matches, in rule order (thresholds not applied)."""
-        if self._tables is None:
-            self._tables = self._build()
+        where = (event.proto, event.function, event.direction)
+        group = self._groups.get(where)
+        if group is None:
+            group = self._group(*where)
         found: dict[int, Rule] = {}
         values: dict[str, Any] = {}
-        tables = self._tables
-        proto, function = event.proto, event.function
-        for group in (tables.get((proto, function)), tables.get((proto, None)),
-                      tables.get((None, function)), tables.get((None, None))):
-            for names, table in group or ():
-                for key in _event_keys(event, names, values):
-                    for order, rule, check in table.get(key, ()):
-                        if order not in found and (check is None or check(event)):
-                            found[order] = rule
-        return [found[order] for order in sorted(found)]
+        row = None                    # every field in one mapping, made when a test needs it
+        for names, table in group:
+            for key in _event_keys(event, names, values) if names else ((),):
+                for order, rule, check in table.get(key, ()):
+                    if order in found:
+                        continue
+                    if check is not None:
+                        if row is None:
+                            row = event.to_dict()
+                        if not check(event, row):
+                            continue
+                    found[order] = rule
+        return [found[order] for order in sorted(found)] if len(found) > 1 else list(found.values())
 
-    def _build(self) -> dict[tuple, list[tuple[tuple[str, ...], dict[tuple, list]]]]:
-        """By (protocol, function) — None where a rule does not fix one — the other fields
-        the rules test for equality, each combination with its table from those fields'
-        values to the alternatives."""
-        tables: dict[tuple, dict[tuple[str, ...], dict[tuple, list]]] = {}
-        for order, rule in enumerate(self.rules):
-            for conditions in rule.alternatives:
-                equalities = {"direction": frozenset([rule.direction])} if rule.direction else {}
-                functions: frozenset | tuple = (None,)
-                rest = []
-                for c in conditions:
-                    name = c.path[0] if len(c.path) == 1 else None
-                    if c.equal_to is None or name in equalities or name in (None, "proto"):
-                        rest.append(c)
-                    elif name == "function" and functions == (None,):
-                        functions = c.equal_to
-                    else:
-                        equalities[name] = c.equal_to
-                names = tuple(sorted(equalities))
-                keys = [()]
-                for name in names:
-                    keys = [key + (value,) for key in keys for value in equalities[name]]
-                if len(keys) * len(functions) > MAX_KEYS:    # too many combinations: test one by one
-                    names, keys, functions, rest = (), [()], (None,), list(conditions)
-                    if rule.direction:
-                        rest.insert(0, Condition(("direction",), _equals(rule.direction, None, False), ""))
-                check = _compile(rest)
-                for proto in rule.proto or (None,):
-                    for function in functions:
-                        table = tables.setdefault((proto, function), {}).setdefault(names, {})
-                        for key in keys:
-                            table.setdefault(key, []).append((order, rule, check))
-        return {where: list(by_names.items()) for where, by_names in tables.items()}
+    def _group(self, proto: str, function: str, direction: str) -> list:
+        """The index for one (protocol, function, direction): made when first needed."""
+        if self._alternatives is None:
+            self._alternatives = [alt for order, rule in enumerate(self.rules) for alt in _split(order, rule)]
+        tables: dict[tuple[str, ...], dict[tuple, list]] = {}
+        here = {"proto": proto, "function": function, "direction": direction}
+        for alt in self._alternatives:
+            rule = alt.rule
+            if (rule.proto is not None and proto not in rule.proto) or \
+                    (rule.direction is not None and rule.direction != direction) or \
+                    (alt.functions is not None and function not in alt.functions) or \
+                    not all(c.test(here[c.path[0]], None) for c in alt.on_key):
+                continue
+            names = tuple(name for name, _ in alt.equalities)
+            keys = [()]
+            for _, accepted in alt.equalities:
+                keys = [key + (value,) for key in keys for value in accepted]
+            check = _compile(list(alt.rest))
+            table = tables.setdefault(names, {})
+            for key in keys:
+                table.setdefault(key, []).append((alt.order, rule, check))
+        group = list(tables.items())
+        if len(self._groups) >= MAX_GROUPS:
+            self._groups.clear()
+        self._groups[(proto, function, direction)] = group
+        return group
 
     def by_id(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
 
 
-def _compile(conditions: list[Condition]) -> Callable[[Event], bool] | None:
-    """The conditions the index did not settle, as one function (None: nothing left)."""
+def _split(order: int, rule: Rule) -> list[_Alternative]:
+    """A rule's alternatives, each taken apart into what the index can settle and the rest."""
+    out = []
+    for conditions in rule.alternatives:
+        functions, on_key, equalities, rest = None, [], {}, []
+        for c in conditions:
+            name = c.path[0] if len(c.path) == 1 else None
+            if name == "function" and c.equal_to is not None and functions is None:
+                functions = c.equal_to
+            elif name in ("proto", "function", "direction") and not _needs_event(c):
+                on_key.append(c)
+            elif c.equal_to is not None and name is not None and name not in equalities:
+                equalities[name] = c.equal_to
+            else:
+                rest.append(c)
+        size = 1
+        for accepted in equalities.values():
+            size *= len(accepted)
+        if size > MAX_KEYS:                 # too many combinations: test them one by one
+            rest += [c for c in conditions if c.path[0] in equalities and len(c.path) == 1]
+            equalities = {}
+        out.append(_Alternative(order, rule, functions, tuple(on_key),
+                                tuple(sorted(equalities.items())), tuple(rest)))
+    return out
+
+
+def _needs_event(condition: Condition) -> bool:
+    """Whether a test looks beyond its own field's value (at the site, or another field)."""
+    return condition.text.split(" ", 1)[0] in ("not_permitted", "before", "after")
+
+
+def _compile(conditions: list[Condition]) -> Callable[[Event, dict], bool] | None:
+    """The conditions the index did not settle, as one function of the event and its
+    fields in one mapping (None: nothing left to test)."""
     if not conditions:
         return None
     parts = [(c.path[0] if len(c.path) == 1 else None, c.path, c.test) for c in conditions]
+    if len(parts) == 1 and parts[0][0]:
+        name, _, test = parts[0]
+        return lambda event, row: test(row.get(name, _MISSING), event)
 
-    def check(event: Event) -> bool:
-        get = event.get
+    def check(event: Event, row: dict) -> bool:
         for name, path, test in parts:
-            if not test(get(name, _MISSING) if name else resolve(event, path), event):
+            if not test(row.get(name, _MISSING) if name else resolve(event, path), event):
                 return False
         return True
     return check

@@ -151,8 +151,6 @@ def test_rules_index_finds_exactly_the_matching_rules(tmp_path):
     assert [r.id for r in rules.matching(_event(function="f7", unit_id=8))] == ["w", "rx"]
     assert [r.id for r in rules.matching(_event(function="f7", unit_id=7, direction="response"))] == ["r7", "rx"]
     assert [r.id for r in rules.matching(_event(node_ids=["i=85", "ns=2;i=4"]))] == ["w", "lists"]
-    tables = rules._tables
-    assert len(dict(tables[(None, "f7")])[("unit_id",)]) == 1           # filed under its function, then unit id
 
 
 def test_shipped_packs_load_and_map_to_attack(tmp_path):
