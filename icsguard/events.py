@@ -48,7 +48,7 @@ PROTOCOL_FIELDS = frozenset({
     "application_uri", "certificate_sha1",
     # opcua extensions beyond DESIGN's list: the channel and certificates, per-operation
     # results, what sessions and subscriptions are, and what a login looked like
-    "token_id", "lifetime", "request_type", "receiver_thumbprint", "certificate_subject",
+    "token_id", "sequence_number", "lifetime", "request_type", "receiver_thumbprint", "certificate_subject",
     "certificate_issuer", "certificate_self_signed", "certificate_not_before", "certificate_not_after",
     "certificate_error",
     "status_name", "results", "request_service", "attribute_ids", "targets", "browse_paths",

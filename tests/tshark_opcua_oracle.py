@@ -2,7 +2,7 @@
 
 Both sides are reduced to one tuple per OPC UA message, keyed by (frame, index of
 the message among those the frame completed): message type, secure channel id,
-request id, service type NodeId (numeric), request handle and status code -- the
+request id, sequence number, service type NodeId (numeric), request handle and status code -- the
 service result of a response, the error code of an ERR message -- and, on OPN
 messages, the security policy URI.
 
@@ -15,8 +15,8 @@ Fairness rules, each because the two tools legitimately differ in what they show
 
 * Where the sequence header is encrypted (an OPN under a policy other than None, a
   MSG or CLO under SignAndEncrypt), Wireshark reads its ciphertext as the request id;
-  icsguard shows no request id there. The request id is compared only where icsguard
-  read a service, that is where the sequence header was in clear.
+  icsguard shows no request id (nor sequence number) there. Both are compared only where
+  icsguard read a service, that is where the sequence header was in clear.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class UaMessage(NamedTuple):
     message_type: str | None
     secure_channel_id: int | None
     request_id: int | None
+    sequence_number: int | None
     service: int | None             # the service type NodeId's numeric identifier
     request_handle: int | None
     status_code: int | None         # ServiceResult of a response, Error of an ERR
@@ -69,6 +70,7 @@ def _tshark_message(proto) -> UaMessage:
         values.setdefault(field.get("name"), field.get("show"))
     kind = values.get("opcua.transport.type")
     return UaMessage(kind, as_int(values.get("opcua.transport.scid")), as_int(values.get("opcua.security.rqid")),
+                     as_int(values.get("opcua.security.seq")),
                      as_int(values.get("opcua.servicenodeid.numeric")), as_int(values.get("opcua.RequestHandle")),
                      as_int(values.get("opcua.transport.error" if kind == "ERR" else "opcua.ServiceResult")),
                      values.get("opcua.security.spu") if kind == "OPN" else None)
@@ -88,7 +90,7 @@ def icsguard_messages(events: list[dict]) -> dict[Key, UaMessage]:
     messages: dict[Key, UaMessage] = {}
     for key, event in keyed(events):
         get = event.get
-        messages[key] = UaMessage(get("message_type"), get("secure_channel_id"), get("request_id"),
+        messages[key] = UaMessage(get("message_type"), get("secure_channel_id"), get("request_id"), get("sequence_number"),
                                   get("function_code"), get("request_handle"), get("status_code"),
                                   get("security_policy"))
     return messages
@@ -98,7 +100,7 @@ def fair(tshark: UaMessage, icsguard: UaMessage) -> UaMessage:
     """icsguard's tuple with Wireshark's request id where neither read a service (the id
     is ciphertext there)."""
     if icsguard.service is None and tshark.service is None and icsguard.message_type in ("OPN", "MSG", "CLO"):
-        icsguard = icsguard._replace(request_id=tshark.request_id)
+        icsguard = icsguard._replace(request_id=tshark.request_id, sequence_number=tshark.sequence_number)
     return icsguard
 
 

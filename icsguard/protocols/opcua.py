@@ -124,7 +124,7 @@ class UASession:
             self.policy = (header["policy_uri"] or b"").decode("utf-8", "replace")
             self.mode = "None" if self.policy.endswith("#None") else None
             fields.update(secure_channel_id=header["secure_channel_id"], security_policy=self.policy,
-                          request_id=header["request_id"])
+                          sequence_number=header["sequence_number"], request_id=header["request_id"])
             if header["sender_certificate"]:
                 fields.update(certificate_fields(header["sender_certificate"]))
             if header["receiver_thumbprint"]:
@@ -132,10 +132,10 @@ class UASession:
         else:
             header = ua.dissect(ua.UASymmetricHeader, body)
             fields.update(secure_channel_id=header["secure_channel_id"], token_id=header["token_id"],
-                          request_id=header["request_id"])
+                          sequence_number=header["sequence_number"], request_id=header["request_id"])
         service = _service(header["body"], self.mode == "None")
-        if service is None:   # encrypted: the headers are all there is (the request id is ciphertext)
-            del fields["request_id"]
+        if service is None:   # encrypted: the headers are all there is (the sequence header is ciphertext)
+            del fields["request_id"], fields["sequence_number"]
             if kind != "OPN" and self.policy and self.mode is None:
                 self.mode = "SignAndEncrypt"
             if self.mode:
