@@ -8,12 +8,9 @@ bench/tshark_agreement.py --details prints the differing tuples.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 import tshark_oracle as oracle
-from conftest import public
 
 pytestmark = pytest.mark.skipif(oracle.TSHARK is None,
                                 reason="tshark is not installed: the Wireshark cross-check needs it (apt-get install tshark)")
@@ -46,24 +43,5 @@ PUBLIC_EXPECTED = {
 }
 
 
-def _own() -> list[Path]:
-    return sorted(oracle.OWN.glob("modbus_*.pcap"))
-
-
-@pytest.fixture(scope="module")
-def results() -> dict[Path, oracle.Comparison]:
-    paths = _own() + [oracle.PUBLIC / name for name in PUBLIC_EXPECTED if (oracle.PUBLIC / name).exists()]
-    return oracle.compare_all(paths, oracle.crosscheck)
-
-
-@pytest.mark.parametrize("path", _own(), ids=lambda p: p.name)
-def test_own_capture(path, results):
-    assert results[path].agreeing, "Wireshark and icsguard agree on no PDU at all"
-    oracle.check(results[path], OWN_EXPECTED.get(path.name, set()))
-
-
-@pytest.mark.parametrize("name", sorted(PUBLIC_EXPECTED))
-def test_public_capture(name, results):
-    path = public(name)
-    assert results[path].agreeing, "Wireshark and icsguard agree on no PDU at all"
-    oracle.check(results[path], PUBLIC_EXPECTED[name])
+results, test_own_capture, test_public_capture = oracle.acceptance_tests(
+    oracle.crosscheck, "modbus_*.pcap", PUBLIC_EXPECTED, OWN_EXPECTED)

@@ -16,7 +16,6 @@ import pytest
 
 import tshark_opcua_oracle as opcua_oracle
 import tshark_oracle as oracle
-from conftest import public
 
 pytestmark = pytest.mark.skipif(oracle.TSHARK is None,
                                 reason="tshark is not installed: the Wireshark cross-check needs it (apt-get install tshark)")
@@ -87,27 +86,8 @@ PUBLIC_EXPECTED = {
 }
 
 
-def _own() -> list[Path]:
-    return sorted(oracle.OWN.glob("opcua_*.pcap"))
-
-
-@pytest.fixture(scope="module")
-def results() -> dict[Path, oracle.Comparison]:
-    paths = _own() + [oracle.PUBLIC / name for name in PUBLIC_EXPECTED if (oracle.PUBLIC / name).exists()]
-    return oracle.compare_all(paths, opcua_oracle.crosscheck)
-
-
-@pytest.mark.parametrize("path", _own(), ids=lambda p: p.name)
-def test_own_capture(path, results):
-    assert results[path].agreeing, "Wireshark and icsguard agree on no message at all"
-    oracle.check(results[path], set())
-
-
-@pytest.mark.parametrize("name", sorted(PUBLIC_EXPECTED))
-def test_public_capture(name, results):
-    path = public(name)
-    assert results[path].agreeing, "Wireshark and icsguard agree on no message at all"
-    oracle.check(results[path], PUBLIC_EXPECTED[name])
+results, test_own_capture, test_public_capture = oracle.acceptance_tests(
+    opcua_oracle.crosscheck, "opcua_*.pcap", PUBLIC_EXPECTED)
 
 
 def test_other_server_ports_are_checked():

@@ -9,13 +9,10 @@ difference fails; so does a fixed one, whose frame must then leave the list.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 import tshark_oracle as oracle
 import tshark_s7_oracle as s7_oracle
-from conftest import public
 
 pytestmark = pytest.mark.skipif(oracle.TSHARK is None,
                                 reason="tshark is not installed: the Wireshark cross-check needs it (apt-get install tshark)")
@@ -66,24 +63,5 @@ PUBLIC_EXPECTED = {
 }
 
 
-def _own() -> list[Path]:
-    return sorted(oracle.OWN.glob("s7_*.pcap"))
-
-
-@pytest.fixture(scope="module")
-def results() -> dict[Path, oracle.Comparison]:
-    paths = _own() + [oracle.PUBLIC / name for name in PUBLIC_EXPECTED if (oracle.PUBLIC / name).exists()]
-    return oracle.compare_all(paths, s7_oracle.crosscheck)
-
-
-@pytest.mark.parametrize("path", _own(), ids=lambda p: p.name)
-def test_own_capture(path, results):
-    assert results[path].agreeing, "Wireshark and icsguard agree on no PDU at all"
-    oracle.check(results[path], set())
-
-
-@pytest.mark.parametrize("name", sorted(PUBLIC_EXPECTED))
-def test_public_capture(name, results):
-    path = public(name)
-    assert results[path].agreeing, "Wireshark and icsguard agree on no PDU at all"
-    oracle.check(results[path], PUBLIC_EXPECTED[name])
+results, test_own_capture, test_public_capture = oracle.acceptance_tests(
+    s7_oracle.crosscheck, "s7_*.pcap", PUBLIC_EXPECTED)

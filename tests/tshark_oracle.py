@@ -252,3 +252,34 @@ def compare_all(paths: list[Path], crosscheck: Callable[[Path], Comparison]) -> 
     """Every capture compared once, in parallel: each comparison is mostly waiting on subprocesses."""
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
         return dict(zip(paths, pool.map(crosscheck, paths)))
+
+
+def acceptance_tests(crosscheck: Callable[[Path], Comparison], own_pattern: str,
+                     public_expected: dict[str, set[int]], own_expected: dict[str, set[int]] | None = None):
+    """The pieces of a protocol's Wireshark acceptance test — the module-wide comparison,
+    then a test per own capture and per public capture, each pinned to its expected
+    differing frames — for the test module to bind as ``results, test_own_capture,
+    test_public_capture``."""
+    import pytest
+
+    from conftest import public
+
+    own = sorted(OWN.glob(own_pattern))
+
+    @pytest.fixture(scope="module")
+    def results() -> dict[Path, Comparison]:
+        paths = own + [PUBLIC / name for name in public_expected if (PUBLIC / name).exists()]
+        return compare_all(paths, crosscheck)
+
+    @pytest.mark.parametrize("path", own, ids=lambda p: p.name)
+    def test_own_capture(path, results):
+        assert results[path].agreeing, "Wireshark and icsguard agree on nothing at all"
+        check(results[path], (own_expected or {}).get(path.name, set()))
+
+    @pytest.mark.parametrize("name", sorted(public_expected))
+    def test_public_capture(name, results):
+        path = public(name)
+        assert results[path].agreeing, "Wireshark and icsguard agree on nothing at all"
+        check(results[path], public_expected[name])
+
+    return results, test_own_capture, test_public_capture
