@@ -81,6 +81,7 @@ class Condition:
     test: Predicate
     text: str                            # how it reads, for `rules test`
     equal_to: frozenset | None = None    # the literal values it accepts, when that is all it does
+    value_only: bool = True              # False when the test looks at the site or another field
 
     def value(self, event: Event) -> Any:
         return resolve(event, self.path)
@@ -236,7 +237,7 @@ def _split(order: int, rule: Rule) -> list[_Alternative]:
 
 def _needs_event(condition: Condition) -> bool:
     """Whether a test looks beyond its own field's value (at the site, or another field)."""
-    return condition.text.split(" ", 1)[0] in ("not_permitted", "before", "after")
+    return not condition.value_only
 
 
 def _compile(conditions: list[Condition]) -> Callable[[Event, dict], bool] | None:
@@ -244,17 +245,40 @@ def _compile(conditions: list[Condition]) -> Callable[[Event, dict], bool] | Non
     fields in one mapping (None: nothing left to test)."""
     if not conditions:
         return None
-    parts = [(c.path[0] if len(c.path) == 1 else None, c.path, c.test) for c in conditions]
-    if len(parts) == 1 and parts[0][0]:
-        name, _, test = parts[0]
-        return lambda event, row: test(row.get(name, _MISSING), event)
+    parts = [_part(c) for c in conditions]
+    if len(parts) == 1:
+        return parts[0]
 
     def check(event: Event, row: dict) -> bool:
-        for name, path, test in parts:
-            if not test(row.get(name, _MISSING) if name else resolve(event, path), event):
+        for part in parts:
+            if not part(event, row):
                 return False
         return True
     return check
+
+
+def _part(condition: Condition) -> Callable[[Event, dict], bool]:
+    """One condition; a test of its field's value alone remembers its answers per value
+    (bounded): the same function names, unit ids and addresses come back all the time."""
+    test, path = condition.test, condition.path
+    if len(path) > 1 or not condition.value_only:
+        return lambda event, row: test(resolve(event, path), event)
+    name = path[0]
+    seen: dict = {}
+
+    def part(event: Event, row: dict) -> bool:
+        value = row.get(name, _MISSING)
+        kind = value.__class__
+        if kind is not str and kind is not int and kind is not float:   # (True == 1: bools are not remembered)
+            return test(value, event)
+        result = seen.get(value)
+        if result is None:
+            result = test(value, event)
+            if len(seen) >= 4096:
+                seen.clear()
+            seen[value] = result
+        return result
+    return part
 
 
 def _event_keys(event: Event, names: tuple[str, ...], values: dict[str, Any]) -> list[tuple]:
@@ -433,28 +457,8 @@ def _condition(path, rule_id: str, group, name, spec, site: Site | None, check_g
         raise GroupNeeded(f"needs the site group(s) named in {name}: {operand}") from None
     except (ValueError, TypeError, re.error) as exc:
         fail(f"{operator}: {exc}")
-    if operator not in ("not_permitted", "before", "after"):
-        test = _remembered(test)
-    return Condition(dotted, test, f"{operator} {_show(operand)}", _literal_values(operator, operand))
-
-
-def _remembered(test: Predicate) -> Predicate:
-    """A test that depends on the value alone, remembered per scalar value (bounded): the
-    same function names, unit ids and addresses come back all the time."""
-    memo: dict[type, dict] = {str: {}, int: {}, float: {}, bool: {}}
-
-    def check(value, event):
-        seen = memo.get(value.__class__)
-        if seen is None:
-            return test(value, event)
-        result = seen.get(value)
-        if result is None:
-            result = test(value, event)
-            if len(seen) >= 4096:
-                seen.clear()
-            seen[value] = result
-        return result
-    return check
+    return Condition(dotted, test, f"{operator} {_show(operand)}", _literal_values(operator, operand),
+                     operator not in ("not_permitted", "before", "after"))
 
 
 def _literal_values(operator: str, operand: Any) -> frozenset | None:
