@@ -115,17 +115,8 @@ class Rule:
         return None
 
     def matches(self, event: Event) -> bool:
-        if self.direction is not None and event.direction != self.direction:
-            return False
-        if self.proto is not None and event.proto not in self.proto:
-            return False
-        for conditions in self.alternatives:
-            for c in conditions:
-                if not c.test(resolve(event, c.path), event):
-                    break
-            else:
-                return True
-        return False
+        """One rule against one event, without the index (RuleSet.matching is the fast way)."""
+        return self.why(event) is not None
 
 
 MAX_KEYS = 64          # index entries one alternative may expand to (values of `in` multiplied)
@@ -218,7 +209,7 @@ def _split(order: int, rule: Rule) -> list[_Alternative]:
             name = c.path[0] if len(c.path) == 1 else None
             if name == "function" and c.equal_to is not None and functions is None:
                 functions = c.equal_to
-            elif name in ("proto", "function", "direction") and not _needs_event(c):
+            elif name in ("proto", "function", "direction") and c.value_only:
                 on_key.append(c)
             elif c.equal_to is not None and name is not None and name not in equalities:
                 equalities[name] = c.equal_to
@@ -233,11 +224,6 @@ def _split(order: int, rule: Rule) -> list[_Alternative]:
         out.append(_Alternative(order, rule, functions, tuple(on_key),
                                 tuple(sorted(equalities.items())), tuple(rest)))
     return out
-
-
-def _needs_event(condition: Condition) -> bool:
-    """Whether a test looks beyond its own field's value (at the site, or another field)."""
-    return not condition.value_only
 
 
 def _compile(conditions: list[Condition]) -> Callable[[Event, dict], bool] | None:
