@@ -66,7 +66,7 @@ LABELS: list[tuple[str, Label]] = [
     (r"gymgit-s7-pcaps/tia_s300_downloadHwConfig",
      Label("attack", "S7 HW-config download incl. PLC STOP", ("s7.program_download", "s7.plc_stop"))),
     (r"gymgit-s7-pcaps/step7_s300_AuthPassword", Label("attack", "S7 password authentication",
-                                                       ("s7.security_functions",))),
+                                                       ("s7.password_presented",))),
     (r"gymgit-s7-pcaps/step7_s300_copyRamToRom", Label("attack", "S7 PI copy RAM to ROM (_MODU)")),
     # ITI-ICS-Security-Tools
     (r"s7comm_downloading_block_db1", Label("attack", "S7 download of DB1", ("s7.program_download",))),

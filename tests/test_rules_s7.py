@@ -95,12 +95,13 @@ def test_every_s7_rule_is_covered_here(site):
     """A new rule in rules/s7.yaml must get a test below: this list is the table of them."""
     assert [r.id for r in load_rules([S7_PACK], site).rules] == [
         "s7.plc_stop", "s7.plc_start", "s7.program_upload", "s7.program_download", "s7.block_delete",
-        "s7.memory_reset", "s7.szl_enumeration", "s7.security_functions", "s7.write_not_permitted",
+        "s7.memory_reset", "s7.szl_enumeration", "s7.password_presented", "s7.password_guessing",
+        "s7.password_cleared", "s7.write_not_permitted",
         "s7.write_from_non_operator", "s7.write_outputs_or_flags",
         "s7plus.set_or_invoke_from_unexpected_host", "s7plus.cpu_state_change"]
     unsited = load_rules([S7_PACK])
     assert set(unsited.inactive) == SITE_DEPENDENT
-    assert len(unsited.rules) == 10
+    assert len(unsited.rules) == 12
 
 
 # --- committed captures: each raises exactly its own S7 rules, from the client ---
@@ -111,14 +112,16 @@ def test_control_capture_stop_start_password_compress(s7):
     alerts = _alerts(s7, PCAPS / "s7_control.pcap")
     assert _summary(alerts) == [
         ("s7.memory_reset", 2, HMI, PLC),
+        ("s7.password_cleared", 1, HMI, PLC),
+        ("s7.password_presented", 1, HMI, PLC),
         ("s7.plc_start", 2, HMI, PLC),
         ("s7.plc_stop", 1, HMI, PLC),
-        ("s7.security_functions", 2, HMI, PLC),
     ]
     by_rule = {a.rule: a for a in alerts}
     assert [e["pi_service"] for e in by_rule["s7.memory_reset"].evidence] == ["_GARB", "_MODU"]
     assert [e.get("pi_arguments") for e in by_rule["s7.plc_start"].evidence] == [None, "C "]   # hot, cold
-    assert [e["function"] for e in by_rule["s7.security_functions"].evidence] == ["plc_password", "clear_password"]
+    assert [e["function"] for e in by_rule["s7.password_presented"].evidence] == ["plc_password"]
+    assert by_rule["s7.password_cleared"].severity == "high" and by_rule["s7.password_presented"].severity == "low"
     assert by_rule["s7.plc_stop"].severity == "critical"
     assert all(e["direction"] == "request" and e["src"] == HMI for a in alerts for e in a.evidence)
 
@@ -278,3 +281,19 @@ def test_s7plus_cpu_state_change_on_the_labelled_captures(name, stops_and_starts
     rules = load_rules([S7_PACK])
     alerts = [a for a in _alerts(rules, public(name)) if a.rule == "s7plus.cpu_state_change"]
     assert sum(a.count for a in alerts) == stops_and_starts
+
+
+def test_password_guessing_needs_five_tries_in_a_minute(tmp_path):
+    """The control capture's one password sets no guessing alert; the same login five times
+    in a row (the capture read five times over) does."""
+    rules = load_rules([S7_PACK])
+    once = [a.rule for a in _alerts(rules, PCAPS / "s7_control.pcap")]
+    assert "s7.password_guessing" not in once
+    detector = Detector(load_rules([S7_PACK]))
+    login = next(e for e in decode([str(PCAPS / "s7_control.pcap")]) if e.function == "plc_password")
+    alerts = []
+    for n in range(5):
+        alerts += detector.feed(login._replace(ts=login.ts + n))
+    alerts += detector.flush()
+    guessing = [a for a in alerts if a.rule == "s7.password_guessing"]
+    assert [(a.count, a.src, a.dst) for a in guessing] == [(1, HMI, PLC)]
