@@ -492,33 +492,23 @@ class Int32(LESignedIntField):
 StatusCode = UInt32
 
 
-class UAStringField(UAField):
-    """String and ByteString of the transport headers, kept as bytes (None for null)."""
-
-    def __init__(self, name):
-        UAField.__init__(self, name, read_string)
-
-    def addfield(self, pkt, s, val):
-        return s + (struct.pack("<i", -1) if val is None else struct.pack("<i", len(val)) + val)
-
-
 class UAHello(Packet):
     name = "OPC UA Hello"
     fields_desc = [LEIntField("version", 0), LEIntField("receive_buffer", 65536),
                    LEIntField("send_buffer", 65536), LEIntField("max_message", 0),
-                   LEIntField("max_chunks", 0), UAStringField("endpoint_url")]
+                   LEIntField("max_chunks", 0), ByteString("endpoint_url")]
 
 
 class UAError(Packet):
     name = "OPC UA Error"
-    fields_desc = [LEIntField("error", 0), UAStringField("reason")]
+    fields_desc = [LEIntField("error", 0), ByteString("reason")]
 
 
 class UAAsymmetricHeader(Packet):
     """OPN: the channel, its security policy, the sender's certificate, the receiver's thumbprint."""
     name = "OPC UA asymmetric security header"
-    fields_desc = [LEIntField("secure_channel_id", 0), UAStringField("policy_uri"),
-                   UAStringField("sender_certificate"), UAStringField("receiver_thumbprint"),
+    fields_desc = [LEIntField("secure_channel_id", 0), ByteString("policy_uri"),
+                   ByteString("sender_certificate"), ByteString("receiver_thumbprint"),
                    LEIntField("sequence_number", 0), LEIntField("request_id", 0), StrField("body", b"")]
 
 
@@ -572,20 +562,6 @@ REFERENCE_DESCRIPTION = [NodeId("reference_type_id"), Boolean("is_forward"), Nod
 BROWSE_RESULT = [StatusCode("status_code"), ByteString("continuation_point"),
                  Array("references", Struct("", REFERENCE_DESCRIPTION))]
 
-# the bodies of the identity tokens and notifications carried in ExtensionObjects
-USER_NAME_TOKEN = [String("policy_id"), String("user_name"), UAField("password", _skip_string),
-                   String("encryption_algorithm")]
-X509_TOKEN = [String("policy_id"), ByteString("certificate_data")]
-ISSUED_TOKEN = [String("policy_id")]
-DATA_CHANGE = [Array("monitored_items", Struct("", [UInt32("client_handle"), DataValue("value")]))]
-EVENT_LIST = [Array("events", Struct("", [UInt32("client_handle"), Array("event_fields", Variant(""))]))]
-
-
-def decode_struct(fields, body: bytes) -> dict[str, Any]:
-    """A structure (as listed above) from the start of ``body``."""
-    return _fields_reader(fields)(body)[1]
-
-
 @functools.cache
 def _packet_reader(cls: type[Packet]):
     return _fields_reader(cls.fields_desc)
@@ -604,6 +580,26 @@ class UABody(Packet):
 
     def default_payload_class(self, payload):
         return Packet
+
+
+# the bodies of the identity tokens and notifications carried in ExtensionObjects
+
+class UserNameIdentityToken(UABody):
+    """The password after the user name is stepped over, never read into a value."""
+    fields_desc = [String("policy_id"), String("user_name"), UAField("password", _skip_string),
+                   String("encryption_algorithm")]
+
+
+class X509IdentityToken(UABody):
+    fields_desc = [String("policy_id"), ByteString("certificate_data")]
+
+
+class DataChangeNotification(UABody):
+    fields_desc = [Array("monitored_items", Struct("", [UInt32("client_handle"), DataValue("value")]))]
+
+
+class EventNotificationList(UABody):
+    fields_desc = [Array("events", Struct("", [UInt32("client_handle"), Array("event_fields", Variant(""))]))]
 
 
 class OpenSecureChannelRequest(UABody):

@@ -333,11 +333,11 @@ def _activate_session_request(body) -> dict[str, Any]:
         return {"identity_token": f"unknown {type_id}"} if token else {"identity_token": "anonymous"}
     fields: dict[str, Any] = {"identity_token": kind}
     if kind == "username" and token:
-        decoded = ua.decode_struct(ua.USER_NAME_TOKEN, token)
+        decoded = ua.dissect(ua.UserNameIdentityToken, token)
         fields["user_name"] = decoded["user_name"]
         fields["password_in_clear"] = not decoded["encryption_algorithm"]
     elif kind == "x509" and token:
-        certificate = ua.decode_struct(ua.X509_TOKEN, token)["certificate_data"]
+        certificate = ua.dissect(ua.X509IdentityToken, token)["certificate_data"]
         if certificate:
             fields["user_certificate_sha1"] = certificate_fields(certificate)["certificate_sha1"]
     return fields
@@ -404,11 +404,11 @@ def _notifications(message: dict) -> dict[str, Any]:
         if not data:
             continue
         if type_id == f"i={ua.DATA_CHANGE_NOTIFICATION}":
-            for item in ua.decode_struct(ua.DATA_CHANGE, data)["monitored_items"] or ():
+            for item in ua.dissect(ua.DataChangeNotification, data)["monitored_items"] or ():
                 handles.append(item["client_handle"])
                 values.append(item["value"].get("value"))
         elif type_id == f"i={ua.EVENT_NOTIFICATION_LIST}":
-            for event in ua.decode_struct(ua.EVENT_LIST, data)["events"] or ():
+            for event in ua.dissect(ua.EventNotificationList, data)["events"] or ():
                 handles.append(event["client_handle"])
                 values.append(event["event_fields"] or [])
     fields: dict[str, Any] = {"notification_sequence": message["sequence_number"]}
