@@ -24,7 +24,7 @@ MAX_CHUNKS = 64                  # chunks held for one message before it is give
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_OUTSTANDING = 1024           # requests awaiting their response, per connection
 MAX_HANDLES = 10_000             # monitored items remembered per connection
-MAX_CACHED_BODY = 1024           # polling bodies are small; large ones rarely repeat
+MAX_CACHED_BODY = 1024           # polling messages are small; large ones rarely repeat
 SYMMETRIC_BODY = ua.HEADER_LENGTH + 16   # a MSG/CLO chunk's body: after header, channel, token, sequence header
 
 KINDS = {t.encode(): t for t in ua.MESSAGE_TYPES}
@@ -154,20 +154,19 @@ class UASession:
 
     def _service_fields(self, code: int, name: str, direction: str, rest: bytes) -> dict[str, Any]:
         """The request or response header, then the body's fields. Cached, because polling
-        repeats itself: a request by all its bytes but the header's timestamp and handle,
-        a response by its body."""
-        if direction == "request":
-            token = ua.node_id_size(rest)
-            key = (code, rest[:token], rest[token + 12:]) if token and len(rest) <= MAX_CACHED_BODY else None
-            fields = self.cache.get(key) if key else None
-            if fields is None:
-                fields = self._parse_service(code, name, direction, rest)
-                if key:
-                    self.cache.put(key, fields)
-            elif key:
-                fields = {**fields, "request_handle": int.from_bytes(rest[token + 8:token + 12], "little")}
-            return fields
-        return self._parse_service(code, name, direction, rest)
+        repeats itself: by every byte but the header's timestamp and handle (after a
+        request's authentication token; first thing in a response)."""
+        varying = ua.node_id_size(rest) if direction == "request" else 0
+        key = (code, rest[:varying], rest[varying + 12:]) \
+            if varying is not None and varying + 12 <= len(rest) <= MAX_CACHED_BODY else None
+        fields = self.cache.get(key) if key else None
+        if fields is None:
+            fields = self._parse_service(code, name, direction, rest)
+            if key:
+                self.cache.put(key, fields)
+        elif "request_handle" in fields:
+            fields = {**fields, "request_handle": int.from_bytes(rest[varying + 8:varying + 12], "little")}
+        return fields
 
     def _parse_service(self, code: int, name: str, direction: str, rest: bytes) -> dict[str, Any]:
         try:
@@ -182,20 +181,11 @@ class UASession:
         except Exception as exc:  # as above
             return {"malformed": f"{name} header does not parse: {exc}"}
         body_class = ua.BODIES.get(code)
-        if body_class is None:
-            return fields
-        body = header["body"]
-        # requests are cached whole by _service_fields; responses by their body here
-        key = (code, body) if direction != "request" and len(body) <= MAX_CACHED_BODY else None
-        decoded = self.cache.get(key) if key else None
-        if decoded is None:
+        if body_class is not None:
             try:
-                decoded = SERVICE_FIELDS.get(name, _nothing)(ua.dissect(body_class, body))
+                fields.update(SERVICE_FIELDS.get(name, _nothing)(ua.dissect(body_class, header["body"])))
             except Exception as exc:  # as above
-                decoded = {"malformed": f"{name} body does not parse: {exc}"}
-            if key:
-                self.cache.put(key, decoded)
-        fields.update(decoded)
+                fields["malformed"] = f"{name} body does not parse: {exc}"
         return fields
 
     def _pair(self, name: str, direction: str, request_id: int, fields: dict[str, Any]) -> None:
