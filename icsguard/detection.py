@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from icsguard.bounded import remember
 from icsguard.events import Event
 from icsguard.rules import Rule, RuleSet, resolve
 
@@ -110,9 +111,8 @@ class Detector:
         group = (rule.id, *(_hashable(resolve(event, tuple(name.split(".")))) for name in threshold.by))
         state = self.groups.get(group)
         if state is None:
-            if len(self.groups) >= MAX_GROUPS:
-                del self.groups[next(iter(self.groups))]
-            state = self.groups[group] = {} if threshold.distinct else deque(maxlen=threshold.count)
+            state = {} if threshold.distinct else deque(maxlen=threshold.count)
+            remember(self.groups, group, state, MAX_GROUPS)
         horizon = event.ts - threshold.seconds
         if threshold.distinct is None:
             state.append(event.ts)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from icsguard.bounded import remember
+
 MAX_DATAGRAMS = 1024          # datagrams being reassembled at once
 MAX_DATAGRAM_BYTES = 65535    # the largest datagram IP can describe
 FRAGMENT_TIMEOUT = 30.0       # seconds of capture time, as Linux does
@@ -30,10 +32,9 @@ class FragmentReassembler:
         datagram = self.pending.get(key)
         if datagram is None:
             self._expire(ts)
-            if len(self.pending) >= MAX_DATAGRAMS:
-                self.pending.pop(next(iter(self.pending)))
+            datagram = _Datagram(ts)
+            if remember(self.pending, key, datagram, MAX_DATAGRAMS):
                 self.counters["ip.fragments_evicted"] += 1
-            datagram = self.pending[key] = _Datagram(ts)
         if offset + len(data) > MAX_DATAGRAM_BYTES:
             self.counters["ip.fragments_oversized"] += 1
             del self.pending[key]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Hashable
 
+from icsguard.bounded import remember
+
 DEFAULT_ENTRIES = 50_000
 
 
@@ -29,6 +31,4 @@ class DecodeCache:
         return value
 
     def put(self, key: Hashable, value: Any) -> None:
-        if len(self.entries) >= self.capacity:
-            del self.entries[next(iter(self.entries))]   # oldest first: cheap and good enough
-        self.entries[key] = value
+        remember(self.entries, key, value, self.capacity)   # oldest out first: cheap and good enough

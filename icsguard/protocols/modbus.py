@@ -7,6 +7,7 @@ from typing import Any
 
 from scapy.packet import Raw
 
+from icsguard.bounded import remember
 from icsguard.parsers import modbus as layers
 from icsguard.protocols.decode_cache import DecodeCache
 from icsguard.protocols.framing import looks_like
@@ -215,9 +216,7 @@ class ModbusSession:
         tid = (adu[0] << 8) | adu[1]
         function, code, fields = decoded
         if request:
-            if len(self.outstanding) >= MAX_OUTSTANDING:
-                self.outstanding.pop(next(iter(self.outstanding)))
-            self.outstanding[tid] = decoded
+            remember(self.outstanding, tid, decoded, MAX_OUTSTANDING)
             return NAME, "request", function, code, {"transaction_id": tid, **fields}
         asked = self.outstanding.pop(tid, None)
         if asked is None or asked[1] != code:

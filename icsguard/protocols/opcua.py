@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from cryptography import x509
 
+from icsguard.bounded import remember
 from icsguard.events import sender_direction
 from icsguard.parsers import opcua as ua
 from icsguard.parsers.opcua_status import status_name
@@ -191,9 +192,7 @@ class UASession:
     def _pair(self, name: str, direction: str, request_id: int, fields: dict[str, Any]) -> None:
         """Requests leave what their responses should name; responses take it back."""
         if direction == "request":
-            if len(self.pending) >= MAX_OUTSTANDING:
-                self.pending.pop(next(iter(self.pending)))
-            self.pending[request_id] = (name, fields)    # events' fields are never changed later
+            remember(self.pending, request_id, (name, fields), MAX_OUTSTANDING)   # event fields never change later
             return
         asked, request = self.pending.pop(request_id, (None, None))
         if request:
@@ -205,9 +204,7 @@ class UASession:
         handles = fields.get("client_handles")
         if asked == "CreateMonitoredItemsRequest" and handles and fields.get("node_ids"):
             for handle, node_id in zip(handles, fields["node_ids"]):
-                if len(self.handles) >= MAX_HANDLES:
-                    self.handles.pop(next(iter(self.handles)))
-                self.handles[handle] = node_id
+                remember(self.handles, handle, node_id, MAX_HANDLES)
         elif handles and name in ("PublishResponse", "RepublishResponse"):
             fields["node_ids"] = [self.handles.get(h) for h in handles]
 

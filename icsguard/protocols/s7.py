@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from icsguard.bounded import remember
 from icsguard.events import sender_direction
 from icsguard.parsers import s7comm as s7
 from icsguard.parsers import s7comm_plus as s7p
@@ -142,9 +143,7 @@ class S7Session:
         pdu_ref = (unit[4] << 8) | unit[5] if len(unit) >= 6 else None
         fields = {"pdu_ref": pdu_ref, **fields}
         if direction == "request":
-            if len(self.jobs) >= MAX_OUTSTANDING:
-                self.jobs.pop(next(iter(self.jobs)))
-            self.jobs[pdu_ref] = (function, code, fields)
+            remember(self.jobs, pdu_ref, (function, code, fields), MAX_OUTSTANDING)
         elif direction == "response":
             job_function, job_code, job = self.jobs.pop(pdu_ref, (None, None, None))
             if szl and not (job and "szl_id" not in job and fields.get("rosctr") == 7):
@@ -163,9 +162,7 @@ class S7Session:
                     {"malformed": f"undecodable S7comm-plus: {type(exc).__name__}"})
         seq = fields.get("seq_num")
         if seq is not None and direction == "request":
-            if len(self.plus_requests) >= MAX_OUTSTANDING:
-                self.plus_requests.pop(next(iter(self.plus_requests)))
-            self.plus_requests[seq] = fields.get("object_ids")
+            remember(self.plus_requests, seq, fields.get("object_ids"), MAX_OUTSTANDING)
         elif seq is not None and direction == "response":
             asked = self.plus_requests.pop(seq, None)
             if asked and "object_ids" not in fields:
