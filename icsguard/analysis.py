@@ -65,9 +65,8 @@ def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | 
 
 def draft_site(paths: list[str]) -> str:
     """A site file drafted from what the captures show."""
-    check_captures(paths)
     inventory = Inventory()
-    for event in Pipeline(RunStats(captures=list(paths))).run(read_captures(paths)):
+    for event in decode(paths):
         inventory.feed(event)
     return site.draft_site(inventory)
 

@@ -68,8 +68,7 @@ class Detector:
         for rule in self.rules.matching(event):
             if rule.threshold is not None and not self._over_threshold(rule, event):
                 continue
-            client = event.dst if event.direction == "response" else event.src
-            if (rule.id, client) in self.muted or (rule.id, None) in self.muted:
+            if (rule.id, _actors(event)[0]) in self.muted or (rule.id, None) in self.muted:
                 self.suppressed += 1
                 continue
             self.matches += 1
@@ -83,9 +82,7 @@ class Detector:
         return alerts
 
     def _raise(self, rule: Rule, event: Event) -> list[Alert]:
-        # an alert names who acted: on a response (an exception, a refused login) that is
-        # the client it answers
-        src, dst = (event.dst, event.src) if event.direction == "response" else (event.src, event.dst)
+        src, dst = _actors(event)
         key = (rule.id, src, dst)
         alert = self.open.get(key)
         closed = []
@@ -125,6 +122,12 @@ class Detector:
         while len(state) > threshold.count * 4:       # enough to know the count is reached
             del state[next(iter(state))]
         return new and len(state) >= threshold.count  # each further new value counts once
+
+
+def _actors(event: Event) -> tuple[str, str]:
+    """Who acted and on whom: on a response (an exception, a refused login) that is the
+    client it answers, not the server that answered."""
+    return (event.dst, event.src) if event.direction == "response" else (event.src, event.dst)
 
 
 def _hashable(value: Any) -> Any:

@@ -29,7 +29,6 @@ MAX_CACHED_BODY = 1024           # polling messages are small; large ones rarely
 SYMMETRIC_BODY = ua.HEADER_LENGTH + 16   # a MSG/CLO chunk's body: after header, channel, token, sequence header
 
 KINDS = {t.encode(): t for t in ua.MESSAGE_TYPES}
-_TYPES = frozenset(KINDS)
 FINAL, ABORT = ord("F"), ord("A")
 DIRECTIONS = {code: "request" if name.endswith("Request") else "response" for code, name in ua.SERVICES.items()}
 TRANSPORT_NAMES = {"HEL": "Hello", "ACK": "Acknowledge", "ERR": "Error", "RHE": "ReverseHello",
@@ -39,10 +38,10 @@ TRANSPORT_NAMES = {"HEL": "Hello", "ACK": "Acknowledge", "ERR": "Error", "RHE": 
 def pdu_length(data: bytes, pos: int, strict: bool = False) -> int | str:
     """The 8-byte message header: a known type, a chunk type, a size that fits OPC UA."""
     if len(data) - pos < ua.HEADER_LENGTH:
-        if len(data) - pos >= 3 and data[pos:pos + 3] not in _TYPES:
+        if len(data) - pos >= 3 and data[pos:pos + 3] not in KINDS:
             return "not an OPC UA message type"
         return 0
-    if data[pos:pos + 3] not in _TYPES:
+    if data[pos:pos + 3] not in KINDS:
         return f"message type {data[pos:pos + 3]!r} is not OPC UA"
     if data[pos + 3:pos + 4] not in ua.CHUNK_TYPES:
         return f"chunk type {data[pos + 3:pos + 4]!r} is not F, C or A"
