@@ -1,7 +1,7 @@
 """Detection: Events through the rules into Alerts.
 
-Only the rules whose indexed equalities an event meets are tried (see RuleSet), so the
-cost per event does not grow with the number of rules. Thresholds ("five exceptions from one source
+Rule tests are answered per field and remembered (see RuleSet), so the cost per event
+grows with the fields the rules test, not with the number of rules. Thresholds ("five exceptions from one source
 in 60 s") keep their state per group, bounded; repeats of one rule between the same two
 hosts fold into one alert with a count, first and last time and a few events as evidence.
 """

@@ -119,8 +119,9 @@ class Rule:
         return self.why(event) is not None
 
 
-MAX_KEYS = 64          # index entries one alternative may expand to (values of `in` multiplied)
 MAX_GROUPS = 4096      # (protocol, function, direction) indexes kept
+MAX_ANSWERS = 4096     # remembered answers per field, and match lists per group
+MAX_LIST_KEY = 256     # longest list whose answers are remembered
 
 
 @dataclass(frozen=True)
@@ -130,22 +131,106 @@ class _Alternative:
     rule: Rule
     functions: frozenset | None          # the functions it demands (None: any)
     on_key: tuple[Condition, ...]        # other conditions on the protocol, function or direction
-    equalities: tuple[tuple[str, frozenset], ...]   # other fields it tests for equality
-    rest: tuple[Condition, ...]          # what only a test can settle
+    rest: tuple[Condition, ...]          # the conditions on other fields
+
+
+class _Group:
+    """The index for one (protocol, function, direction). Every test the group's rules make
+    of a single field is one bit; a field's tests run together and their answers are
+    remembered per value (bounded). An event's bits then name, through a second bounded
+    memory, the rules it matches. Polling repeats the same few answers, so an event costs
+    one look-up per field the rules test, however many rules there are."""
+
+    def __init__(self, alternatives: list[_Alternative]) -> None:
+        self.fields: dict[str, tuple[dict, list]] = {}      # name -> (answers per value, [(bit, test)])
+        self.plain: list[tuple[int, int, Rule]] = []        # (need, order, rule)
+        self.extra: list[tuple[int, int, Rule, Callable[[Event], bool]]] = []
+        self.order: dict[str, int] = {alt.rule.id: alt.order for alt in alternatives}
+        self.matches: dict[int, list[Rule]] = {}           # bits -> the plain rules they match
+        bits: dict[int, int] = {}                          # id(test) -> its bit: shared tests share it
+        for alt in alternatives:
+            need, others = 0, []
+            for c in alt.rest:
+                if len(c.path) == 1 and c.value_only:
+                    bit = bits.get(id(c.test))
+                    if bit is None:
+                        bit = bits[id(c.test)] = 1 << len(bits)
+                        self.fields.setdefault(c.path[0], ({}, []))[1].append((bit, c.test))
+                    need |= bit
+                else:
+                    others.append(c)
+            if others:
+                self.extra.append((need, alt.order, alt.rule, _compile(others)))
+            else:
+                self.plain.append((need, alt.order, alt.rule))
+
+    def matching(self, event: Event) -> list[Rule]:
+        mask = 0
+        if self.fields:
+            row = event.to_dict()
+            for name, (answers, tests) in self.fields.items():
+                value = row.get(name, _MISSING)
+                kind = value.__class__
+                key = value if kind is str or kind is int or kind is float else _answer_key(value)
+                bits = answers.get(key) if key is not None else None
+                if bits is None:
+                    bits = 0
+                    for bit, test in tests:
+                        if test(value, event):
+                            bits |= bit
+                    if key is not None:
+                        if len(answers) >= MAX_ANSWERS:
+                            answers.clear()
+                        answers[key] = bits
+                mask |= bits
+        found = self.matches.get(mask)
+        if found is None:
+            found = self._plain(mask)
+        if self.extra:
+            more = {order: rule for need, order, rule, check in self.extra if mask & need == need and check(event)}
+            if more:
+                more.update((self.order[rule.id], rule) for rule in found)
+                found = [more[order] for order in sorted(more)]
+        return found
+
+    def _plain(self, mask: int) -> list[Rule]:
+        found: dict[int, Rule] = {}
+        for need, order, rule in self.plain:
+            if mask & need == need:
+                found.setdefault(order, rule)
+        rules = [found[order] for order in sorted(found)]
+        if len(self.matches) >= MAX_ANSWERS:
+            self.matches.clear()
+        self.matches[mask] = rules
+        return rules
+
+
+def _answer_key(value: Any) -> Any:
+    """What a field's answers are remembered under: the value itself when it is a plain
+    scalar, a list of scalars (a PDU's registers) as a tuple, otherwise None (not
+    remembered). Booleans are keyed apart from the numbers they equal."""
+    kind = value.__class__
+    if kind is str or kind is int or kind is float or value is _MISSING:
+        return value
+    if kind is bool:
+        return (bool, value)
+    if (kind is tuple or kind is list) and len(value) <= MAX_LIST_KEY and \
+            all(v.__class__ in (str, int, float) for v in value):
+        return (tuple, *value)
+    return None
 
 
 @dataclass
 class RuleSet:
     """Rules, indexed for speed. For each (protocol, function, direction) that occurs, the
     index holds the alternatives that can apply — their function conditions, regexes
-    included, decided once for that function — filed under the values of the other fields
-    they test for equality (unit id, message type, address...). An event is tried only
-    against the alternatives whose equalities it already meets, so the cost per event
-    grows with the field combinations the rules test, not with the number of rules."""
+    included, decided once for that function — and answers their other tests field by
+    field (see _Group), so the cost per event grows with the fields the rules test, not
+    with the number of rules."""
     rules: list[Rule] = field(default_factory=list)
     inactive: dict[str, str] = field(default_factory=dict)    # rule id -> why it cannot run
     _alternatives: list[_Alternative] | None = field(default=None, repr=False)
-    _groups: dict[tuple, list] = field(default_factory=dict, repr=False)
+    _groups: dict[tuple, _Group] = field(default_factory=dict, repr=False)
 
     def matching(self, event: Event) -> list[Rule]:
         """The rules the event matches, in rule order (thresholds not applied)."""
@@ -153,44 +238,19 @@ class RuleSet:
         group = self._groups.get(where)
         if group is None:
             group = self._group(*where)
-        found: dict[int, Rule] = {}
-        values: dict[str, Any] = {}
-        row = None                    # every field in one mapping, made when a test needs it
-        for names, table in group:
-            for key in _event_keys(event, names, values) if names else ((),):
-                for order, rule, check in table.get(key, ()):
-                    if order in found:
-                        continue
-                    if check is not None:
-                        if row is None:
-                            row = event.to_dict()
-                        if not check(event, row):
-                            continue
-                    found[order] = rule
-        return [found[order] for order in sorted(found)] if len(found) > 1 else list(found.values())
+        return group.matching(event)
 
-    def _group(self, proto: str, function: str, direction: str) -> list:
+    def _group(self, proto: str, function: str, direction: str) -> _Group:
         """The index for one (protocol, function, direction): made when first needed."""
         if self._alternatives is None:
-            self._alternatives = [alt for order, rule in enumerate(self.rules) for alt in _split(order, rule)]
-        tables: dict[tuple[str, ...], dict[tuple, list]] = {}
+            self._alternatives = [_Alternative(order, rule, *_split(conditions))
+                                  for order, rule in enumerate(self.rules) for conditions in rule.alternatives]
         here = {"proto": proto, "function": function, "direction": direction}
-        for alt in self._alternatives:
-            rule = alt.rule
-            if (rule.proto is not None and proto not in rule.proto) or \
-                    (rule.direction is not None and rule.direction != direction) or \
-                    (alt.functions is not None and function not in alt.functions) or \
-                    not all(c.test(here[c.path[0]], None) for c in alt.on_key):
-                continue
-            names = tuple(name for name, _ in alt.equalities)
-            keys = [()]
-            for _, accepted in alt.equalities:
-                keys = [key + (value,) for key in keys for value in accepted]
-            check = _compile(list(alt.rest))
-            table = tables.setdefault(names, {})
-            for key in keys:
-                table.setdefault(key, []).append((alt.order, rule, check))
-        group = list(tables.items())
+        group = _Group([alt for alt in self._alternatives
+                        if (alt.rule.proto is None or proto in alt.rule.proto)
+                        and (alt.rule.direction is None or alt.rule.direction == direction)
+                        and (alt.functions is None or function in alt.functions)
+                        and all(c.test(here[c.path[0]], None) for c in alt.on_key)])
         if len(self._groups) >= MAX_GROUPS:
             self._groups.clear()
         self._groups[(proto, function, direction)] = group
@@ -200,93 +260,26 @@ class RuleSet:
         return next((r for r in self.rules if r.id == rule_id), None)
 
 
-def _split(order: int, rule: Rule) -> list[_Alternative]:
-    """A rule's alternatives, each taken apart into what the index can settle and the rest."""
-    out = []
-    for conditions in rule.alternatives:
-        functions, on_key, equalities, rest = None, [], {}, []
-        for c in conditions:
-            name = c.path[0] if len(c.path) == 1 else None
-            if name == "function" and c.equal_to is not None and functions is None:
-                functions = c.equal_to
-            elif name in ("proto", "function", "direction") and c.value_only:
-                on_key.append(c)
-            elif c.equal_to is not None and name is not None and name not in equalities:
-                equalities[name] = c.equal_to
-            else:
-                rest.append(c)
-        size = 1
-        for accepted in equalities.values():
-            size *= len(accepted)
-        if size > MAX_KEYS:                 # too many combinations: test them one by one
-            rest += [c for c in conditions if c.path[0] in equalities and len(c.path) == 1]
-            equalities = {}
-        out.append(_Alternative(order, rule, functions, tuple(on_key),
-                                tuple(sorted(equalities.items())), tuple(rest)))
-    return out
+def _split(conditions: tuple[Condition, ...]) -> tuple:
+    """One alternative's conditions: the functions it demands, its other conditions on
+    the group's key, and the rest."""
+    functions, on_key, rest = None, [], []
+    for c in conditions:
+        name = c.path[0] if len(c.path) == 1 else None
+        if name == "function" and c.equal_to is not None and functions is None:
+            functions = c.equal_to
+        elif name in ("proto", "function", "direction") and c.value_only:
+            on_key.append(c)
+        else:
+            rest.append(c)
+    return functions, tuple(on_key), tuple(rest)
 
 
-def _compile(conditions: list[Condition]) -> Callable[[Event, dict], bool] | None:
-    """The conditions the index did not settle, as one function of the event and its
-    fields in one mapping (None: nothing left to test)."""
-    if not conditions:
-        return None
-    parts = [_part(c) for c in conditions]
-    if len(parts) == 1:
-        return parts[0]
-
-    def check(event: Event, row: dict) -> bool:
-        for part in parts:
-            if not part(event, row):
-                return False
-        return True
-    return check
-
-
-def _part(condition: Condition) -> Callable[[Event, dict], bool]:
-    """One condition; a test of its field's value alone remembers its answers per value
-    (bounded): the same function names, unit ids and addresses come back all the time."""
-    test, path = condition.test, condition.path
-    if len(path) > 1 or not condition.value_only:
-        return lambda event, row: test(resolve(event, path), event)
-    name = path[0]
-    seen: dict = {}
-
-    def part(event: Event, row: dict) -> bool:
-        value = row.get(name, _MISSING)
-        kind = value.__class__
-        if kind is not str and kind is not int and kind is not float:   # (True == 1: bools are not remembered)
-            return test(value, event)
-        result = seen.get(value)
-        if result is None:
-            result = test(value, event)
-            if len(seen) >= 4096:
-                seen.clear()
-            seen[value] = result
-        return result
-    return part
-
-
-def _event_keys(event: Event, names: tuple[str, ...], values: dict[str, Any]) -> list[tuple]:
-    """The index keys an event has for these fields: one, or several where a field holds a
-    list (any element may meet an equality). ``values`` keeps what was read already."""
-    keys = [()]
-    for name in names:
-        found = values.get(name, _MISSING)
-        if found is _MISSING:
-            value = event.get(name)
-            if isinstance(value, (list, tuple)):
-                found = [v for v in value[:16] if isinstance(v, (str, int, float, bool))]
-            elif isinstance(value, (str, int, float, bool)):
-                found = [value]
-            else:
-                found = []
-            values[name] = found
-        if not found:
-            return []
-        keys = [key + (v,) for key in keys for v in found] if len(found) > 1 or len(keys) > 1 else \
-            [keys[0] + (found[0],)]
-    return keys
+def _compile(conditions: list[Condition]) -> Callable[[Event], bool]:
+    """Conditions that look into a list or at more than their own field, as one function
+    of the event."""
+    parts = tuple((c.path, c.test) for c in conditions)
+    return lambda event: all(test(resolve(event, path), event) for path, test in parts)
 
 
 def resolve(event: Event, path: tuple[str, ...]) -> Any:
