@@ -9,7 +9,8 @@ from __future__ import annotations
 import orjson
 from typing import Any, Mapping, NamedTuple
 
-PROTOCOLS = ("modbus", "s7comm", "s7comm-plus", "opcua", "cotp")
+PROTOCOLS = ("modbus", "s7comm", "s7comm-plus", "opcua", "cotp", "tcp", "udp")
+CONVERSATIONS = ("tcp", "udp")      # one Event per new conversation: see conversations.py
 
 
 def refused(fields: Mapping[str, Any]) -> bool:

@@ -11,7 +11,7 @@ from functools import lru_cache
 from netaddr import EUI
 from netaddr.core import NotRegisteredError
 
-from icsguard.events import Event, refused
+from icsguard.events import CONVERSATIONS, Event, refused
 
 MAX_PAIRS = 200_000
 # Functions an engineering workstation uses and an HMI rarely does: diagnostics,
@@ -104,6 +104,8 @@ class Inventory:
             comm.responses += 1
             if refused(fields):
                 comm.exceptions += 1
+        if event.proto in CONVERSATIONS:        # who talks to whom, but no clue to a role
+            return
         self._asset(client, event, False, request)
         self._asset(server, event, True, request)
 

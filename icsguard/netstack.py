@@ -1,4 +1,4 @@
-"""Link, IP and TCP headers decoded straight from bytes.
+"""Link, IP, TCP and UDP headers decoded straight from bytes.
 
 This is the per-packet hot path, so it uses struct and slicing only; Scapy is
 kept for the application layer.
@@ -26,11 +26,12 @@ SUPPORTED_LINKS = {
 }
 BSD_AF_INET6 = (10, 24, 28, 30)  # the value differs between BSDs (and Linux)
 IPV6_EXTENSIONS = (0, 43, 60, 51)
-IPPROTO_TCP, IPV6_FRAGMENT = 6, 44
+IPPROTO_TCP, IPPROTO_UDP, IPV6_FRAGMENT = 6, 17, 44
 
 TCP_SYN, TCP_RST, TCP_ACK = 0x02, 0x04, 0x10
 
 _tcp_header = struct.Struct("!HHIIBB")
+_udp_ports = struct.Struct("!HH")
 MAX_CACHED_ADDRESSES = 65536
 _ipv4_text: dict[bytes, str] = {}
 
@@ -46,7 +47,7 @@ def _ntop4(raw: bytes) -> str:
 
 
 class Segment(NamedTuple):
-    """One TCP segment with the addresses it travelled between."""
+    """One TCP segment (or UDP datagram) with the addresses it travelled between."""
     src: str
     sport: int
     dst: str
@@ -56,6 +57,7 @@ class Segment(NamedTuple):
     flags: int
     payload: bytes
     src_mac: bytes | None
+    transport: int = IPPROTO_TCP
 
 
 class UnsupportedLink(Exception):
@@ -65,7 +67,7 @@ class UnsupportedLink(Exception):
 
 
 class NetStack:
-    """Turns frames into TCP segments, counting everything it cannot use."""
+    """Turns frames into TCP segments and UDP datagrams, counting everything it cannot use."""
 
     def __init__(self, counters: Counter | None = None):
         self.counters = counters if counters is not None else Counter()
@@ -142,10 +144,12 @@ class NetStack:
             body = self.fragments.add(ts, key, (frag & 0x1FFF) * 8, bool(frag & 0x2000), body)
             if body is None:
                 return None
-        if proto != IPPROTO_TCP:
-            self.counters["ip.not_tcp"] += 1
-            return None
-        return self._tcp(body, _ntop4(src), _ntop4(dst), mac)
+        if proto == IPPROTO_TCP:
+            return self._tcp(body, _ntop4(src), _ntop4(dst), mac)
+        if proto == IPPROTO_UDP:
+            return self._udp(body, _ntop4(src), _ntop4(dst), mac)
+        self.counters["ip.not_tcp_or_udp"] += 1
+        return None
 
     def _ipv6(self, ts: float, ip: bytes, mac: bytes | None) -> Segment | None:
         if len(ip) < 40 or ip[0] >> 4 != 6:
@@ -172,11 +176,14 @@ class NetStack:
                 continue
             size = (body[1] + 2) * 4 if proto == 51 else (body[1] + 1) * 8
             proto, body = body[0], body[size:]
-        if proto != IPPROTO_TCP:
-            self.counters["ip.not_tcp"] += 1
-            return None
-        return self._tcp(body, socket.inet_ntop(socket.AF_INET6, src),
-                         socket.inet_ntop(socket.AF_INET6, dst), mac)
+        if proto == IPPROTO_TCP:
+            return self._tcp(body, socket.inet_ntop(socket.AF_INET6, src),
+                             socket.inet_ntop(socket.AF_INET6, dst), mac)
+        if proto == IPPROTO_UDP:
+            return self._udp(body, socket.inet_ntop(socket.AF_INET6, src),
+                             socket.inet_ntop(socket.AF_INET6, dst), mac)
+        self.counters["ip.not_tcp_or_udp"] += 1
+        return None
 
     def _tcp(self, tcp: bytes, src: str, dst: str, mac: bytes | None) -> Segment | None:
         if len(tcp) < 20:
@@ -188,3 +195,10 @@ class NetStack:
             self.counters["tcp.malformed"] += 1
             return None
         return Segment(src, sport, dst, dport, seq, ack, flags, tcp[header_len:], mac)
+
+    def _udp(self, udp: bytes, src: str, dst: str, mac: bytes | None) -> Segment | None:
+        if len(udp) < 8:
+            self.counters["udp.malformed"] += 1
+            return None
+        sport, dport = _udp_ports.unpack_from(udp)
+        return Segment(src, sport, dst, dport, 0, 0, 0, udp[8:], mac, IPPROTO_UDP)

@@ -11,8 +11,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
+from icsguard.conversations import Conversations
 from icsguard.events import Event
-from icsguard.netstack import NetStack, UnsupportedLink
+from icsguard.netstack import IPPROTO_TCP, NetStack, UnsupportedLink
 from icsguard.protocols import ProtocolStage
 from icsguard.reassembly import Reassembler
 from icsguard.sources import CaptureError, Frame
@@ -44,12 +45,14 @@ class RunStats:
 
 
 class Pipeline:
-    def __init__(self, stats: RunStats | None = None):
+    def __init__(self, stats: RunStats | None = None, conversations: bool = False):
+        """``conversations``: also an Event (``tcp``/``udp``) for each new conversation of any kind."""
         self.stats = stats or RunStats()
         counters = self.stats.counters
         self.netstack = NetStack(counters)
         self.reassembler = Reassembler(counters)
         self.protocols = ProtocolStage(counters)
+        self.conversations = Conversations() if conversations else None
 
     def run(self, frames: Iterable[Frame], progress: Callable[[Frame], None] | None = None) -> Iterator[Event]:
         """Events in capture order. Errors in the capture end the stream with CaptureError
@@ -58,6 +61,7 @@ class Pipeline:
         decode = self.netstack.decode
         feed_tcp = self.reassembler.feed
         feed_app = self.protocols.feed
+        see = self.conversations.feed if self.conversations is not None else None
         hosts = stats.hosts
         last = None
         failure = None
@@ -79,6 +83,13 @@ class Pipeline:
                     continue
                 if segment.src_mac and segment.src not in hosts and len(hosts) < MAX_HOSTS:
                     hosts[segment.src] = segment.src_mac.hex(":")
+                if see is not None:
+                    started = see(frame.ts, segment, frame.capture, frame.number)
+                    if started is not None:
+                        stats.counters["conversations.started"] += 1
+                        yield started
+                if segment.transport != IPPROTO_TCP:
+                    continue
                 for chunk in feed_tcp(frame.ts, segment, frame):
                     origin = chunk.origin
                     yield from feed_app(chunk, origin.ts, origin.capture, origin.number)

@@ -1,0 +1,85 @@
+"""Every TCP and UDP conversation, industrial or not.
+
+A control network's traffic is mostly a few known exchanges; an SMB session, a TLS
+channel or a port scan appearing in it is what an intrusion looks like. Each new
+(client, server, transport, server port) becomes one Event of protocol ``tcp`` or
+``udp`` whose function names the service, so the baseline, the rules and the
+inventory see the conversation even when no industrial PDU ever crosses it.
+"""
+
+from __future__ import annotations
+
+from icsguard.bounded import remember
+from icsguard.events import Event
+from icsguard.netstack import IPPROTO_TCP, TCP_ACK, TCP_SYN, Segment
+from icsguard.reassembly import community_id
+
+MAX_CONVERSATIONS = 100_000      # remembered (client, server, transport, port); beyond, the oldest goes
+MAX_FLOWS = 100_000              # 5-tuples already looked at: the fast way past known connections
+
+# Well-known services, by transport and server port. Names are what an analyst searches for.
+SERVICES: dict[tuple[int, int], str] = {}
+for _port, _name in {
+    20: "ftp_data", 21: "ftp", 22: "ssh", 23: "telnet", 25: "smtp", 53: "dns", 80: "http", 88: "kerberos",
+    102: "iso_tsap", 110: "pop3", 111: "rpcbind", 135: "msrpc", 139: "netbios_session", 143: "imap",
+    389: "ldap", 443: "tls", 445: "smb", 465: "smtps", 502: "modbus", 514: "rsh", 593: "msrpc_http",
+    636: "ldaps", 993: "imaps", 1089: "ff_annunciation", 1433: "mssql", 1883: "mqtt", 2404: "iec104",
+    2455: "codesys", 3306: "mysql", 3389: "rdp", 4840: "opcua", 4843: "opcua_tls", 5007: "melsec",
+    5094: "hart_ip", 5432: "postgresql", 5900: "vnc", 5985: "winrm", 5986: "winrm_tls", 8080: "http_alt",
+    8443: "tls_alt", 8883: "mqtt_tls", 9600: "omron_fins", 18245: "ge_srtp", 20000: "dnp3",
+    44818: "ethernet_ip", 1911: "niagara_fox", 4911: "niagara_fox_tls", 1962: "pcworx", 789: "redlion_crimson",
+}.items():
+    SERVICES[(IPPROTO_TCP, _port)] = _name
+for _port, _name in {
+    53: "dns", 67: "dhcp", 68: "dhcp", 69: "tftp", 123: "ntp", 137: "netbios_name", 138: "netbios_datagram",
+    161: "snmp", 162: "snmp_trap", 500: "ike", 514: "syslog", 1900: "ssdp", 2222: "ethernet_ip_io",
+    2404: "iec104", 4840: "opcua_discovery", 5353: "mdns", 5355: "llmnr", 9600: "omron_fins",
+    20000: "dnp3", 34962: "profinet_rt", 34963: "profinet_rt", 34964: "profinet_cm", 44818: "ethernet_ip",
+    47808: "bacnet", 2455: "codesys", 1217: "codesys_gateway", 48898: "ads",
+}.items():
+    SERVICES[(17, _port)] = _name
+TRANSPORTS = {IPPROTO_TCP: "tcp", 17: "udp"}
+
+
+def service_name(transport: int, port: int) -> str:
+    return SERVICES.get((transport, port)) or f"port_{port}"
+
+
+class Conversations:
+    """Spots conversations as they start; bounded memory of the ones already seen."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple, None] = {}
+        self.flows: dict[tuple, None] = {}
+
+    def feed(self, ts: float, segment: Segment, capture: str, frame: int) -> Event | None:
+        """The Event of a conversation this segment starts, or None for one already known."""
+        here, there = (segment.src, segment.sport), (segment.dst, segment.dport)
+        flow = (here, there, segment.transport) if here < there else (there, here, segment.transport)
+        if flow in self.flows:
+            return None
+        remember(self.flows, flow, None, MAX_FLOWS)
+        client, server = _orient(segment)
+        transport = segment.transport
+        key = (transport, client[0], server[0], server[1])
+        if key in self.seen:
+            return None
+        remember(self.seen, key, None, MAX_CONVERSATIONS)
+        return Event(ts, TRANSPORTS[transport], client[0], client[1], server[0], server[1], "request",
+                     service_name(transport, server[1]), server[1],
+                     community_id(client[0], client[1], server[0], server[1], transport),
+                     capture, frame, {})
+
+
+def _orient(segment: Segment) -> tuple[tuple[str, int], tuple[str, int]]:
+    """(client, server) ends: who sent the SYN; else the end on a known service port;
+    else the lower port (services listen low, clients pick high ephemeral ports)."""
+    here, there = (segment.src, segment.sport), (segment.dst, segment.dport)
+    flags = segment.flags
+    if segment.transport == IPPROTO_TCP and flags & TCP_SYN:
+        return (there, here) if flags & TCP_ACK else (here, there)
+    known_here = (segment.transport, segment.sport) in SERVICES
+    known_there = (segment.transport, segment.dport) in SERVICES
+    if known_here != known_there:
+        return (there, here) if known_here else (here, there)
+    return (there, here) if segment.sport < segment.dport else (here, there)
