@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Iterator
 
+import os
+
 from icsguard import site
+from icsguard.baseline import BaselineDetector
 from icsguard.detection import Detector
-from icsguard.events import Event
+from icsguard.events import CONVERSATIONS, Event
+from icsguard.features import Windows
+from icsguard.model import Model, ModelDetector
+from icsguard.modelfile import LearnedModel
 from icsguard.inventory import Inventory
 from icsguard.netstack import SUPPORTED_LINKS, UnsupportedLink
 from icsguard.pipeline import Pipeline, RunStats
@@ -25,35 +31,45 @@ def check_captures(paths: list[str]) -> None:
             raise CaptureError(f"{path}: {UnsupportedLink(first.link_type)}")
 
 
-def decode(paths: list[str], proto: str | None = None, stats: RunStats | None = None) -> Iterator[Event]:
-    """Events of the captures in time order; raises CaptureError after the last good one."""
+def decode(paths: list[str], proto: str | None = None, stats: RunStats | None = None,
+           conversations: bool = False) -> Iterator[Event]:
+    """Events of the captures in time order; raises CaptureError after the last good one.
+    ``conversations`` adds the tcp/udp Events of conversations (asking for either protocol does too)."""
     check_captures(paths)
-    pipeline = Pipeline(stats or RunStats(captures=list(paths)))
+    pipeline = Pipeline(stats or RunStats(captures=list(paths)), conversations or proto in CONVERSATIONS)
     for event in pipeline.run(read_captures(paths)):
         if proto is None or event.proto == proto:
             yield event
 
 
 def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | None = None,
-            rules: RuleSet | None = None) -> tuple[int, str | None]:
-    """Run the pipeline over the captures, through the rules, and record it; returns the run
-    id and the error that stopped it early, if any. What was decoded before an error is
-    stored all the same."""
+            rules: RuleSet | None = None, learned: LearnedModel | None = None) -> tuple[int, str | None]:
+    """Run the pipeline over the captures, through the rules (and the learned baseline and
+    model, when given), and record it; returns the run id and the error that stopped it
+    early, if any. What was decoded before an error is stored all the same."""
     check_captures(paths)
     run_id = store.start_run("analyze", list(paths))
     stats = RunStats(captures=list(paths))
     inventory = Inventory()
-    detector = Detector(rules if rules is not None else RuleSet(), store.mutes())
+    muted = store.mutes()
+    detector = Detector(rules if rules is not None else RuleSet(), muted)
+    detectors: list = [detector]
+    if learned is not None:
+        detectors.append(BaselineDetector(learned.baseline, muted))
+        if learned.model.ready:
+            detectors.append(ModelDetector(learned.model, learned.baseline, muted))
     error = None
     try:
-        for event in Pipeline(stats).run(read_captures(paths), progress):
+        for event in Pipeline(stats, conversations=True).run(read_captures(paths), progress):
             inventory.feed(event)
-            closed = detector.feed(event)
-            if closed:
-                store.add_alerts(run_id, closed)
+            for each in detectors:
+                closed = each.feed(event)
+                if closed:
+                    store.add_alerts(run_id, closed)
     except CaptureError as exc:
         error = str(exc)
-    store.add_alerts(run_id, detector.flush())
+    for each in detectors:
+        store.add_alerts(run_id, each.flush())
     stats.counters["rules.active"] = len(detector.rules.rules)
     stats.counters["rules.need_site_file"] = len(detector.rules.inactive)
     stats.counters["rules.matches"] = detector.matches
@@ -61,6 +77,44 @@ def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | 
     inventory.attach_macs(stats.hosts)
     store.finish_run(run_id, stats, inventory)
     return run_id, error
+
+
+def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site.Site | None = None,
+          estimator: str = "isolation_forest", false_alarm_rate: float | None = None,
+          window_seconds: float | None = None) -> tuple[LearnedModel, str | None]:
+    """Learn the baseline and fit the model from traffic believed normal, or go on learning
+    (``learned``: a model loaded from its file). Events inside the site's maintenance
+    windows are not learned: maintenance is not normal operation. Returns the model and
+    the error that stopped a capture early, if any (what came before it is learned)."""
+    if learned is None:
+        model = Model(estimator)
+        if false_alarm_rate is not None:
+            model.false_alarm_rate = false_alarm_rate
+        if window_seconds is not None:
+            model.window_seconds = window_seconds
+        learned = LearnedModel(model=model)
+    elif false_alarm_rate is not None:
+        learned.model.false_alarm_rate = false_alarm_rate
+    baseline = learned.baseline
+    windows = Windows(learned.model.window_seconds, baseline.covers)
+    stats = RunStats(captures=list(paths))
+    error = None
+    try:
+        for event in decode(paths, stats=stats, conversations=True):
+            if site_file is not None and site_file.in_maintenance(event.ts):
+                continue
+            learned.model.add(windows.feed(event))      # before learning it: new targets count as new
+            baseline.learn(event)
+    except CaptureError as exc:
+        error = str(exc)
+    learned.model.add(windows.flush())
+    learned.model.fit()
+    learned.captures += [os.path.basename(p) for p in paths]
+    learned.packets += stats.packets
+    if stats.first_ts is not None:
+        learned.first_ts = min(stats.first_ts, learned.first_ts or stats.first_ts)
+        learned.last_ts = max(stats.last_ts, learned.last_ts or stats.last_ts)
+    return learned, error
 
 
 def draft_site(paths: list[str]) -> str:

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import sys
+import time
 from enum import Enum
 from typing import List, Optional
 
@@ -15,7 +16,8 @@ from datetime import datetime
 from rich.console import Console
 from rich.table import Table
 
-from icsguard import alert_formats, analysis, report
+from icsguard import alert_formats, analysis, model_report, modelfile, report
+from icsguard.model import ESTIMATORS
 from icsguard.events import PROTOCOLS
 from icsguard.rules import RuleSet, load_rules, shipped_rules
 from icsguard.site import Site, load_site
@@ -36,12 +38,15 @@ CapturesArg = typer.Argument(..., help="pcap or pcapng files, optionally gzip-co
 DbOption = typer.Option(DEFAULT_DB, "--db", help="SQLite database file")
 RulesOption = typer.Option(None, "--rules", help="rule file or folder (repeatable; default: the shipped packs)")
 SiteOption = typer.Option(None, "--site", help="site file (YAML): zones, roles, writers, maintenance")
+ModelOption = typer.Option(None, "--model", help="model file made by icsguard learn: baseline and ML detection")
 rules_app = typer.Typer(no_args_is_help=True, help="List, validate and try out rules.")
+model_app = typer.Typer(no_args_is_help=True, help="Model files made by icsguard learn.")
 site_app = typer.Typer(no_args_is_help=True, help="The site file: zones, roles, who may write where.")
 alerts_app = typer.Typer(help="Stored alerts: list, acknowledge, mute.")
 app.add_typer(rules_app, name="rules")
 app.add_typer(site_app, name="site")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(model_app, name="model")
 
 
 class DecodeFormat(str, Enum):
@@ -140,23 +145,80 @@ def _rules(paths: Optional[List[str]], site: Site | None, check_groups: bool = T
         raise Failure(str(exc)) from None
 
 
+def _model(path: Optional[str]) -> modelfile.LearnedModel | None:
+    try:
+        return modelfile.load(path) if path else None
+    except modelfile.ModelFileError as exc:
+        raise Failure(str(exc)) from None
+
+
 @app.command()
 def analyze(captures: List[str] = CapturesArg, db: str = DbOption,
-            rules: Optional[List[str]] = RulesOption, site: Optional[str] = SiteOption):
-    """Decode captures, check them against the rules, store what was seen and print the report."""
+            rules: Optional[List[str]] = RulesOption, site: Optional[str] = SiteOption,
+            model: Optional[str] = ModelOption):
+    """Decode captures, check them against the rules (and a learned model), store what was
+    seen and print the report."""
     _check_captures(captures)
-    ruleset = _rules(rules, _site(site))   # a broken rule or site file stops us before any work
+    ruleset = _rules(rules, _site(site))   # a broken rule, site or model file stops us before any work
+    learned = _model(model)
     analysis.check_captures(captures)      # before the database is touched
     store = _open_store(db)
     progress = DelayedProgress(captures, stderr)
     try:
-        run_id, error = analysis.analyze(captures, store, progress, ruleset)
+        run_id, error = analysis.analyze(captures, store, progress, ruleset, learned)
     finally:
         progress.close()
     report.render_terminal(report.gather(store, run_id), stdout)
     store.close()
     if error:
         raise Failure(error)
+
+
+Estimator = Enum("Estimator", {name: name for name in ESTIMATORS}, type=str)
+
+
+@app.command()
+def learn(captures: List[str] = CapturesArg,
+          model: str = typer.Option(..., "--model", help="model file to write"),
+          site: Optional[str] = SiteOption,
+          update: bool = typer.Option(False, "--update", help="go on learning: add these captures to --model"),
+          estimator: Estimator = typer.Option(ESTIMATORS[0], "--estimator",
+                                              help="scikit-learn novelty detector"),
+          false_alarm_rate: Optional[float] = typer.Option(
+              None, "--false-alarm-rate", help="share of normal windows allowed to alert (default 0.001)"),
+          window: Optional[float] = typer.Option(None, "--window", help="seconds per feature window (default 60)")):
+    """Learn normal traffic (the baseline) and fit the anomaly model, from captures believed normal."""
+    _check_captures(captures)
+    if false_alarm_rate is not None and not 0 < false_alarm_rate < 0.5:
+        raise Failure("--false-alarm-rate: give a share between 0 and 0.5, e.g. 0.001")
+    if window is not None and not window >= 1:
+        raise Failure("--window: give at least 1 second")
+    site_file = _site(site)
+    learned = None
+    if update:
+        learned = _model(model)
+        if window is not None and window != learned.model.window_seconds:
+            raise Failure(f"--window {window:g}: {model} was learned with {learned.model.window_seconds:g}-second windows")
+    elif os.path.isdir(model):
+        raise Failure(f"{model}: is a folder, not a model file")
+    analysis.check_captures(captures)
+    learned, error = analysis.learn(captures, learned, site_file, estimator.value, false_alarm_rate, window)
+    if update:
+        learned.updated = time.time()
+    try:
+        modelfile.save(learned, model)
+    except OSError as exc:
+        raise Failure(f"{model}: cannot write ({exc.strerror})") from None
+    model_report.render(modelfile.describe(learned), learned.baseline, stdout, brief=True)
+    if error:
+        raise Failure(error)
+
+
+@model_app.command("show")
+def model_show(path: str = typer.Argument(..., help="model file")):
+    """What a model file learned: pairs, functions, address ranges, value ranges, periods."""
+    learned = _model(path)
+    model_report.render(modelfile.describe(learned), learned.baseline, stdout)
 
 
 @app.command("report")

@@ -56,7 +56,7 @@ def gather(store: Store, run_id: int | None = None) -> dict[str, Any]:
     }
 
 
-def _time(ts: float | None) -> str:
+def utc_time(ts: float | None) -> str:
     if ts is None:
         return "-"
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
@@ -78,7 +78,7 @@ def render_terminal(data: dict[str, Any], console: Console) -> None:
     summary.add_row("captures", ", ".join(run["captures"]))
     summary.add_row("packets", f"{run['packets']:,} ({run['bytes']:,} bytes) in {elapsed:.2f} s "
                                f"({run['packets'] / elapsed:,.0f} packets/s)")
-    summary.add_row("traffic", f"{_time(run['first_ts'])} → {_time(run['last_ts'])} UTC ({span:,.1f} s)")
+    summary.add_row("traffic", f"{utc_time(run['first_ts'])} → {utc_time(run['last_ts'])} UTC ({span:,.1f} s)")
     summary.add_row("PDUs", f"{run['pdus']:,} decoded, {run['malformed']:,} malformed")
     counters = data["counters"]
     if "rules.active" in counters:
@@ -131,7 +131,7 @@ def _render_tail(data: dict[str, Any], console: Console) -> None:
         for a in data["alerts"]:
             style = SEVERITY_STYLE.get(a["severity"], "")
             alerts.add_row(f"[{style}]{a['severity']}[/]", a["rule"], a["title"], a["src"] or "-",
-                           a["dst"] or "-", str(a["count"]), _time(a["last_ts"]))
+                           a["dst"] or "-", str(a["count"]), utc_time(a["last_ts"]))
         console.print(alerts)
     else:
         console.print("[bold]Alerts[/]: none")
@@ -158,7 +158,7 @@ def render_markdown(data: dict[str, Any]) -> str:
     lines = [f"# icsguard run {run['id']}", "",
              f"- captures: {', '.join(run['captures'])}",
              f"- packets: {run['packets']:,}; PDUs: {run['pdus']:,}; malformed: {run['malformed']:,}",
-             f"- traffic: {_time(run['first_ts'])} → {_time(run['last_ts'])} UTC", ""]
+             f"- traffic: {utc_time(run['first_ts'])} → {utc_time(run['last_ts'])} UTC", ""]
 
     def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
         lines.extend([f"## {title}", "", "| " + " | ".join(header) + " |",

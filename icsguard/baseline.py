@@ -1,0 +1,428 @@
+"""The learned baseline: allow-lists of normal operation, and the detector that checks them.
+
+Learned from traffic believed normal: who talks to whom over which protocol or service
+(every conversation, not only industrial ones); which functions each pair uses; which
+registers, data blocks and nodes each function touches (as ranges); what values each
+register or node takes and how fast it changes; and the period of every exchange that
+repeats regularly. Anything outside that picture is a finding that says what was new.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from icsguard.bounded import remember
+from icsguard.detection import Alert, Finding, Folding, compact, hashable
+from icsguard.events import CONVERSATIONS, Event
+
+MAX_PAIRS = 100_000
+MAX_SPACES = 1024          # spaces (units, DBs, nodes) per pair and function; beyond, any is accepted
+MAX_RANGES = 256           # address ranges per space; beyond, the hull is kept
+MAX_VALUES = 100_000       # registers and nodes whose values are learned
+MAX_CHANNELS = 50_000      # exchanges whose period is learned or watched
+MAX_INTERVALS = 256        # intervals kept per exchange to estimate its period
+MAX_NODES = 64             # OPC UA nodes of one request considered
+VALUE_TOLERANCE = 0.10     # a value may exceed the learned range by this share of its span
+RATE_FACTOR = 2.0          # a change this many times faster than any learned one is abnormal
+PERIODIC_MIN = 8           # intervals needed to call an exchange periodic
+PERIODIC_SPREAD = 0.2      # ... with a median absolute deviation at most this share of the period
+PERIOD_MIN_SECONDS = 0.05
+PERIOD_WINDOW = 8          # recent intervals compared with the learned period
+SILENCE_PERIODS = 5        # a periodic exchange missing for this many periods has gone silent
+SILENCE_MIN_SECONDS = 10.0
+
+MODBUS_TABLES = {
+    "read_coils": "coil", "write_single_coil": "coil", "write_multiple_coils": "coil",
+    "read_discrete_inputs": "discrete_input", "read_input_registers": "input_register",
+    "read_holding_registers": "holding_register", "write_single_register": "holding_register",
+    "write_multiple_registers": "holding_register", "mask_write_register": "holding_register",
+    "read_write_multiple_registers": "holding_register",
+}
+
+# id, title, severity, ATT&CK for ICS
+FINDINGS = {
+    "new_talker": ("Baseline: new communication pair", "high", ("T0886",)),
+    "new_function": ("Baseline: function never used by this pair", "high", ("T0855",)),
+    "new_target": ("Baseline: register, data block or node never accessed by this pair", "medium", ("T0861",)),
+    "value_out_of_range": ("Baseline: value outside its learned range", "high", ("T0836",)),
+    "rate_of_change": ("Baseline: value changing faster than ever learned", "medium", ("T0836",)),
+    "period_change": ("Baseline: periodic exchange changed its period", "low", ("T0814",)),
+    "channel_silent": ("Baseline: periodic exchange went silent", "medium", ("T0804", "T0816")),
+}
+_FINDINGS = {key: Finding(f"baseline.{key}", title, severity, "baseline", mitre)
+             for key, (title, severity, mitre) in FINDINGS.items()}
+
+
+def targets(event: Event) -> Iterator[tuple[str, int | None, int | None]]:
+    """What a request touches, as (space, first, last address): a Modbus unit's table and
+    registers, an S7 area or DB and bytes, a block, an SZL, an OPC UA node (no address)."""
+    fields = event.fields
+    proto = event.proto
+    if proto == "modbus":
+        unit = fields.get("unit_id")
+        if "read_address" in fields:
+            yield from _span(f"unit {unit} holding_register", fields["read_address"], fields.get("read_quantity"))
+            yield from _span(f"unit {unit} holding_register", fields.get("write_address"),
+                             len(fields.get("write_values") or ()) or 1)
+            return
+        table = MODBUS_TABLES.get(event.function)
+        if table is not None and fields.get("address") is not None:
+            yield from _span(f"unit {unit} {table}", fields["address"], fields.get("quantity"))
+    elif proto == "s7comm":
+        for item in fields.get("items") or ():
+            area = item.get("area")
+            if area is None:
+                continue
+            space = f"DB{item.get('db')}" if area == "DB" else str(area)
+            length = item.get("length") or 1
+            yield from _span(space, item.get("byte"), length) if isinstance(item.get("byte"), int) else \
+                ((space, None, None),)
+        if fields.get("block_type") is not None:
+            yield from _span(f"block {fields['block_type']}", fields.get("block_number"), 1)
+        if fields.get("szl_id") is not None:
+            yield from _span("SZL", fields["szl_id"], 1)
+    elif proto == "s7comm-plus":
+        for address in (fields.get("addresses") or ())[:MAX_NODES]:
+            yield from _span("address", address, 1)
+    elif proto == "opcua":
+        for node in (fields.get("node_ids") or ())[:MAX_NODES]:
+            yield f"node {node}", None, None
+
+
+def _span(space: str, address: Any, quantity: Any) -> Iterator[tuple[str, int, int]]:
+    if isinstance(address, int):
+        count = quantity if isinstance(quantity, int) and quantity > 1 else 1
+        yield space, address, address + min(count, 65536) - 1
+
+
+def values(event: Event) -> Iterator[tuple[str, float]]:
+    """Numeric values the PDU states, as (what holds it, value): Modbus registers read or
+    written, OPC UA node values read, written or notified. Booleans and text are left out."""
+    fields = event.fields
+    if event.proto == "modbus":
+        unit = fields.get("unit_id")
+        if "write_values" in fields:
+            start, found = fields.get("write_address"), fields.get("write_values")
+            table = "holding_register"
+        else:
+            start, found = fields.get("address"), fields.get("values")
+            table = MODBUS_TABLES.get(event.function)
+        if table is None or not isinstance(start, int) or not found:
+            return
+        for offset, value in enumerate(found[:256]):
+            if value.__class__ in (int, float):
+                yield f"unit {unit} {table} {start + offset}", value
+    elif event.proto == "opcua":
+        nodes, found = fields.get("node_ids"), fields.get("values")
+        if not nodes or not found or len(nodes) != len(found):
+            return
+        for node, value in zip(nodes[:MAX_NODES], found):
+            if value.__class__ in (int, float):
+                yield f"node {node}", value
+
+
+def channel_of(event: Event) -> tuple:
+    """The exchange a request belongs to: same pair, function and targets."""
+    fields = event.fields
+    detail = (fields.get("unit_id"), fields.get("address"), fields.get("quantity"), fields.get("szl_id"),
+              fields.get("block_type"), fields.get("block_number"), fields.get("service"),
+              hashable(fields.get("items")), hashable((fields.get("node_ids") or ())[:MAX_NODES]))
+    return event.src, event.dst, event.proto, event.function, detail
+
+
+@dataclass
+class ValueRange:
+    low: float
+    high: float
+    max_rate: float = 0.0
+    count: int = 0
+    last: float | None = None
+    last_ts: float | None = None
+
+    def see(self, value: float, ts: float) -> None:
+        if value < self.low:
+            self.low = value
+        if value > self.high:
+            self.high = value
+        if self.last is not None and self.last_ts is not None and ts > self.last_ts:
+            rate = abs(value - self.last) / (ts - self.last_ts)
+            if rate > self.max_rate:
+                self.max_rate = rate
+        self.last, self.last_ts = value, ts
+        self.count += 1
+
+
+@dataclass
+class Channel:
+    intervals: list[float] = field(default_factory=list)
+    count: int = 0
+    last_ts: float | None = None
+
+    def see(self, ts: float) -> None:
+        if self.last_ts is not None and ts > self.last_ts and len(self.intervals) < MAX_INTERVALS:
+            self.intervals.append(ts - self.last_ts)
+        self.last_ts = ts
+        self.count += 1
+
+    @property
+    def period(self) -> float | None:
+        """The median interval, when the exchange is regular enough to be called periodic."""
+        if len(self.intervals) < PERIODIC_MIN:
+            return None
+        median = statistics.median(self.intervals)
+        spread = statistics.median(abs(i - median) for i in self.intervals)
+        return median if median >= PERIOD_MIN_SECONDS and spread <= PERIODIC_SPREAD * median else None
+
+
+@dataclass
+class Baseline:
+    """What normal looks like; built by ``learn``, saved in the model file."""
+    pairs: dict[tuple, dict[str, int]] = field(default_factory=dict)      # (client, server, proto) -> function counts
+    spaces: dict[tuple, dict[str, list[list[int]] | None]] = field(default_factory=dict)
+    values: dict[tuple, ValueRange] = field(default_factory=dict)         # (server, proto, holder)
+    channels: dict[tuple, Channel] = field(default_factory=dict)
+    events: int = 0
+
+    def learn(self, event: Event) -> None:
+        self.events += 1
+        if event.direction != "request":
+            self._learn_values(event)
+            return
+        pair = (event.src, event.dst, event.proto)
+        functions = self.pairs.get(pair)
+        if functions is None:
+            if len(self.pairs) >= MAX_PAIRS:
+                return
+            functions = self.pairs[pair] = {}
+        functions[event.function] = functions.get(event.function, 0) + 1
+        if event.proto in CONVERSATIONS:
+            return
+        self._learn_targets(pair + (event.function,), event)
+        self._learn_values(event)
+        key = channel_of(event)
+        channel = self.channels.get(key)
+        if channel is None:
+            if len(self.channels) >= MAX_CHANNELS:
+                return
+            channel = self.channels[key] = Channel()
+        channel.see(event.ts)
+
+    def _learn_targets(self, key: tuple, event: Event) -> None:
+        spaces = self.spaces.setdefault(key, {})
+        for space, first, last in targets(event):
+            if space not in spaces:
+                if len(spaces) >= MAX_SPACES:
+                    self.spaces[key] = {"*": None}
+                    return
+                spaces[space] = [] if first is not None else None
+            ranges = spaces[space]
+            if ranges is not None and first is not None:
+                _add_range(ranges, first, last)
+
+    def _learn_values(self, event: Event) -> None:
+        server = event.dst if event.direction == "request" else event.src
+        for holder, value in values(event):
+            key = (server, event.proto, holder)
+            known = self.values.get(key)
+            if known is None:
+                if len(self.values) >= MAX_VALUES:
+                    continue
+                known = self.values[key] = ValueRange(value, value)
+            known.see(value, event.ts)
+
+    def covers(self, key: tuple, space: str, first: int | None, last: int | None) -> bool:
+        """Whether the learned (pair, function) touched all of first..last in the space."""
+        spaces = self.spaces.get(key)
+        if spaces is None:
+            return False
+        if "*" in spaces:
+            return True
+        if space not in spaces:
+            return False
+        ranges = spaces[space]
+        return ranges is None or first is None or any(lo <= first and last <= hi for lo, hi in ranges)
+
+    # --- the model file's JSON form ---
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "pairs": [{"client": c, "server": s, "proto": p, "functions": f} for (c, s, p), f in self.pairs.items()],
+            "targets": [{"client": c, "server": s, "proto": p, "function": fn, "spaces": sp}
+                        for (c, s, p, fn), sp in self.spaces.items()],
+            "values": [{"server": s, "proto": p, "holder": h, "low": v.low, "high": v.high,
+                        "max_rate": v.max_rate, "count": v.count} for (s, p, h), v in self.values.items()],
+            "channels": [{"client": c, "server": s, "proto": p, "function": fn, "detail": _thaw(d),
+                          "count": ch.count, "intervals": [round(i, 6) for i in ch.intervals]}
+                         for (c, s, p, fn, d), ch in self.channels.items() if len(ch.intervals) >= 2],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Baseline:
+        baseline = cls(events=int(data["events"]))
+        for row in data["pairs"]:
+            baseline.pairs[(row["client"], row["server"], row["proto"])] = {k: int(v) for k, v in row["functions"].items()}
+        for row in data["targets"]:
+            baseline.spaces[(row["client"], row["server"], row["proto"], row["function"])] = {
+                space: None if ranges is None else [[int(lo), int(hi)] for lo, hi in ranges]
+                for space, ranges in row["spaces"].items()}
+        for row in data["values"]:
+            baseline.values[(row["server"], row["proto"], row["holder"])] = ValueRange(
+                float(row["low"]), float(row["high"]), float(row["max_rate"]), int(row["count"]))
+        for row in data["channels"]:
+            key = (row["client"], row["server"], row["proto"], row["function"], hashable(row["detail"]))
+            baseline.channels[key] = Channel([float(i) for i in row["intervals"]], int(row["count"]))
+        return baseline
+
+    def periodic(self) -> dict[tuple, float]:
+        """The exchanges regular enough to watch, with their periods."""
+        found = {}
+        for key, channel in self.channels.items():
+            period = channel.period
+            if period is not None:
+                found[key] = period
+        return found
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _add_range(ranges: list[list[int]], first: int, last: int) -> None:
+    """Add first..last to sorted ranges, merging those that overlap or touch."""
+    for lo, hi in ranges:
+        if lo <= first and last <= hi:
+            return
+    ranges.append([first, last])
+    ranges.sort()
+    merged = [ranges[0]]
+    for lo, hi in ranges[1:]:
+        if lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    if len(merged) > MAX_RANGES:
+        merged = [[merged[0][0], merged[-1][1]]]
+    ranges[:] = merged
+
+
+class BaselineDetector:
+    """Checks Events against a Baseline: ``feed(event) -> alerts``, ``flush() -> alerts``."""
+
+    def __init__(self, baseline: Baseline, muted: set[tuple[str, str | None]] | None = None):
+        self.baseline = baseline
+        self.folding = Folding(muted)
+        self.periods = baseline.periodic()
+        self.watch: dict[tuple, tuple[float, deque]] = {}     # channel -> (last seen, recent intervals)
+        self.silent: set[tuple] = set()
+        self.values: dict[tuple, tuple[float, float]] = {}    # holder -> (last value, when)
+        self.next_sweep = 0.0
+
+    def feed(self, event: Event) -> list[Alert]:
+        closed: list[Alert] = []
+        for finding, src, dst, why in self.findings(event):
+            closed += self.folding.add(finding, event.ts, event.proto, src, dst,
+                                       lambda: dict(compact(event), why=why), why)
+        for finding, key, last, why in self._sweep(event.ts):
+            client, server, proto = key[0], key[1], key[2]
+            closed += self.folding.add(finding, event.ts, proto, client, server,
+                                       lambda: {"why": why, "last_seen": last, "function": key[3]}, why)
+        return closed
+
+    def flush(self) -> list[Alert]:
+        return self.folding.flush()
+
+    def findings(self, event: Event) -> list[tuple[Finding, str, str, str]]:
+        """(finding, who acted, on whom, why) for one event; silences are found by _sweep."""
+        found = []
+        baseline = self.baseline
+        if event.direction == "request":
+            pair = (event.src, event.dst, event.proto)
+            functions = baseline.pairs.get(pair)
+            what = f"{event.proto} {event.function}"
+            if functions is None:
+                return [(_FINDINGS["new_talker"], event.src, event.dst,
+                         f"{event.src} never sent {event.proto} to {event.dst} while learning (first: {what})")]
+            if event.function not in functions:
+                known = ", ".join(sorted(functions)[:8])
+                return [(_FINDINGS["new_function"], event.src, event.dst,
+                         f"{event.function} never used from {event.src} to {event.dst} (learned: {known})")]
+            if event.proto in CONVERSATIONS:
+                return found
+            key = pair + (event.function,)
+            for space, first, last in targets(event):
+                if not baseline.covers(key, space, first, last):
+                    at = space if first is None else f"{space} {first}" if first == last else f"{space} {first}-{last}"
+                    found.append((_FINDINGS["new_target"], event.src, event.dst,
+                                  f"{event.function} on {at}: never accessed by {event.src} on {event.dst}"))
+                    break
+            found += self._check_period(event)
+        found += self._check_values(event)
+        return found
+
+    def _check_values(self, event: Event) -> list[tuple[Finding, str, str, str]]:
+        found = []
+        request = event.direction == "request"
+        server = event.dst if request else event.src
+        client = event.src if request else event.dst
+        for holder, value in values(event):
+            key = (server, event.proto, holder)
+            known = self.baseline.values.get(key)
+            if known is None:
+                continue
+            span = known.high - known.low
+            margin = VALUE_TOLERANCE * span
+            if value < known.low - margin or value > known.high + margin:
+                found.append((_FINDINGS["value_out_of_range"], client, server,
+                              f"{holder} = {value:g}, learned {known.low:g}..{known.high:g}"))
+            previous = self.values.get(key)
+            if previous is not None and event.ts > previous[1] and known.max_rate > 0:
+                rate = abs(value - previous[0]) / (event.ts - previous[1])
+                if rate > RATE_FACTOR * known.max_rate:
+                    found.append((_FINDINGS["rate_of_change"], client, server,
+                                  f"{holder} changed {rate:g}/s, learned at most {known.max_rate:g}/s"))
+            remember(self.values, key, (value, event.ts), MAX_VALUES)
+        return found
+
+    def _check_period(self, event: Event) -> list[tuple[Finding, str, str, str]]:
+        key = channel_of(event)
+        period = self.periods.get(key)
+        if period is None:
+            return []
+        self.silent.discard(key)
+        seen = self.watch.get(key)
+        if seen is None:
+            remember(self.watch, key, (event.ts, deque(maxlen=PERIOD_WINDOW)), MAX_CHANNELS)
+            return []
+        last, recent = seen
+        if event.ts > last:
+            recent.append(event.ts - last)
+        self.watch[key] = (event.ts, recent)
+        if len(recent) < PERIOD_WINDOW:
+            return []
+        now = statistics.median(recent)
+        if period / 2 <= now <= period * 2:
+            return []
+        recent.clear()
+        return [(_FINDINGS["period_change"], event.src, event.dst,
+                 f"{event.function} every {now:.3g} s, learned every {period:.3g} s")]
+
+    def _sweep(self, now: float) -> list[tuple[Finding, tuple, float, str]]:
+        """Periodic exchanges seen in this run that stopped: checked once a second of capture time."""
+        if now < self.next_sweep:
+            return []
+        self.next_sweep = now + 1.0
+        found = []
+        for key, (last, _) in self.watch.items():
+            period = self.periods[key]
+            if key not in self.silent and now - last > max(SILENCE_PERIODS * period, SILENCE_MIN_SECONDS):
+                self.silent.add(key)
+                found.append((_FINDINGS["channel_silent"], key, last,
+                              f"{key[3]} from {key[0]} to {key[1]} every {period:.3g} s, "
+                              f"silent for {now - last:.1f} s"))
+        return found

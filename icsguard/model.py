@@ -1,0 +1,161 @@
+"""The statistical model: a scikit-learn novelty detector over the windows of features.
+
+Trained on windows of traffic believed normal; its alert threshold is the score below
+which only ``false_alarm_rate`` of the training windows fall. The fitted estimator is
+never saved: the model file keeps the training rows and settings, and the estimator is
+fitted again (deterministically) when the file is loaded, so a model file is data only.
+Each alert names the features that deviate most from the training windows.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from icsguard.baseline import Baseline
+from icsguard.detection import Alert, Finding, Folding
+from icsguard.events import Event
+from icsguard.features import FEATURE_TEXT, FEATURES, WINDOW_SECONDS, Row, Windows
+
+ESTIMATORS = ("isolation_forest", "local_outlier_factor", "one_class_svm", "elliptic_envelope")
+MAX_TRAINING_ROWS = 20_000       # beyond, a fixed-seed sample of them
+MIN_TRAINING_ROWS = 10           # fewer windows than this: no model, the baseline alone
+FALSE_ALARM_RATE = 0.001
+EXPLAINED = 3                    # features named in an alert
+FINDING = Finding("ml.anomalous_window", "Model: traffic between two hosts unlike any learned window",
+                  "medium", "ml", ("T0814", "T0855"))
+
+
+def _estimator(name: str):
+    from sklearn.covariance import EllipticEnvelope
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import LocalOutlierFactor
+    from sklearn.svm import OneClassSVM
+    return {
+        "isolation_forest": lambda: IsolationForest(n_estimators=200, random_state=0),
+        "local_outlier_factor": lambda: LocalOutlierFactor(n_neighbors=20, novelty=True),
+        "one_class_svm": lambda: OneClassSVM(nu=0.01, gamma="scale"),
+        "elliptic_envelope": lambda: EllipticEnvelope(random_state=0, support_fraction=0.9),
+    }[name]()
+
+
+@dataclass
+class Model:
+    estimator: str = "isolation_forest"
+    window_seconds: float = WINDOW_SECONDS
+    false_alarm_rate: float = FALSE_ALARM_RATE
+    rows: list[list[float]] = field(default_factory=list)     # training windows, FEATURES order
+    threshold: float | None = None
+    _fitted: Any = field(default=None, repr=False)
+    _center: Any = field(default=None, repr=False)
+    _scale: Any = field(default=None, repr=False)
+
+    @property
+    def ready(self) -> bool:
+        return self._fitted is not None
+
+    def add(self, rows: list[Row]) -> None:
+        self.rows.extend(list(row.values) for row in rows)
+
+    def fit(self) -> None:
+        """Fit the estimator on the training windows and calibrate the threshold."""
+        import numpy as np
+        import pandas as pd
+        if len(self.rows) > MAX_TRAINING_ROWS:
+            self.rows = random.Random(0).sample(self.rows, MAX_TRAINING_ROWS)
+        if len(self.rows) < MIN_TRAINING_ROWS:
+            self._fitted, self.threshold = None, None
+            return
+        frame = pd.DataFrame(self.rows, columns=FEATURES)
+        shaped = _shape(frame)
+        self._center = shaped.median()
+        spread = shaped.quantile(0.75) - shaped.quantile(0.25)
+        self._scale = spread.where(spread > 0, shaped.std().where(shaped.std() > 0, 1.0))
+        matrix = ((shaped - self._center) / self._scale).to_numpy(dtype=float)
+        estimator = _estimator(self.estimator)
+        estimator.fit(matrix)
+        scores = estimator.score_samples(matrix)
+        self.threshold = float(np.quantile(scores, self.false_alarm_rate))
+        self._fitted = estimator
+
+    def score(self, rows: list[Row]) -> list[tuple[Row, float, str]]:
+        """The rows scoring below the threshold, each with its score and why."""
+        import pandas as pd
+        if not self.ready or not rows:
+            return []
+        frame = pd.DataFrame([row.values for row in rows], columns=FEATURES)
+        shaped = (_shape(frame) - self._center) / self._scale
+        scores = self._fitted.score_samples(shaped.to_numpy(dtype=float))
+        found = []
+        for index, score in enumerate(scores):
+            if score < self.threshold:
+                found.append((rows[index], float(score), self._why(frame.iloc[index], shaped.iloc[index])))
+        return found
+
+    def _why(self, raw, deviations) -> str:
+        """The features furthest from the training windows, in plain words."""
+        import pandas as pd
+        training = pd.DataFrame(self.rows, columns=FEATURES)
+        parts = []
+        for name in deviations.abs().sort_values(ascending=False).index[:EXPLAINED]:
+            low, high = training[name].quantile(0.01), training[name].quantile(0.99)
+            parts.append(f"{FEATURE_TEXT[name]} {raw[name]:.3g} (learned {low:.3g}..{high:.3g}, "
+                         f"{deviations[name]:+.1f} spreads)")
+        return "; ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"estimator": self.estimator, "window_seconds": self.window_seconds,
+                "false_alarm_rate": self.false_alarm_rate, "features": list(FEATURES),
+                "rows": self.rows, "threshold": self.threshold}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Model:
+        if list(data["features"]) != list(FEATURES):
+            raise ValueError("its features differ from this icsguard's: learn again")
+        if data["estimator"] not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {data['estimator']!r}")
+        model = cls(data["estimator"], float(data["window_seconds"]), float(data["false_alarm_rate"]),
+                    [[float(v) for v in row] for row in data["rows"]])
+        model.fit()
+        return model
+
+
+def _shape(frame):
+    """Counts on a log scale: a flood is a hundred times the usual, not a hundred more."""
+    import numpy as np
+    shaped = frame.copy()
+    for name in ("pdus", "requests", "distinct_functions", "distinct_targets", "interarrival_mean",
+                 "interarrival_std"):
+        shaped[name] = np.log1p(shaped[name])
+    return shaped
+
+
+class ModelDetector:
+    """Scores windows as they close: ``feed(event) -> alerts``, ``flush() -> alerts``."""
+
+    def __init__(self, model: Model, baseline: Baseline | None = None,
+                 muted: set[tuple[str, str | None]] | None = None):
+        self.model = model
+        self.folding = Folding(muted)
+        self.windows = Windows(model.window_seconds, baseline.covers if baseline is not None else None)
+
+    def feed(self, event: Event) -> list[Alert]:
+        rows = self.windows.feed(event)
+        return self._alerts(rows) if rows else []
+
+    def flush(self) -> list[Alert]:
+        return self._alerts(self.windows.flush()) + self.folding.flush()
+
+    def findings(self, rows: list[Row]) -> list[tuple[Row, float, str]]:
+        return self.model.score(rows)
+
+    def _alerts(self, rows: list[Row]) -> list[Alert]:
+        closed: list[Alert] = []
+        for row, score, why in self.findings(rows):
+            end = row.start + self.model.window_seconds
+            evidence = {"window_start": row.start, "window_end": end, "score": round(score, 4),
+                        "threshold": round(self.model.threshold, 4), "why": why,
+                        "features": dict(zip(FEATURES, row.values))}
+            closed += self.folding.add(FINDING, end, row.proto, row.client, row.server, lambda: evidence, why)
+        return closed

@@ -1,0 +1,91 @@
+"""What a model file learned, as rich tables: for `learn` (a summary) and `model show`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from icsguard.baseline import Baseline
+from icsguard.report import utc_time
+
+SHOWN = 200          # rows per table; the rest are counted
+
+
+def render(meta: dict[str, Any], baseline: Baseline, console: Console, brief: bool = False) -> None:
+    summary = Table(show_header=False, box=None, title="Model", title_justify="left")
+    captures = meta["captures"]
+    summary.add_row("trained on", f"{len(captures)} capture(s): " + ", ".join(captures[:6])
+                    + (f" and {len(captures) - 6} more" if len(captures) > 6 else ""))
+    summary.add_row("time span", f"{utc_time(meta['first_ts'])} .. {utc_time(meta['last_ts'])} UTC")
+    summary.add_row("packets, events", f"{meta['packets']:,}, {meta['events']:,}")
+    periodic = baseline.periodic()
+    summary.add_row("baseline", f"{len(baseline.pairs):,} pairs, {len(baseline.values):,} registers/nodes with "
+                    f"value ranges, {len(periodic):,} periodic exchanges")
+    if meta["threshold"] is None:
+        model = f"none: {meta['training_windows']} windows are too few (the baseline alone detects)"
+    else:
+        model = (f"{meta['estimator']}, {meta['training_windows']:,} windows of {meta['window_seconds']:g} s, "
+                 f"threshold {meta['threshold']:.4f} (false-alarm rate {meta['false_alarm_rate']:g})")
+    summary.add_row("model", model)
+    summary.add_row("libraries", ", ".join(f"{k} {v}" for k, v in meta["libraries"].items()))
+    if meta["updated"]:
+        summary.add_row("updated", utc_time(meta["updated"]))
+    console.print(summary)
+    if brief:
+        return
+    _pairs(baseline, console)
+    _targets(baseline, console)
+    _values(baseline, console)
+    _periods(periodic, console)
+
+
+def _cut(table: Table, rows: list, console: Console) -> None:
+    for row in rows[:SHOWN]:
+        table.add_row(*row)
+    if len(rows) > SHOWN:
+        table.caption = f"{len(rows) - SHOWN:,} more not shown"
+    console.print(table)
+
+
+def _pairs(baseline: Baseline, console: Console) -> None:
+    table = Table("client", "server", "proto", "functions (requests learned)", title="Who talks to whom",
+                  title_justify="left")
+    rows = [(c, s, p, ", ".join(f"{f} ({n:,})" for f, n in sorted(functions.items())))
+            for (c, s, p), functions in sorted(baseline.pairs.items())]
+    _cut(table, rows, console)
+
+
+def _targets(baseline: Baseline, console: Console) -> None:
+    table = Table("client", "server", "proto", "function", "registers / blocks / nodes", title="What they touch",
+                  title_justify="left")
+    rows = []
+    for (c, s, p, f), spaces in sorted(baseline.spaces.items()):
+        if not spaces:
+            continue
+        text = "; ".join(space if ranges is None else f"{space} " + ",".join(
+            str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges) for space, ranges in sorted(spaces.items()))
+        rows.append((c, s, p, f, text if len(text) <= 300 else text[:297] + "..."))
+    _cut(table, rows, console)
+
+
+def _values(baseline: Baseline, console: Console) -> None:
+    table = Table("server", "proto", "register / node", "min", "max", "max change/s", "seen",
+                  title="Value ranges", title_justify="left")
+    rows = [(s, p, h, f"{v.low:g}", f"{v.high:g}", f"{v.max_rate:.3g}", f"{v.count:,}")
+            for (s, p, h), v in sorted(baseline.values.items())]
+    _cut(table, rows, console)
+
+
+def _periods(periodic: dict[tuple, float], console: Console) -> None:
+    table = Table("client", "server", "proto", "function", "exchanges", "period", title="Periodic exchanges",
+                  title_justify="left")
+    grouped: dict[tuple, list[float]] = defaultdict(list)
+    for (c, s, p, f, _), period in periodic.items():
+        grouped[(c, s, p, f)].append(period)
+    rows = [(c, s, p, f, str(len(periods)), f"{min(periods):.3g} s" if min(periods) == max(periods)
+             else f"{min(periods):.3g}..{max(periods):.3g} s")
+            for (c, s, p, f), periods in sorted(grouped.items())]
+    _cut(table, rows, console)

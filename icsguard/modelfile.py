@@ -1,0 +1,118 @@
+"""The model file: what `learn` saved, as gzip'd JSON with a SHA-256 digest of its body.
+
+Nothing in it is code: there is no pickle. The digest is checked before anything is
+read, the format version must be this icsguard's, and the statistical model is fitted
+again from the stored training windows on loading.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import time
+import zlib
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from icsguard.baseline import Baseline
+from icsguard.model import Model
+
+FORMAT = "icsguard-model"
+VERSION = 1
+LIBRARIES = ("icsguard", "scikit-learn", "pandas", "numpy")
+
+
+class ModelFileError(Exception):
+    """A model file that cannot be used, with why, in one line."""
+
+
+@dataclass
+class LearnedModel:
+    baseline: Baseline = field(default_factory=Baseline)
+    model: Model = field(default_factory=Model)
+    captures: list[str] = field(default_factory=list)
+    first_ts: float | None = None
+    last_ts: float | None = None
+    packets: int = 0
+    created: float = field(default_factory=time.time)
+    updated: float | None = None
+    libraries: dict[str, str] = field(default_factory=dict)
+
+
+def library_versions() -> dict[str, str]:
+    found = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "unknown"
+    return found
+
+
+def save(learned: LearnedModel, path: str | Path) -> None:
+    """Write the file whole, then put it in place, so a failure never leaves half a model."""
+    body = {
+        "training": {"captures": learned.captures, "first_ts": learned.first_ts, "last_ts": learned.last_ts,
+                     "packets": learned.packets, "created": learned.created, "updated": learned.updated},
+        "libraries": library_versions(),
+        "baseline": learned.baseline.to_json(),
+        "model": learned.model.to_json(),
+    }
+    learned.libraries = body["libraries"]
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    envelope = {"format": FORMAT, "version": VERSION,
+                "digest": "sha256:" + hashlib.sha256(text.encode()).hexdigest(), "body": text}
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    with gzip.open(partial, "wt", encoding="utf-8") as out:
+        json.dump(envelope, out)
+    os.replace(partial, path)
+
+
+def load(path: str | Path) -> LearnedModel:
+    """A model file read, verified and made ready to detect; ModelFileError otherwise."""
+    name = str(path)
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            envelope = json.load(handle)
+    except FileNotFoundError:
+        raise ModelFileError(f"{name}: no such model file") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{name}: is a folder, not a model file") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error, UnicodeDecodeError, json.JSONDecodeError, OSError):
+        raise ModelFileError(f"{name}: not an icsguard model file (not gzip'd JSON, or cut short)") from None
+    if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
+        raise ModelFileError(f"{name}: not an icsguard model file")
+    if envelope.get("version") != VERSION:
+        raise ModelFileError(f"{name}: model format version {envelope.get('version')!r}; this icsguard reads "
+                             f"version {VERSION}: learn the model again")
+    text = envelope.get("body")
+    digest = envelope.get("digest")
+    if not isinstance(text, str) or digest != "sha256:" + hashlib.sha256(text.encode()).hexdigest():
+        raise ModelFileError(f"{name}: corrupt model file (its digest does not match its contents)")
+    try:
+        body = json.loads(text)
+        training = body["training"]
+        learned = LearnedModel(
+            Baseline.from_json(body["baseline"]), Model.from_json(body["model"]),
+            list(training["captures"]), training["first_ts"], training["last_ts"], int(training["packets"]),
+            float(training["created"]), training["updated"], dict(body["libraries"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(f"{name}: unusable model file ({exc})") from None
+    return learned
+
+
+def describe(learned: LearnedModel) -> dict[str, Any]:
+    """The file's metadata, for `model show`."""
+    model = learned.model
+    return {
+        "captures": learned.captures, "first_ts": learned.first_ts, "last_ts": learned.last_ts,
+        "packets": learned.packets, "created": learned.created, "updated": learned.updated,
+        "libraries": learned.libraries, "estimator": model.estimator, "window_seconds": model.window_seconds,
+        "false_alarm_rate": model.false_alarm_rate, "training_windows": len(model.rows),
+        "threshold": model.threshold, "events": learned.baseline.events,
+    }
