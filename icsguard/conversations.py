@@ -54,11 +54,12 @@ class Conversations:
 
     def feed(self, ts: float, segment: Segment, capture: str, frame: int) -> Event | None:
         """The Event of a conversation this segment starts, or None for one already known."""
-        here, there = (segment.src, segment.sport), (segment.dst, segment.dport)
-        flow = (here, there, segment.transport) if here < there else (there, here, segment.transport)
+        flow = (segment.src, segment.sport, segment.dst, segment.dport, segment.transport)
         if flow in self.flows:
             return None
         remember(self.flows, flow, None, MAX_FLOWS)
+        if (segment.dst, segment.dport, segment.src, segment.sport, segment.transport) in self.flows:
+            return None
         client, server = _orient(segment)
         transport = segment.transport
         key = (transport, client[0], server[0], server[1])
