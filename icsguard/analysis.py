@@ -74,6 +74,11 @@ def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | 
     stats.counters["rules.need_site_file"] = len(detector.rules.inactive)
     stats.counters["rules.matches"] = detector.matches
     stats.counters["rules.muted_matches"] = detector.suppressed
+    for each in detectors[1:]:
+        name = "baseline" if isinstance(each, BaselineDetector) else "ml"
+        stats.counters[f"{name}.findings"] = each.folding.raised
+    if learned is not None:
+        stats.counters["baseline.pairs"] = len(learned.baseline.pairs)
     inventory.attach_macs(stats.hosts)
     store.finish_run(run_id, stats, inventory)
     return run_id, error

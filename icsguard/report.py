@@ -85,6 +85,11 @@ def render_terminal(data: dict[str, Any], console: Console) -> None:
         waiting = counters.get("rules.need_site_file", 0)
         summary.add_row("rules", f"{counters['rules.active']:,} checked, {counters.get('rules.matches', 0):,} matches"
                         + (f"; {waiting} more need a site file (icsguard site init)" if waiting else ""))
+    if "baseline.pairs" in counters:
+        model = (f"{counters['ml.findings']:,} anomalous windows" if "ml.findings" in counters
+                 else "none (too little training traffic)")
+        summary.add_row("learned", f"baseline of {counters['baseline.pairs']:,} pairs: "
+                                   f"{counters.get('baseline.findings', 0):,} findings; model: {model}")
     if run["error"]:
         summary.add_row("[red]stopped[/]", f"[red]{run['error']}[/]")
     console.rule(f"[bold]icsguard run {run['id']}")
