@@ -1,8 +1,8 @@
 """What the shipped rule packs say about labelled public ICS captures: hits on attacks, noise on normal traffic.
 
-    python bench/rules_on_public.py [--max-events N] [--skip-larger-than MB] [--per-file] [CAPTURE ...]
+    python bench/rules_on_public.py [--max-events N] [--skip-larger-than MB] [--per-file] [--site FILE] [CAPTURE ...]
 
-Runs the shipped packs (no site file, so rules naming site groups stay inactive) over
+Runs the shipped packs (no site file unless --site, so rules naming site groups stay inactive) over
 every capture under ../shared/pcaps/public (or the given ones, relative to that folder
 or absolute) and prints Markdown tables: for each attack capture the rule ids that fired
 and whether the rule that should catch it did; for each normal capture its alerts, the
@@ -26,6 +26,7 @@ from icsguard.detection import Detector
 from icsguard.events import COMMON_FIELDS, Event
 from icsguard.pipeline import RunStats
 from icsguard.rules import load_rules
+from icsguard.site import load_site
 from icsguard.sources import CaptureError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,8 +58,13 @@ LABELS: list[tuple[str, Label]] = [
     # S7comm-Plus-Anomaly-Detection: attack-relevant state/program changes over S7comm-plus
     (r"paket_stop|_stop_yeni|s71200_OnlineStopStart", Label("attack", "S7comm-plus PLC STOP (TIA Portal)")),
     (r"paket_start|offline_start_", Label("attack", "S7comm-plus PLC START (TIA Portal)")),
-    (r"CompileDownload|offline_download_yeni", Label("attack", "S7comm-plus program/config download")),
-    (r"_alma_yeni|yeni_online.*upload", Label("attack", "S7comm-plus program upload")),
+    (r"CompileDownload", Label("attack", "S7comm-plus program/config download")),
+    (r"offline_download_yeni", Label("attack", "S7comm-plus program/config download",
+                                     ("s7plus.program_download",))),
+    # offline_alma_yeni holds only the last 3 s of an upload session (subscriptions and the
+    # session deleted, LOGOUT): no upload PDU is in it
+    (r"offline_alma_yeni", Label("attack", "end of an S7comm-plus upload session (teardown only)")),
+    (r"_alma_yeni|yeni_online.*upload", Label("attack", "S7comm-plus program upload", ("s7plus.program_upload",))),
     # gymgit-s7-pcaps
     (r"gymgit-s7-pcaps/(snap7|step7)_s300_stop", Label("attack", "S7 PLC STOP (func 0x29)", ("s7.plc_stop",))),
     (r"gymgit-s7-pcaps/step7_s300_download|tia_s300_downloadOb1",
@@ -70,7 +76,10 @@ LABELS: list[tuple[str, Label]] = [
     (r"gymgit-s7-pcaps/step7_s300_copyRamToRom", Label("attack", "S7 PI copy RAM to ROM (_MODU)")),
     # ITI-ICS-Security-Tools
     (r"s7comm_downloading_block_db1", Label("attack", "S7 download of DB1", ("s7.program_download",))),
-    (r"S7-1200-Uploading-OB1", Label("attack", "S7comm-plus upload of OB1 (TIA V12)")),
+    # 'uploading' OB1 to the PLC, a download in Siemens' terms: the PC creates OB1 ('Main',
+    # 2 KB) in a DLTransaction and the PLC sends only short answers
+    (r"S7-1200-Uploading-OB1", Label("attack", "S7comm-plus download of OB1 to the PLC (TIA V12)",
+                                     ("s7plus.program_download",))),
     (r"modbus_test_data_part1", Label("test", "QuickDraw Modbus rule-trigger data (FC8, FC17, exceptions 5/6/11)",
                                       ("modbus.device_identification", "modbus.server_busy"))),
     (r"modbus_test_data_part2", Label("test", "QuickDraw function-code sweep 0..127",
@@ -86,6 +95,9 @@ LABELS: list[tuple[str, Label]] = [
     (r"nDPI/pcap/s7comm\.pcap", Label("attack", "S7 block download + SZL", ("s7.program_download",))),
     (r"nDPI/pcap/umas", Label("test", "Schneider UMAS (Modbus FC 90) engineering", ("generic.unknown_function",))),
     # EmreEkin
+    # plc/plc1: the 'engineering sessions' download blocks (a DLTransaction creating them)
+    (r"EmreEkin-ICS-Pcaps/s7plus/plc1?\.pcap", Label("attack", "S7comm-plus engineering session with a program download",
+                                                      ("s7plus.program_download",))),
     (r"EmreEkin-ICS-Pcaps/modbus/crash", Label("attack", "single FC5 write that crashes the slave")),
     (r"EmreEkin-ICS-Pcaps/modbus/IllegalFunction", Label("test", "20 exception-1 (illegal function) replies",
                                                          ("modbus.function_code_scan",))),
@@ -217,6 +229,8 @@ def main() -> None:
     parser.add_argument("--skip-larger-than", type=float, default=None, metavar="MB",
                         help="skip captures bigger than this many MiB")
     parser.add_argument("--per-file", action="store_true", help="one row per 2017QUT capture instead of per attack")
+    parser.add_argument("--site", default=None, metavar="FILE",
+                        help="a site file for every capture given (its ports and roles; site rules become active)")
     args = parser.parse_args()
 
     if args.captures:
@@ -225,7 +239,7 @@ def main() -> None:
         if not PUBLIC.is_dir():
             sys.exit(f"no public captures at {PUBLIC}")
         paths = sorted(p for p in PUBLIC.rglob("*") if p.suffix in CAPTURE_SUFFIXES)
-    rules = load_rules()
+    rules = load_rules(site=load_site(args.site) if args.site else None)
     started = time.perf_counter()
     results, skipped = [], []
     for path in paths:
@@ -238,7 +252,7 @@ def main() -> None:
 
     rows = [(r, 1, int(bool(r.alerts))) for r in results] if args.per_file else merge(results)
     print(f"Shipped packs: {len(rules.rules)} active rules, {len(rules.inactive)} inactive without a site file "
-          f"({', '.join(sorted(rules.inactive))}).\n")
+          f"({', '.join(sorted(rules.inactive))})" + (f"; site file {args.site}" if args.site else "") + ".\n")
     print(f"{len(results)} captures, {sum(r.packets for r in results):,} packets, "
           f"{sum(r.events for r in results):,} events in {elapsed:.1f} s"
           + (f"; skipped (too large): {', '.join(skipped)}" if skipped else "") + ".\n")

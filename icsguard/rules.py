@@ -22,14 +22,17 @@ such mappings of which one must. A field is any Event field or a dotted path int
     {lte: n}  {range: [lo, hi]}  {regex: "..."}  {exists: true|false}  {contains: v}
     {not_contains: v}  {not_permitted: write}  {before: FIELD}  {after: FIELD}
 
-``in``/``not_in`` lists may name site groups — ``$plc``, ``$hmi``, a zone, or
-``$maintenance`` for the maintenance windows (tested against ``ts``).
+``in``/``not_in`` lists may name site groups — ``$plc``, ``$hmi``, a zone,
+``$maintenance`` for the maintenance windows (tested against ``ts``), or ``$ports`` for the
+ports the site file gives the event's protocol (tested against ``sport``/``dport``; none
+without a site file). A group name ending in ``?`` (``"$hmi?"``, quoted in a YAML flow
+list) is the group when a site file is given and nothing when not, so the rule runs either way.
 ``before``/``after`` compare a time (epoch seconds or ISO 8601) with another field of the
 same event, e.g. ``certificate_not_after: {before: ts}`` for an expired certificate.
 ``not_permitted: write`` holds when the site's writers do not let ``src`` write to
 ``dst``. A list-valued field satisfies equals, in, regex and the ranges when one of its
 elements does, and not_equals and not_in when none does. Rules that name site groups
-are inactive until a site file is given.
+(other than ``$ports`` and ``$name?``) are inactive until a site file is given.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from netaddr import AddrFormatError
 
 from icsguard import yamlfile
 from icsguard.events import COMMON_FIELDS, PROTOCOL_FIELDS, PROTOCOLS, Event
-from icsguard.site import MAINTENANCE, Site
+from icsguard.site import MAINTENANCE, PORTS, Site
 from icsguard.yamlfile import FileError
 
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -482,16 +485,22 @@ def _not_equals(operand, site, check_groups) -> Predicate:
 
 
 def _members(operand, site: Site | None, check_groups: bool) -> Callable[[Any, Event], bool]:
-    """Membership in literal values and site groups ($plc, a zone, $maintenance for ts)."""
+    """Membership in literal values and site groups ($plc, a zone, $maintenance for ts,
+    $ports for the event's protocol; $name? only when there is a site)."""
     if not isinstance(operand, list):
         operand = [operand]
     literals = {v for v in operand if not (isinstance(v, str) and v.startswith("$"))}
     names = [v[1:] for v in operand if isinstance(v, str) and v.startswith("$")]
     sets = []
-    windows = False
+    windows = ports = False
     for name in names:
+        optional = name.endswith("?")
+        name = name[:-1] if optional else name
+        if name == PORTS:
+            ports = site is not None
+            continue
         if site is None:
-            if check_groups:
+            if check_groups and not optional:
                 raise GroupNeeded(name)
             continue
         if name == MAINTENANCE:
@@ -519,6 +528,8 @@ def _members(operand, site: Site | None, check_groups: bool) -> Callable[[Any, E
         if isinstance(v, (str, int, float)) and v in literals:
             return True
         if windows and isinstance(v, (int, float)) and site.in_maintenance(v):
+            return True
+        if ports and event is not None and isinstance(v, int) and site.has_port(event.proto, v):
             return True
         return bool(sets) and isinstance(v, str) and in_groups(v)
     return member

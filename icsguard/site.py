@@ -1,11 +1,18 @@
 """The site file: what the plant is — zones, asset roles, who may write to which PLCs,
-maintenance windows — so that rules can say "a write from a host that is not an HMI"
-without naming an address. Rules refer to its groups by name: ``$hmi``, ``$control``.
+maintenance windows, the ports its protocols run on — so that rules can say "a write from
+a host that is not an HMI" without naming an address. Rules refer to its groups by name:
+``$hmi``, ``$control``, ``$maintenance``, ``$ports``.
 
     zones:       {control: [10.10.0.0/24]}
     roles:       {plc: [10.10.0.2], hmi: [10.10.0.10], ews: [], historian: [], scada: []}
     writers:     [{to: [$plc], from: [$hmi, $ews]}]
     maintenance: [{days: [sat], start: "02:00", end: "04:00"}]     # UTC
+    ports:       {modbus: [504, 505], opcua: [4841-4850]}
+
+``ports`` names the ports each protocol is served on here besides its well-known ones
+(the rules keep those): ``$ports`` holds for a port the site gives the event's protocol.
+S7comm, S7comm-plus and COTP share one transport, so a port given for any of them is one
+for all three.
 
 ``icsguard site init CAPTURE...`` drafts one from the traffic for the user to correct.
 """
@@ -22,14 +29,18 @@ from typing import Any
 from netaddr import AddrFormatError, IPSet
 
 from icsguard import yamlfile
+from icsguard.events import PROTOCOLS
 from icsguard.inventory import Inventory
 from icsguard.yamlfile import FileError
 
 ROLES = ("plc", "hmi", "ews", "historian", "scada")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-SITE_KEYS = ("zones", "roles", "writers", "maintenance")
+SITE_KEYS = ("zones", "roles", "writers", "maintenance", "ports")
 MAINTENANCE = "maintenance"          # the group name of the maintenance windows
+PORTS = "ports"                      # the group name of the site's ports for the event's protocol
+ISO_ON_TCP = ("s7comm", "s7comm-plus", "cotp")     # one transport: their ports are shared
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_PORT_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")     # "505" or "4841-4850"
 
 
 @dataclass(frozen=True)
@@ -54,10 +65,15 @@ class Site:
     groups: dict[str, IPSet] = field(default_factory=dict)       # roles and zones
     writers: list[tuple[IPSet, IPSet]] = field(default_factory=list)   # (targets, who may write)
     windows: list[Window] = field(default_factory=list)
+    ports: dict[str, frozenset[int]] = field(default_factory=dict)    # protocol -> its ports here
     path: str = ""
 
     def group(self, name: str) -> IPSet | None:
         return self.groups.get(name)
+
+    def has_port(self, proto: str, port: int) -> bool:
+        """Whether the site says ``proto`` is served on ``port`` (beyond its well-known ports)."""
+        return port in self.ports.get(proto, ())
 
     def in_maintenance(self, ts: float) -> bool:
         return any(window.contains(ts) for window in self.windows)
@@ -74,7 +90,7 @@ def load_site(path: str | Path) -> Site:
     if document is None:
         document = yamlfile.Mapping()
     if not isinstance(document, yamlfile.Mapping):
-        raise FileError(path, None, "a site file is a mapping of zones, roles, writers and maintenance")
+        raise FileError(path, None, "a site file is a mapping of zones, roles, writers, maintenance and ports")
     for key in document:
         if key not in SITE_KEYS:
             raise FileError(path, document.line_of(key), f"unknown key {key!r} (known: {', '.join(SITE_KEYS)})")
@@ -87,7 +103,7 @@ def load_site(path: str | Path) -> Site:
             line = entries.line_of(name)
             if section == "roles" and name not in ROLES:
                 raise FileError(path, line, f"unknown role {name!r} (roles: {', '.join(ROLES)})")
-            if name in site.groups or name == MAINTENANCE:
+            if name in site.groups or name in (MAINTENANCE, PORTS):
                 raise FileError(path, line, f"the name {name!r} is used twice")
             site.groups[str(name)] = _addresses(path, line, addresses, {})
     for role in ROLES:
@@ -100,7 +116,42 @@ def load_site(path: str | Path) -> Site:
                              _addresses(path, line, entry["from"], site.groups)))
     for number, entry in enumerate(document.get("maintenance") or [], 1):
         site.windows.append(_window(path, getattr(entry, "line", document.line_of("maintenance")), number, entry))
+    site.ports = _ports(path, document)
     return site
+
+
+def _ports(path, document) -> dict[str, frozenset[int]]:
+    """``ports``: protocol -> ports and ranges ("4841-4850"), checked entry by entry."""
+    entries = document.get("ports") or {}
+    if not isinstance(entries, dict):
+        raise FileError(path, document.line_of("ports"), "ports must map protocols to lists of ports")
+    ports: dict[str, set[int]] = {}
+    for proto, values in entries.items():
+        line = entries.line_of(proto)
+        if proto not in PROTOCOLS:
+            raise FileError(path, line, f"ports: unknown protocol {proto!r} (protocols: {', '.join(PROTOCOLS)})")
+        values = values if isinstance(values, list) else [values]
+        found = ports.setdefault(proto, set())
+        for value in values:
+            found.update(_port_values(path, line, proto, value))
+    family = set().union(*(ports.get(proto, set()) for proto in ISO_ON_TCP))
+    if family:
+        for proto in ISO_ON_TCP:
+            ports[proto] = family
+    return {proto: frozenset(values) for proto, values in ports.items()}
+
+
+def _port_values(path, line: int, proto: str, value: Any) -> range:
+    if isinstance(value, int) and not isinstance(value, bool):
+        low = high = value
+    else:
+        match = _PORT_RANGE.match(str(value))
+        if not match:
+            raise FileError(path, line, f"ports: {proto}: {value!r} is not a port or a range like 4841-4850")
+        low, high = int(match[1]), int(match[2] or match[1])
+    if not 1 <= low <= high <= 65535:
+        raise FileError(path, line, f"ports: {proto}: {value!r} is not a port (1-65535) or a rising range of them")
+    return range(low, high + 1)
 
 
 def _addresses(path, line: int, values: Any, groups: dict[str, IPSet]) -> IPSet:
@@ -168,6 +219,8 @@ def draft_site(inventory: Inventory) -> str:
         lines.append(f"  - {{to: [{target}], from: [{', '.join(sorted(clients, key=_sort_key))}]}}")
     lines.append("# weekly windows in UTC when writes and program changes are expected")
     lines.append("maintenance: []   # e.g. - {days: [sat], start: \"02:00\", end: \"04:00\"}")
+    lines.append("# ports a protocol is served on here besides its well-known one")
+    lines.append("ports: {}   # e.g. {modbus: [504], opcua: [4841-4850]}")
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,7 @@ documented, so only the header is decoded here.
 
 from __future__ import annotations
 
-from scapy.fields import (ByteEnumField, ConditionalField, Field, FieldLenField, FieldListField, IntField,
+from scapy.fields import (ByteEnumField, ByteField, ConditionalField, Field, FieldLenField, FieldListField, IntField,
                           PacketListField, ShortEnumField, ShortField, StrField, StrLenField, XByteField,
                           XIntField, XShortField)
 from scapy.packet import Packet
@@ -26,6 +26,7 @@ FUNCTIONS = {0x04BB: "explore", 0x04CA: "create_object", 0x04D4: "delete_object"
 
 
 MULTI_VARIABLE_FUNCTIONS = frozenset({0x0542, 0x054C})
+EXPLORE = 0x04BB
 DB_ACCESS_AREA = 0x8A0E0000      # access areas of data blocks: this plus the DB number
 
 
@@ -106,3 +107,18 @@ class S7PlusMultiVariables(Packet):
                    VLQField("item_count", 0), VLQField("field_count", 0),
                    PacketListField("addresses", [], S7PlusItemAddress, count_from=lambda pkt: pkt.item_count),
                    StrField("values", b"")]
+
+
+class S7PlusExploreRequest(Packet):
+    """Explore request body: the object explored, whether its children are included, and
+    (when no filter value precedes it) the list of attribute ids asked for. An empty list
+    asks for every attribute of every object returned."""
+    name = "S7comm-plus explore request"
+    fields_desc = [XByteField("transport_flags", 0), IntField("explore_id", 0), VLQField("request_id", 0),
+                   ByteField("children", 0), ByteField("unknown", 0), ByteField("parents", 0),
+                   ByteField("filtered", 0),
+                   ConditionalField(VLQField("attribute_count", 0), lambda pkt: pkt.filtered == 0),
+                   ConditionalField(FieldListField("attribute_ids", [], VLQField("", 0),
+                                                   count_from=lambda pkt: pkt.attribute_count),
+                                    lambda pkt: pkt.filtered == 0),
+                   StrField("rest", b"")]

@@ -225,3 +225,59 @@ def test_site_init_drafts_a_usable_site(tmp_path):
     assert "127.0.0.2" in site.group("plc") and "127.0.0.10" in site.group("hmi")
     assert site.may_write("127.0.0.10", "127.0.0.2") and not site.may_write("127.0.0.99", "127.0.0.2")
     assert run_icsguard("rules", "validate", "--site", tmp_path / "site.yaml").returncode == 0
+
+
+# --- the site file's ports, and site groups a rule can do without ---
+
+@pytest.mark.parametrize("text, line, message", [
+    ("ports:\n  modbus: [502]\n  profinet: [34964]\n", 3, "ports: unknown protocol 'profinet' (protocols: modbus, "),
+    ("ports: {modbus: [504, http]}\n", 1, "ports: modbus: 'http' is not a port or a range like 4841-4850"),
+    ("roles: {plc: [10.0.0.2]}\nports:\n  opcua: [4840, 70000]\n", 3, "ports: opcua: 70000 is not a port (1-65535)"),
+    ("ports:\n  opcua:\n    - 4850-4841\n", 2, "ports: opcua: '4850-4841' is not a port (1-65535) or a rising range"),
+    ("ports: [502, 504]\n", 1, "ports must map protocols to lists of ports"),
+    ("zones:\n  ports: [10.0.0.0/24]\n", 2, "the name 'ports' is used twice"),
+    ("ports: {modbus: [504]}\nport: {opcua: [4841]}\n", 2, "unknown key 'port' (known: zones, roles, writers, maintenance, ports)"),
+])
+def test_broken_site_ports_name_file_and_line(tmp_path, text, line, message):
+    (tmp_path / "site.yaml").write_text(text)
+    with pytest.raises(FileError) as caught:
+        load_site(tmp_path / "site.yaml")
+    assert caught.value.line == line and message in str(caught.value)
+    assert str(caught.value).startswith(f"{tmp_path / 'site.yaml'}:{line}: ")
+
+
+def test_site_ports_are_per_protocol_and_shared_by_the_s7_family(tmp_path):
+    (tmp_path / "site.yaml").write_text("ports:\n  modbus: [504, '505']\n  opcua: [4841-4843, 48010]\n"
+                                        "  cotp: 1102\n")
+    site = load_site(tmp_path / "site.yaml")
+    assert site.ports["modbus"] == {504, 505} and site.ports["opcua"] == {4841, 4842, 4843, 48010}
+    assert site.ports["s7comm"] == site.ports["s7comm-plus"] == site.ports["cotp"] == {1102}
+    assert site.has_port("modbus", 505) and not site.has_port("modbus", 4841) and not site.has_port("opcua", 504)
+    (tmp_path / "plain.yaml").write_text(SITE)
+    assert load_site(tmp_path / "plain.yaml").ports == {}
+
+
+def test_ports_group_is_the_sites_ports_for_the_events_protocol(tmp_path):
+    text = "- {id: odd, title: t, severity: low, match: {dport: {not_in: [502, $ports]}}}\n"
+    unsited = _rules(tmp_path, text)          # $ports needs no site file: none are given then
+    assert [r.id for r in unsited.rules] == ["odd"] and unsited.inactive == {}
+    assert unsited.rules[0].matches(_event()._replace(dport=504))
+    sited = _rules(tmp_path, text, SITE + "ports: {modbus: [504], s7comm: [1102]}\n")
+    assert not sited.rules[0].matches(_event()._replace(dport=504))
+    assert sited.rules[0].matches(_event()._replace(dport=505))
+    assert sited.rules[0].matches(_event(proto="opcua")._replace(dport=504))      # another protocol's port
+    assert not sited.rules[0].matches(_event(proto="s7comm-plus")._replace(dport=1102))
+    assert not sited.matching(_event()._replace(dport=504)) and sited.matching(_event()._replace(dport=505))
+
+
+def test_optional_groups_hold_with_a_site_and_are_empty_without(tmp_path):
+    text = "- {id: flags, title: t, severity: high, match: {src: {not_in: [\"$hmi?\", \"$ews?\"]}}}\n"
+    unsited = _rules(tmp_path, text)
+    assert [r.id for r in unsited.rules] == ["flags"] and unsited.inactive == {}
+    assert unsited.rules[0].matches(_event(src="10.0.0.10")) and unsited.rules[0].matches(_event(src="10.0.0.99"))
+    sited = _rules(tmp_path, text, SITE)
+    assert not sited.rules[0].matches(_event(src="10.0.0.10")) and not sited.rules[0].matches(_event(src="10.0.0.20"))
+    assert sited.rules[0].matches(_event(src="10.0.0.99"))
+    with pytest.raises(FileError) as caught:     # with a site, a name it does not have is still a mistake
+        _rules(tmp_path, "- {id: a, title: t, severity: low, match: {src: {in: [\"$operators?\"]}}}\n", SITE)
+    assert caught.value.line == 1 and "unknown site group $operators" in str(caught.value)

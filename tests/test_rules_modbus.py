@@ -210,6 +210,13 @@ def test_s7_on_an_unusual_port(live, live_site):
     assert {(e["proto"], e["dport"]) for e in alert.evidence} <= {("cotp", 1102), ("s7comm", 1102)}
 
 
+def test_s7_on_a_port_the_site_file_gives_it(live, tmp_path):
+    """The same S7 session once the site says S7 runs on 1102 here: nothing."""
+    site = tmp_path / "site.yaml"
+    site.write_text(SITE.format(maintenance=ALWAYS, writers="$hmi, $ews") + "ports: {s7comm: [1102]}\n")
+    assert _alerts(live["s7_port1102"], load_site(site)) == {}
+
+
 # --------------------------------------------------------------------------- #
 # Committed captures: triggers they already hold, and normal traffic
 # --------------------------------------------------------------------------- #
@@ -235,6 +242,18 @@ EXPECTED_COMMITTED = {
 @pytest.mark.parametrize("name", list(EXPECTED_COMMITTED))
 def test_committed_capture_raises_exactly_its_alerts(tmp_path, name):
     assert _summary(_alerts(PCAPS / f"{name}.pcap", _site(tmp_path))) == sorted(EXPECTED_COMMITTED[name])
+
+
+@pytest.mark.parametrize("ports, alerts", [
+    ("{modbus: [5020]}", []),
+    ("{modbus: [5000-5030]}", []),
+    ("{opcua: [5020], s7comm: [5020]}", [("generic.unusual_port", HMI, PLC, 250)]),   # other protocols' ports
+])
+def test_unusual_port_follows_the_site_files_ports(tmp_path, ports, alerts):
+    """modbus_port5020 is normal polling on 5020: quiet once the site gives Modbus that port."""
+    site = tmp_path / "site.yaml"
+    site.write_text(SITE.format(maintenance=SATURDAY_LATE, writers="$hmi, $ews") + f"ports: {ports}\n")
+    assert _summary(_alerts(PCAPS / "modbus_port5020.pcap", load_site(site))) == alerts
 
 
 def test_normal_polling_is_silent_and_every_request_was_seen(tmp_path):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import PCAPS, REPO
+from conftest import PCAPS, REPO, public
 
 from icsguard.analysis import decode
 from icsguard.detection import Detector
@@ -250,3 +250,24 @@ def test_a_proper_hmi_raises_nothing(live, site, tmp_path):
     # the same traffic from a host the site does not name as an HMI is a finding
     assert set(_alerts(events, _site(tmp_path, OTHER_HMI_SITE))) == \
         {"opcua.write_not_permitted", "opcua.write_or_call_from_unexpected_host"}
+
+
+@pytest.mark.parametrize("name, port", [
+    ("opcua-security-research/freeopcua_20251026_025314.pcap", 4842),
+    ("opcua-security-research/nodeopcua_20251026_025314.pcap", 4841),
+    ("opcua-security-research/anssi_scenario/scenario_baseline_none.pcap", 4850),
+])
+def test_servers_on_ports_the_site_file_gives_opcua_are_not_unusual(tmp_path, name, port):
+    """The lab servers of opcua-security-research listen on 4841-4850: generic.unusual_port
+    without a site file (or with one that gives OPC UA other ports), none with the range."""
+    generic = REPO / "rules" / "generic.yaml"
+    events = list(decode([str(public(name))]))
+    assert {e.dport for e in events if e.proto == "opcua" and e.direction == "request"} == {port}
+
+    def unusual(site):
+        detector = Detector(load_rules([generic], site=site))
+        alerts = [a for e in events for a in detector.feed(e)] + detector.flush()
+        return [a for a in alerts if a.rule == "generic.unusual_port"]
+    assert len(unusual(None)) == 1
+    assert len(unusual(_site(tmp_path, SITE + "ports: {opcua: [4851-4860]}\n"))) == 1
+    assert unusual(_site(tmp_path, SITE + "ports: {opcua: [4841-4850]}\n")) == []

@@ -419,7 +419,24 @@ def _s7plus_fields(unit: bytes) -> tuple[str, str, int | None, dict[str, Any]]:
             addresses = _s7plus_addresses(rest)
             if addresses:
                 fields["addresses"] = addresses
+        elif code == s7p.EXPLORE:
+            attributes = _explore_attributes(rest)
+            if attributes is not None:
+                fields["attribute_ids"] = attributes
     return direction, s7p.FUNCTIONS.get(code, f"function_{code:#06x}"), code, fields
+
+
+def _explore_attributes(rest: bytes) -> tuple | None:
+    """The attribute ids an Explore request asks for — empty when it asks for all of them,
+    which is how TIA Portal reads whole blocks, code included — or None when a filter value
+    precedes the list or the body does not parse."""
+    try:
+        request = s7p.S7PlusExploreRequest(rest)
+    except Exception:      # a body this decoder does not understand is left undecoded
+        return None
+    if request.filtered != 0 or max(request.children, request.unknown, request.parents) > 1:
+        return None
+    return tuple(request.attribute_ids)
 
 
 def _s7plus_addresses(rest: bytes) -> tuple:
