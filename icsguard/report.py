@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from icsguard.events import CONVERSATIONS
 from icsguard.store import Store
 
 TOP_PAIRS = 25
@@ -25,12 +26,18 @@ def gather(store: Store, run_id: int | None = None) -> dict[str, Any]:
     if run is None:
         return {"run": None}
     comms = list(store.communications(run["id"]))
+    industrial = {(c["client"], c["server"], c["port"]) for c in comms if c["proto"] not in CONVERSATIONS}
     functions: dict[tuple, dict[str, int]] = defaultdict(lambda: {"requests": 0, "responses": 0, "exceptions": 0})
     pairs: dict[tuple, dict[str, Any]] = {}
     for c in comms:
-        f = functions[(c["proto"], c["function"])]
-        for key in ("requests", "responses", "exceptions"):
-            f[key] += c[key]
+        if c["proto"] in CONVERSATIONS:
+            # a conversation is news only where no industrial protocol already names the pair
+            if (c["client"], c["server"], c["port"]) in industrial:
+                continue
+        else:
+            f = functions[(c["proto"], c["function"])]
+            for key in ("requests", "responses", "exceptions"):
+                f[key] += c[key]
         pair = pairs.setdefault((c["client"], c["server"], c["port"], c["proto"]),
                                 {"pdus": 0, "functions": set(), "first_seen": c["first_seen"],
                                  "last_seen": c["last_seen"]})

@@ -40,9 +40,11 @@ def test_store_tables_and_schema(db):
         assert {"runs", "communications", "assets", "alerts", "scans"} <= tables
         run = conn.execute("SELECT packets, pdus, malformed, captures FROM runs").fetchone()
         assert run[:3] == (508, 500, 0) and "modbus_polling.pcap" in run[3]
-        rows = conn.execute("SELECT function, requests, responses FROM communications ORDER BY function").fetchall()
-    assert rows == [("read_coils", 50, 50), ("read_discrete_inputs", 50, 50),
-                    ("read_holding_registers", 100, 100), ("read_input_registers", 50, 50)]
+        rows = conn.execute("SELECT proto, function, requests, responses FROM communications "
+                            "ORDER BY proto, function").fetchall()
+    assert rows == [("modbus", "read_coils", 50, 50), ("modbus", "read_discrete_inputs", 50, 50),
+                    ("modbus", "read_holding_registers", 100, 100), ("modbus", "read_input_registers", 50, 50),
+                    ("tcp", "modbus", 1, 0)]       # the connection itself, as a conversation
 
 
 def test_report_formats(db, tmp_path):
