@@ -1,0 +1,228 @@
+"""What the learned baseline and model cost: learn time per million packets, and the
+throughput of analysis with a model relative to analysis with the rules alone.
+
+    python bench/model_bench.py [--runs N] [--copies K] [--workloads NAME,...] [--estimator NAME]
+
+The public normal captures last minutes, too short for 60-second windows to train a
+model, so each workload's captures are replayed ``--copies`` times back to back (a
+temporary pcap, each copy shifted in time after the previous one): the same traffic,
+K times as long. For each workload it times, best of N runs, all in process:
+
+* decode alone (``icsguard.analysis.decode`` with conversations, as analyze reads);
+* learn (``icsguard.analysis.learn``: decode, baseline, windows and the model's fit),
+  and the fit alone, reported per million packets learned;
+* analysis without a model: decode + the shipped rules (``Detector``);
+* analysis with a model: decode + ``Detector`` + ``BaselineDetector`` + ``ModelDetector``
+  (what ``icsguard analyze --model`` runs), with the model learned in the step above.
+
+The target is analysis with a model at no less than 70% of the throughput without one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rules_on_public import PUBLIC
+
+from icsguard.analysis import decode, learn
+from icsguard.baseline import BaselineDetector
+from icsguard.detection import Detector
+from icsguard.model import ESTIMATORS, ModelDetector
+from icsguard.pipeline import RunStats
+from icsguard.rules import load_rules
+from icsguard.sources import read_captures
+
+TARGET = 0.70
+QUT = "2017QUT_S7comm/attacks"
+
+# name -> (what it is, captures learned from, captures analysed or None: the learned ones),
+# relative to the public folder; learned captures (and analysed ones when None) are replayed --copies times
+WORKLOADS = {
+    "covert": ("Modbus_dataset covert channel (one pair, 45k packets, 9 min per copy), learned and analysed",
+               ["Modbus_dataset/covert/channel_4d_12s.pcap"], None),
+    "plant": ("ct-samples Plant1 Modbus + S7comm (38 pairs, 38k packets, 85 s per copy), learned and analysed",
+              ["ct-samples/modbus/Plant1_ModbusTCP.pcap", "ct-samples/s7/Plant1_S7comm.pcap"], None),
+    "flood": (("2017QUT: learned from three HMI captures (25 min per copy), analysing two S7 write floods "
+               "once (nearly every event a finding)"),
+              [(f"{QUT}/20161215185758.ConveyorBeltGateChangeDirection_Flooding/"
+                "20161215185758.ConveyorBeltGateChangeDirection_Flooding.hmi.pcap"),
+               f"{QUT}/20161215192146.ConveyorBeltOn_Flooding/20161215192146.ConveyorBeltOn_Flooding.hmi.pcap",
+               f"{QUT}/20161215193421.WaterTankOnAuto_Flooding/20161215193421.WaterTankOnAuto_Flooding.hmi.pcap"],
+              [f"{QUT}/20161215190548.WaterTankOnManu_Flooding/20161215190548.WaterTankOnManu_Flooding.master.pcap",
+               (f"{QUT}/20161215191717.ChangeUpperThreshold_Flooding/"
+                "20161215191717.ChangeUpperThreshold_Flooding.master.pcap")]),
+}
+
+
+SERVER_PORTS = {4840, 4843, 20000, 44818}      # well-known ports above 1023 that must stay
+
+
+def renumber(data: bytes, copy: int) -> bytes:
+    """An Ethernet/IPv4 TCP or UDP frame with its ephemeral (client) port moved by ``copy``,
+    so each copy of a connection is a new connection to the reassembler, not a replay
+    of sequence numbers it has already seen. Other frames are returned as they are."""
+    if copy == 0 or len(data) < 34:
+        return data
+    offset = 14
+    ethertype = int.from_bytes(data[12:14], "big")
+    if ethertype == 0x8100 and len(data) >= 38:
+        offset, ethertype = 18, int.from_bytes(data[16:18], "big")
+    if ethertype != 0x0800 or data[offset + 9] not in (6, 17):
+        return data
+    ports = offset + (data[offset] & 0x0F) * 4
+    if len(data) < ports + 4:
+        return data
+    out = bytearray(data)
+    for at in (ports, ports + 2):
+        port = int.from_bytes(data[at:at + 2], "big")
+        if port >= 1024 and port not in SERVER_PORTS:
+            out[at:at + 2] = (1024 + (port - 1024 + copy * 1009) % 64512).to_bytes(2, "big")
+    return bytes(out)
+
+
+def replay(paths: list[str], copies: int, folder: str, name: str) -> str:
+    """The captures merged in time order and replayed ``copies`` times back to back, as
+    one nanosecond pcap (frames of another link type than the first are left out); each
+    copy's client ports are renumbered (see renumber)."""
+    frames = list(read_captures(paths))
+    if not frames:
+        return paths[0]
+    span = frames[-1].ts - frames[0].ts + 1.0
+    link = frames[0].link_type
+    path = str(Path(folder) / f"{name}-x{copies}.pcap")
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, link))
+        for copy in range(copies):
+            for frame in frames:
+                if frame.link_type != link:
+                    continue
+                ns = round((frame.ts + copy * span) * 1e9)
+                data = renumber(frame.data, copy) if link == 1 else frame.data
+                out.write(struct.pack("<IIII", ns // 1_000_000_000, ns % 1_000_000_000, len(data), len(data)))
+                out.write(data)
+    return path
+
+
+def best(runs: int, work) -> tuple[float, object]:
+    """The shortest of ``runs`` timings of work(), with the last result."""
+    fastest, result = float("inf"), None
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = work()
+        fastest = min(fastest, time.perf_counter() - started)
+    return fastest, result
+
+
+def decode_only(paths: list[str]) -> tuple[int, int]:
+    stats = RunStats(captures=list(paths))
+    events = sum(1 for _ in decode(paths, stats=stats, conversations=True))
+    return stats.packets, events
+
+
+def analyse(paths: list[str], rules, learned=None) -> tuple[int, int, int]:
+    """Each capture as its own run, as analyze would do; (packets, events, alerts)."""
+    packets = events = alerts = 0
+    for path in paths:
+        stats = RunStats(captures=[path])
+        detectors: list = [Detector(rules)]
+        if learned is not None:
+            detectors.append(BaselineDetector(learned.baseline))
+            if learned.model.ready:
+                detectors.append(ModelDetector(learned.model, learned.baseline))
+        for event in decode([path], stats=stats, conversations=True):
+            events += 1
+            for detector in detectors:
+                alerts += len(detector.feed(event))
+        for detector in detectors:
+            alerts += len(detector.flush())
+        packets += stats.packets
+    return packets, events, alerts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="timed runs of each step; the best counts")
+    parser.add_argument("--copies", type=int, default=4, help="times each workload's traffic is replayed")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated, of: {', '.join(WORKLOADS)}")
+    parser.add_argument("--estimator", default="isolation_forest", choices=ESTIMATORS)
+    args = parser.parse_args()
+    names = [n.strip() for n in args.workloads.split(",") if n.strip()]
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        sys.exit(f"unknown workload(s): {', '.join(unknown)}")
+    rules = load_rules()
+    started = time.perf_counter()
+    scratch = tempfile.TemporaryDirectory(prefix="model_bench-")
+
+    learn_rows, analyse_rows, notes = [], [], []
+    for name in names:
+        what, learn_from, analysed = WORKLOADS[name]
+        learn_paths = [str(PUBLIC / p) for p in learn_from]
+        analyse_paths = [str(PUBLIC / p) for p in analysed] if analysed else []
+        missing = [p for p in learn_paths + analyse_paths if not Path(p).is_file()]
+        if missing:
+            notes.append(f"* {name}: skipped, missing {', '.join(Path(p).name for p in missing)}")
+            continue
+        learn_paths = [replay(learn_paths, args.copies, scratch.name, name)]
+        analyse_paths = analyse_paths or learn_paths
+        t_decode, (packets, events) = best(args.runs, lambda paths=learn_paths: decode_only(paths))
+        t_learn, (learned, error) = best(args.runs, lambda paths=learn_paths: learn(paths, estimator=args.estimator))
+        rows = list(learned.model.rows)
+
+        def refit(model=learned.model, rows=rows):
+            model.rows = list(rows)
+            model.fit()
+        t_fit, _ = best(args.runs, refit)
+        per_million = 1e6 / packets if packets else float("nan")
+        learn_rows.append((name, packets, events, len(rows), learned.model.ready, t_decode, t_learn, t_fit,
+                           t_learn * per_million, (t_learn - t_decode) * per_million))
+        if error:
+            notes.append(f"* {name}: learning stopped early: {error}")
+
+        # alternate the two analyses so that drift in the machine's speed hits both alike
+        t_rules = t_model = float("inf")
+        for _ in range(args.runs):
+            t, (a_packets, a_events, rule_alerts) = best(1, lambda paths=analyse_paths: analyse(paths, rules))
+            t_rules = min(t_rules, t)
+            t, (_, _, all_alerts) = best(1, lambda paths=analyse_paths, model=learned: analyse(paths, rules, model))
+            t_model = min(t_model, t)
+        analyse_rows.append((name, what, a_packets, a_events, rule_alerts, all_alerts, t_rules, t_model))
+
+    print("## Cost of the learned baseline and model\n")
+    print(f"Best of {args.runs} runs each, in process, estimator `{args.estimator}`, model windows of "
+          f"{learned.model.window_seconds:g} s; learned traffic replayed {args.copies} times.\n" if learn_rows else "")
+    print("### Learning\n")
+    print("| workload | packets | events | training windows | model ready | decode s | learn s | fit s | "
+          "learn s per million packets | of which beyond decoding |")
+    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    for name, packets, events, windows, ready, t_decode, t_learn, t_fit, per_m, beyond in learn_rows:
+        print(f"| {name} | {packets:,} | {events:,} | {windows:,} | {'yes' if ready else 'no'} | {t_decode:.2f} | "
+              f"{t_learn:.2f} | {t_fit:.3f} | {per_m:.1f} | {beyond:.1f} |")
+    print()
+    print("### Analysis throughput with a model relative to the rules alone\n")
+    print("| workload | packets | events | alerts: rules / with model | rules alone: s, packets/s | "
+          "with model: s, packets/s | relative throughput | target ≥ 70% |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for name, what, packets, events, rule_alerts, all_alerts, t_rules, t_model in analyse_rows:
+        relative = t_rules / t_model if t_model else float("nan")
+        print(f"| {name} | {packets:,} | {events:,} | {rule_alerts:,} / {all_alerts:,} | "
+              f"{t_rules:.2f}, {packets / t_rules:,.0f} | {t_model:.2f}, {packets / t_model:,.0f} | "
+              f"{relative:.0%} | {'met' if relative >= TARGET else '**not met**'} |")
+    print()
+    for name, what, *_ in analyse_rows:
+        print(f"* {name}: {what}")
+    for note in notes:
+        print(note)
+    print(f"\nTotal {time.perf_counter() - started:.1f} s.")
+    scratch.cleanup()
+
+
+if __name__ == "__main__":
+    main()
