@@ -3,7 +3,9 @@
 Each pair's traffic is summed over fixed windows aligned to the clock; a window becomes
 one row when the capture's time passes its end. Floods, scans, write bursts and
 exception storms show up as rows unlike any learned one, even when every single
-PDU would pass the baseline.
+PDU would pass the baseline. Only whole windows become rows: the window the capture
+starts in and the one it ends in hold a fraction of their traffic, which would read
+as "quieter than ever learned" wherever the capture happened to be cut.
 """
 
 from __future__ import annotations
@@ -72,9 +74,12 @@ class Windows:
         self.seconds = seconds
         self.known = known
         self.start: float | None = None
+        self.first: float | None = None      # the first event's time: windows begun before it are cut
         self.open: dict[tuple[str, str, str], _Sums] = {}
 
     def feed(self, event: Event) -> list[Row]:
+        if self.first is None:
+            self.first = event.ts
         if event.proto in CONVERSATIONS:
             return []
         rows: list[Row] = []
@@ -82,7 +87,9 @@ class Windows:
         if self.start is None:
             self.start = start
         elif start > self.start:
-            rows = self.flush()
+            if self.start >= self.first:
+                rows = [Row(*key, self.start, sums.row()) for key, sums in self.open.items()]
+            self.open.clear()
             self.start = start
         request = event.direction == "request"
         key = (event.src, event.dst, event.proto) if request else (event.dst, event.src, event.proto)
@@ -120,7 +127,6 @@ class Windows:
         return rows
 
     def flush(self) -> list[Row]:
-        """The rows of every open window (at a window's end, or the capture's)."""
-        rows = [Row(*key, self.start, sums.row()) for key, sums in self.open.items()]
+        """At the capture's end: the open window was cut short by it, so it makes no row."""
         self.open.clear()
-        return rows
+        return []

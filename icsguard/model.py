@@ -9,6 +9,7 @@ Each alert names the features that deviate most from the training windows.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,8 +116,12 @@ class Model:
             raise ValueError("its features differ from this icsguard's: learn again")
         if data["estimator"] not in ESTIMATORS:
             raise ValueError(f"unknown estimator {data['estimator']!r}")
-        model = cls(data["estimator"], float(data["window_seconds"]), float(data["false_alarm_rate"]),
-                    [[float(v) for v in row] for row in data["rows"]])
+        seconds, rate = float(data["window_seconds"]), float(data["false_alarm_rate"])
+        if not 0 < seconds < math.inf:          # 0, a negative or NaN length would break the windows
+            raise ValueError(f"window of {seconds!r} seconds")
+        if not 0 < rate < 1:
+            raise ValueError(f"false-alarm rate {rate!r} is not a share")
+        model = cls(data["estimator"], seconds, rate, [[float(v) for v in row] for row in data["rows"]])
         model.fit()
         return model
 

@@ -629,3 +629,47 @@ def capture(path: str | Path, scenario: Callable[..., list[dict]], port: int = O
     certificates()  # before recording: key generation takes a while
     with start_server(port, **SERVERS.get(scenario.__name__, {})) as server, record(path, server.port, iface):
         return scenario(server.port, **scenario_kwargs)
+
+
+# --------------------------------------------------------------------------- #
+# Baseline scenarios: an HMI's everyday session, and departures from it
+# --------------------------------------------------------------------------- #
+OPERATOR_SETPOINTS = (1500, 1505, 1510, 1515, 1520)
+
+
+@_run
+async def hmi_polling(port: int, cycles: int = 10, interval: float = 0.05, host: str = CLIENT_HOST) -> list[dict]:
+    """What an HMI does all day: every ``interval`` seconds (on a fixed schedule) read Speed
+    and Setpoint; every other cycle first write the next of OPERATOR_SETPOINTS into Setpoint.
+    No browsing, no method calls, no subscriptions."""
+    ids = NODE_IDS
+    async with _session(port, host=host) as s:
+        loop = asyncio.get_running_loop()
+        begin = loop.time()
+        for cycle in range(cycles):
+            if cycle % 2 == 0:
+                value = OPERATOR_SETPOINTS[(cycle // 2) % len(OPERATOR_SETPOINTS)]
+                await s.write(ids["Setpoint"], value, ua.VariantType.Int32)
+            await s.read(ids["Speed"])
+            await s.read(ids["Setpoint"])
+            await asyncio.sleep(max(0.0, begin + (cycle + 1) * interval - loop.time()))
+        return s.transcript
+
+
+@_run
+async def setpoint_change(port: int, value: int, host: str = CLIENT_HOST) -> list[dict]:
+    """From ``host`` (by default the HMI), write ``value`` into Setpoint and read it back."""
+    async with _session(port, host=host) as s:
+        await s.write(NODE_IDS["Setpoint"], value, ua.VariantType.Int32)
+        await s.read(NODE_IDS["Setpoint"])
+        return s.transcript
+
+
+@_run
+async def start_pump(port: int, host: str = CLIENT_HOST) -> list[dict]:
+    """From ``host`` (by default the HMI, which never calls methods): read Speed as usual,
+    then call Pump1's Start method."""
+    async with _session(port, host=host) as s:
+        await s.read(NODE_IDS["Speed"])
+        await s.call(NODE_IDS["Pump1"], NODE_IDS["Start"])
+        return s.transcript

@@ -659,3 +659,75 @@ def capture(path: str | Path, scenario: Callable[..., list[dict]],
     while recording ``path``."""
     with start_server(port, busy=busy) as server, record(path, server.port, iface):
         return scenario(server.port, **scenario_kwargs)
+
+
+# --------------------------------------------------------------------------- #
+# Baseline scenarios: a small plant's normal operation, and departures from it
+# --------------------------------------------------------------------------- #
+HISTORIAN_HOST = "127.0.0.11"     # a second client of the PLC: a historian logging values
+SETPOINT_ADDRESS = 100            # the holding register operators adjust (it starts at 1100)
+SETPOINTS = (1100, 1105, 1110, 1115, 1120)
+# The historian's cycle: (client method, start address, quantity), away from the HMI's registers.
+HISTORIAN_CYCLE = (
+    ("read_input_registers", 200, 16),
+    ("read_holding_registers", 500, 8),
+)
+
+
+def plant_polling(port: int, cycles: int = 40, interval: float = 0.05, setpoint_every: int = 5,
+                  historian_cycles: int | None = None, unit_id: int = UNIT_ID) -> list[dict]:
+    """Normal operation: every ``interval`` seconds the HMI (CLIENT_HOST) polls POLL_CYCLE
+    and the historian (HISTORIAN_HOST), on a connection of its own, reads HISTORIAN_CYCLE.
+    Every ``setpoint_every`` cycles the HMI first writes the next of SETPOINTS into the
+    setpoint register, as an operator would. ``historian_cycles``: the historian stops
+    after that many cycles (its connection closes) while the HMI goes on polling.
+    Cycles start on a fixed schedule, as a SCADA scan timer starts them, so their period
+    does not drift with how long the requests took.
+    Returns the HMI's transcript, then the historian's."""
+    with _client(port) as (hmi, transcript), \
+            _client(port, source=HISTORIAN_HOST) as (historian, logged):
+        begin = time.monotonic()
+        for cycle in range(cycles):
+            if setpoint_every and cycle % setpoint_every == 0:
+                value = SETPOINTS[(cycle // setpoint_every) % len(SETPOINTS)]
+                hmi.write_register(SETPOINT_ADDRESS, value, device_id=unit_id)
+            for method, address, quantity in POLL_CYCLE:
+                getattr(hmi, method)(address, count=quantity, device_id=unit_id)
+            if historian_cycles is None or cycle < historian_cycles:
+                for method, address, quantity in HISTORIAN_CYCLE:
+                    getattr(historian, method)(address, count=quantity, device_id=unit_id)
+            elif cycle == historian_cycles:
+                historian.close()
+            time.sleep(max(0.0, begin + (cycle + 1) * interval - time.monotonic()))
+    return transcript + logged
+
+
+def setpoint_write(port: int, value: int, address: int = SETPOINT_ADDRESS, source: str = CLIENT_HOST,
+                   unit_id: int = UNIT_ID) -> list[dict]:
+    """From ``source`` (by default the HMI), write ``value`` into one holding register
+    and read it back: an operator's setpoint change, or a tampered one."""
+    with _client(port, source=source) as (client, transcript):
+        client.write_register(address, value, device_id=unit_id)
+        client.read_holding_registers(address, count=1, device_id=unit_id)
+    return transcript
+
+
+def coil_force(port: int, address: int = 10, source: str = CLIENT_HOST,
+               unit_id: int = UNIT_ID) -> list[dict]:
+    """From ``source`` (by default the HMI, which only ever reads coils), force a coil on
+    with FC 5 and read it back."""
+    with _client(port, source=source) as (client, transcript):
+        client.write_coil(address, True, device_id=unit_id)
+        client.read_coils(address, count=1, device_id=unit_id)
+    return transcript
+
+
+def register_scan(port: int, start: int = 0, stop: int = TABLE_SIZE, quantity: int = 16,
+                  source: str = CLIENT_HOST, unit_id: int = UNIT_ID) -> list[dict]:
+    """From ``source`` (by default the HMI), read the holding registers from ``start`` to
+    ``stop`` in blocks of ``quantity``, one request after the other: a sweep of the
+    register map, as reconnaissance does."""
+    with _client(port, source=source) as (client, transcript):
+        for address in range(start, stop, quantity):
+            client.read_holding_registers(address, count=min(quantity, stop - address), device_id=unit_id)
+    return transcript

@@ -476,3 +476,25 @@ def capture(path: str | Path, scenario: Callable[..., list[dict]], port: int = S
     """Run ``scenario`` against a fresh server on ``port`` while recording ``path``."""
     with start_server(port) as server, record(path, server.port, iface):
         return scenario(server.port, **scenario_kwargs)
+
+
+# --------------------------------------------------------------------------- #
+# Baseline scenarios: departures from what normal_hmi does
+# --------------------------------------------------------------------------- #
+def stop_cpu(port: int, rack: int = RACK, slot: int = SLOT, source: str = CLIENT_HOST) -> list[dict]:
+    """From ``source`` (by default the HMI, which never controls the CPU): read a tag as
+    usual, then stop the CPU."""
+    with Session(port, rack, slot, source) as s:
+        s.read(Area.DB, 1, 0, 16)
+        s.call("plc_stop")
+        return s.transcript
+
+
+def db_scan(port: int, dbs: range = range(1, 11), rack: int = RACK, slot: int = SLOT,
+            source: str = CLIENT_HOST) -> list[dict]:
+    """From ``source`` (by default the HMI), read the first bytes of DB 1, 2, 3 ... in turn,
+    as a scanner looking for data blocks does; the server refuses the DBs it lacks."""
+    with Session(port, rack, slot, source) as s:
+        for db in dbs:
+            s.read(Area.DB, db, 0, 4)
+        return s.transcript
