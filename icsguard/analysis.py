@@ -101,14 +101,16 @@ def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site
     elif false_alarm_rate is not None:
         learned.model.false_alarm_rate = false_alarm_rate
     baseline = learned.baseline
-    windows = Windows(learned.model.window_seconds, baseline.covers)
+    # training windows have no never-seen targets by definition: the baseline is still being
+    # learned, and counting its first sightings as new would make a scan look normal
+    windows = Windows(learned.model.window_seconds)
     stats = RunStats(captures=list(paths))
     error = None
     try:
         for event in decode(paths, stats=stats, conversations=True):
             if site_file is not None and site_file.in_maintenance(event.ts):
                 continue
-            learned.model.add(windows.feed(event))      # before learning it: new targets count as new
+            learned.model.add(windows.feed(event))
             baseline.learn(event)
     except CaptureError as exc:
         error = str(exc)

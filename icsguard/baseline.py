@@ -10,7 +10,6 @@ repeats regularly. Anything outside that picture is a finding that says what was
 from __future__ import annotations
 
 import statistics
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -31,6 +30,11 @@ PERIODIC_MIN = 8           # intervals needed to call an exchange periodic
 PERIODIC_SPREAD = 0.2      # ... with a median absolute deviation at most this share of the period
 PERIOD_MIN_SECONDS = 0.05
 PERIOD_WINDOW = 8          # recent intervals compared with the learned period
+PERIODIC_COVERAGE = 0.5    # a periodic exchange ran through at least this share of the learning
+RATE_MAX_GAP = 60.0        # seconds: a change across a longer gap says nothing about its rate
+RATE_MIN_GAP = 1.0         # seconds: rates are taken over at least this (a write and its read-back
+                           # milliseconds apart are not a fast change)
+TWO_STATE = ("coil", "discrete_input")    # on/off values: their range matters, not their rate
 SILENCE_PERIODS = 5        # a periodic exchange missing for this many periods has gone silent
 SILENCE_MIN_SECONDS = 10.0
 
@@ -98,7 +102,12 @@ def _span(space: str, address: Any, quantity: Any) -> Iterator[tuple[str, int, i
         yield space, address, address + min(count, 65536) - 1
 
 
-def values(event: Event) -> Iterator[tuple[str, float]]:
+def holder_text(holder: tuple) -> str:
+    """A register or node as people write it: ``unit 1 holding_register 100``, ``node ns=2;i=7``."""
+    return f"node {holder[1]}" if holder[0] == "node" else f"unit {holder[0]} {holder[1]} {holder[2]}"
+
+
+def values(event: Event) -> Iterator[tuple[tuple, float]]:
     """Numeric values the PDU states, as (what holds it, value): Modbus registers read or
     written, OPC UA node values read, written or notified. Booleans and text are left out."""
     fields = event.fields
@@ -114,14 +123,14 @@ def values(event: Event) -> Iterator[tuple[str, float]]:
             return
         for offset, value in enumerate(found[:256]):
             if value.__class__ in (int, float):
-                yield f"unit {unit} {table} {start + offset}", value
+                yield (unit, table, start + offset), value
     elif event.proto == "opcua":
         nodes, found = fields.get("node_ids"), fields.get("values")
         if not nodes or not found or len(nodes) != len(found):
             return
         for node, value in zip(nodes[:MAX_NODES], found):
             if value.__class__ in (int, float):
-                yield f"node {node}", value
+                yield ("node", node), value
 
 
 def channel_of(event: Event) -> tuple:
@@ -147,30 +156,34 @@ class ValueRange:
             self.low = value
         if value > self.high:
             self.high = value
-        if self.last is not None and self.last_ts is not None and ts > self.last_ts:
-            rate = abs(value - self.last) / (ts - self.last_ts)
-            if rate > self.max_rate:
-                self.max_rate = rate
-        self.last, self.last_ts = value, ts
         self.count += 1
+        if self.last is None or self.last_ts is None or not 0 <= ts - self.last_ts <= RATE_MAX_GAP:
+            self.last, self.last_ts = value, ts
+        elif ts - self.last_ts >= RATE_MIN_GAP:
+            self.max_rate = max(self.max_rate, abs(value - self.last) / (ts - self.last_ts))
+            self.last, self.last_ts = value, ts
 
 
 @dataclass
 class Channel:
     intervals: list[float] = field(default_factory=list)
     count: int = 0
+    first_ts: float | None = None
     last_ts: float | None = None
 
     def see(self, ts: float) -> None:
         if self.last_ts is not None and ts > self.last_ts and len(self.intervals) < MAX_INTERVALS:
             self.intervals.append(ts - self.last_ts)
+        if self.first_ts is None:
+            self.first_ts = ts
         self.last_ts = ts
         self.count += 1
 
-    @property
-    def period(self) -> float | None:
-        """The median interval, when the exchange is regular enough to be called periodic."""
-        if len(self.intervals) < PERIODIC_MIN:
+    def period(self, span: float) -> float | None:
+        """The median interval, when the exchange is regular enough to be called periodic and
+        ran through most of the ``span`` learned (a burst of writes is not a poll)."""
+        if len(self.intervals) < PERIODIC_MIN or self.first_ts is None or \
+                self.last_ts - self.first_ts < PERIODIC_COVERAGE * span:
             return None
         median = statistics.median(self.intervals)
         spread = statistics.median(abs(i - median) for i in self.intervals)
@@ -185,9 +198,18 @@ class Baseline:
     values: dict[tuple, ValueRange] = field(default_factory=dict)         # (server, proto, holder)
     channels: dict[tuple, Channel] = field(default_factory=dict)
     events: int = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
+
+    @property
+    def span(self) -> float:
+        return self.last_ts - self.first_ts if self.first_ts is not None else 0.0
 
     def learn(self, event: Event) -> None:
         self.events += 1
+        if self.first_ts is None:
+            self.first_ts = event.ts
+        self.last_ts = event.ts
         if event.direction != "request":
             self._learn_values(event)
             return
@@ -249,20 +271,21 @@ class Baseline:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "events": self.events,
+            "events": self.events, "first_ts": self.first_ts, "last_ts": self.last_ts,
             "pairs": [{"client": c, "server": s, "proto": p, "functions": f} for (c, s, p), f in self.pairs.items()],
             "targets": [{"client": c, "server": s, "proto": p, "function": fn, "spaces": sp}
                         for (c, s, p, fn), sp in self.spaces.items()],
-            "values": [{"server": s, "proto": p, "holder": h, "low": v.low, "high": v.high,
+            "values": [{"server": s, "proto": p, "holder": list(h), "low": v.low, "high": v.high,
                         "max_rate": v.max_rate, "count": v.count} for (s, p, h), v in self.values.items()],
             "channels": [{"client": c, "server": s, "proto": p, "function": fn, "detail": _thaw(d),
-                          "count": ch.count, "intervals": [round(i, 6) for i in ch.intervals]}
+                          "count": ch.count, "first_ts": ch.first_ts, "last_ts": ch.last_ts,
+                          "intervals": [round(i, 6) for i in ch.intervals]}
                          for (c, s, p, fn, d), ch in self.channels.items() if len(ch.intervals) >= 2],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Baseline:
-        baseline = cls(events=int(data["events"]))
+        baseline = cls(events=int(data["events"]), first_ts=_time(data["first_ts"]), last_ts=_time(data["last_ts"]))
         for row in data["pairs"]:
             baseline.pairs[(row["client"], row["server"], row["proto"])] = {k: int(v) for k, v in row["functions"].items()}
         for row in data["targets"]:
@@ -270,21 +293,27 @@ class Baseline:
                 space: None if ranges is None else [[int(lo), int(hi)] for lo, hi in ranges]
                 for space, ranges in row["spaces"].items()}
         for row in data["values"]:
-            baseline.values[(row["server"], row["proto"], row["holder"])] = ValueRange(
+            baseline.values[(row["server"], row["proto"], tuple(row["holder"]))] = ValueRange(
                 float(row["low"]), float(row["high"]), float(row["max_rate"]), int(row["count"]))
         for row in data["channels"]:
             key = (row["client"], row["server"], row["proto"], row["function"], hashable(row["detail"]))
-            baseline.channels[key] = Channel([float(i) for i in row["intervals"]], int(row["count"]))
+            baseline.channels[key] = Channel([float(i) for i in row["intervals"]], int(row["count"]),
+                                             _time(row["first_ts"]), _time(row["last_ts"]))
         return baseline
 
     def periodic(self) -> dict[tuple, float]:
         """The exchanges regular enough to watch, with their periods."""
         found = {}
+        span = self.span
         for key, channel in self.channels.items():
-            period = channel.period
+            period = channel.period(span)
             if period is not None:
                 found[key] = period
         return found
+
+
+def _time(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _thaw(value: Any) -> Any:
@@ -318,7 +347,8 @@ class BaselineDetector:
         self.baseline = baseline
         self.folding = Folding(muted)
         self.periods = baseline.periodic()
-        self.watch: dict[tuple, tuple[float, deque]] = {}     # channel -> (last seen, recent intervals)
+        self.watch: dict[tuple, tuple[float, list]] = {}      # channel -> (last seen, recent intervals)
+        self.changed: set[tuple] = set()                       # channels off their period, reported
         self.silent: set[tuple] = set()
         self.values: dict[tuple, tuple[float, float]] = {}    # holder -> (last value, when)
         self.next_sweep = 0.0
@@ -329,8 +359,7 @@ class BaselineDetector:
             closed += self.folding.add(finding, event.ts, event.proto, src, dst,
                                        lambda: dict(compact(event), why=why), why)
         for finding, key, last, why in self._sweep(event.ts):
-            client, server, proto = key[0], key[1], key[2]
-            closed += self.folding.add(finding, event.ts, proto, client, server,
+            closed += self.folding.add(finding, event.ts, key[2], key[0], key[1],
                                        lambda: {"why": why, "last_seen": last, "function": key[3]}, why)
         return closed
 
@@ -339,57 +368,69 @@ class BaselineDetector:
 
     def findings(self, event: Event) -> list[tuple[Finding, str, str, str]]:
         """(finding, who acted, on whom, why) for one event; silences are found by _sweep."""
-        found = []
-        baseline = self.baseline
-        if event.direction == "request":
-            pair = (event.src, event.dst, event.proto)
-            functions = baseline.pairs.get(pair)
-            what = f"{event.proto} {event.function}"
-            if functions is None:
-                return [(_FINDINGS["new_talker"], event.src, event.dst,
-                         f"{event.src} never sent {event.proto} to {event.dst} while learning (first: {what})")]
-            if event.function not in functions:
-                known = ", ".join(sorted(functions)[:8])
-                return [(_FINDINGS["new_function"], event.src, event.dst,
-                         f"{event.function} never used from {event.src} to {event.dst} (learned: {known})")]
-            if event.proto in CONVERSATIONS:
-                return found
-            key = pair + (event.function,)
-            for space, first, last in targets(event):
-                if not baseline.covers(key, space, first, last):
-                    at = space if first is None else f"{space} {first}" if first == last else f"{space} {first}-{last}"
-                    found.append((_FINDINGS["new_target"], event.src, event.dst,
-                                  f"{event.function} on {at}: never accessed by {event.src} on {event.dst}"))
-                    break
+        request = event.direction == "request"
+        if not request and event.proto in CONVERSATIONS:
+            return []
+        client, server = (event.src, event.dst) if request else (event.dst, event.src)
+        functions = self.baseline.pairs.get((client, server, event.proto))
+        if functions is None:
+            found = [(_FINDINGS["new_talker"], client, server,
+                      f"{client} never sent {event.proto} to {server} while learning ({event.proto} {event.function})")]
+        elif request and event.function not in functions:     # (responses name functions their own way)
+            known = ", ".join(sorted(functions)[:8])
+            found = [(_FINDINGS["new_function"], client, server,
+                      f"{event.function} never used from {client} to {server} (learned: {known})")]
+        else:
+            found = []
+        if event.proto in CONVERSATIONS:
+            return found
+        found += self._check_values(event, client, server)       # whoever asks, a register keeps its range
+        if request and not found:
+            found += self._check_targets(event)
             found += self._check_period(event)
-        found += self._check_values(event)
         return found
 
-    def _check_values(self, event: Event) -> list[tuple[Finding, str, str, str]]:
+    def _check_targets(self, event: Event) -> list[tuple[Finding, str, str, str]]:
+        key = (event.src, event.dst, event.proto, event.function)
+        for space, first, last in targets(event):
+            if not self.baseline.covers(key, space, first, last):
+                at = space if first is None else f"{space} {first}" if first == last else f"{space} {first}-{last}"
+                return [(_FINDINGS["new_target"], event.src, event.dst,
+                         f"{event.function} on {at}: never accessed by {event.src} on {event.dst}")]
+        return []
+
+    def _check_values(self, event: Event, src: str, dst: str) -> list[tuple[Finding, str, str, str]]:
         found = []
-        request = event.direction == "request"
-        server = event.dst if request else event.src
-        client = event.src if request else event.dst
+        learned = self.baseline.values
+        server = event.dst if event.direction == "request" else event.src
         for holder, value in values(event):
             key = (server, event.proto, holder)
-            known = self.baseline.values.get(key)
+            known = learned.get(key)
             if known is None:
                 continue
-            span = known.high - known.low
-            margin = VALUE_TOLERANCE * span
+            margin = VALUE_TOLERANCE * (known.high - known.low)
             if value < known.low - margin or value > known.high + margin:
-                found.append((_FINDINGS["value_out_of_range"], client, server,
-                              f"{holder} = {value:g}, learned {known.low:g}..{known.high:g}"))
-            previous = self.values.get(key)
-            if previous is not None and event.ts > previous[1] and known.max_rate > 0:
-                rate = abs(value - previous[0]) / (event.ts - previous[1])
-                if rate > RATE_FACTOR * known.max_rate:
-                    found.append((_FINDINGS["rate_of_change"], client, server,
-                                  f"{holder} changed {rate:g}/s, learned at most {known.max_rate:g}/s"))
-            remember(self.values, key, (value, event.ts), MAX_VALUES)
+                found.append((_FINDINGS["value_out_of_range"], src, dst,
+                              f"{holder_text(holder)} = {value:g}, learned {known.low:g}..{known.high:g}"))
+            if known.max_rate > 0 and holder[1] not in TWO_STATE:
+                previous = self.values.get(key)
+                gap = event.ts - previous[1] if previous is not None else -1.0
+                if not 0 <= gap <= RATE_MAX_GAP:
+                    remember(self.values, key, (value, event.ts), MAX_VALUES)
+                elif gap >= RATE_MIN_GAP:
+                    rate = abs(value - previous[0]) / gap
+                    if rate > RATE_FACTOR * known.max_rate:
+                        found.append((_FINDINGS["rate_of_change"], src, dst,
+                                      f"{holder_text(holder)} changed {rate:.3g}/s, "
+                                      f"learned at most {known.max_rate:.3g}/s"))
+                    self.values[key] = (value, event.ts)
         return found
 
     def _check_period(self, event: Event) -> list[tuple[Finding, str, str, str]]:
+        """Every PERIOD_WINDOW intervals, their median against the learned period; a change
+        is reported once, until the exchange is back within half to twice its period."""
+        if not self.periods:
+            return []
         key = channel_of(event)
         period = self.periods.get(key)
         if period is None:
@@ -397,7 +438,7 @@ class BaselineDetector:
         self.silent.discard(key)
         seen = self.watch.get(key)
         if seen is None:
-            remember(self.watch, key, (event.ts, deque(maxlen=PERIOD_WINDOW)), MAX_CHANNELS)
+            remember(self.watch, key, (event.ts, []), MAX_CHANNELS)
             return []
         last, recent = seen
         if event.ts > last:
@@ -406,9 +447,13 @@ class BaselineDetector:
         if len(recent) < PERIOD_WINDOW:
             return []
         now = statistics.median(recent)
-        if period / 2 <= now <= period * 2:
-            return []
         recent.clear()
+        if period / 2 <= now <= period * 2:
+            self.changed.discard(key)
+            return []
+        if key in self.changed:
+            return []
+        self.changed.add(key)
         return [(_FINDINGS["period_change"], event.src, event.dst,
                  f"{event.function} every {now:.3g} s, learned every {period:.3g} s")]
 

@@ -3,9 +3,7 @@
 Each pair's traffic is summed over fixed windows aligned to the clock; a window becomes
 one row when the capture's time passes its end. Floods, scans, write bursts and
 exception storms show up as rows unlike any learned one, even when every single
-PDU would pass the baseline. Only whole windows become rows: the window the capture
-starts in and the one it ends in hold a fraction of their traffic, which would read
-as "quieter than ever learned" wherever the capture happened to be cut.
+PDU would pass the baseline.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ from icsguard.events import CONVERSATIONS, Event, refused
 WINDOW_SECONDS = 60.0
 MAX_OPEN_PAIRS = 10_000          # pairs summed in one window; beyond, new pairs wait for the next
 MAX_TARGETS = 4096               # distinct targets counted per pair and window
+MIN_COVERAGE = 0.25              # share of a window the traffic must cover for it to make a row
 
 FEATURES = ("pdus", "requests", "write_share", "read_share", "exception_rate", "distinct_functions",
             "distinct_targets", "new_target_share", "interarrival_mean", "interarrival_std")
@@ -56,41 +55,47 @@ class _Sums:
     gap_sum: float = 0.0
     gap_squares: float = 0.0
 
-    def row(self) -> tuple[float, ...]:
+    def row(self, scale: float = 1.0) -> tuple[float, ...]:
+        """The window's features; ``scale`` brings the counts of a partly covered window to a whole one's."""
         mean = self.gap_sum / self.gaps if self.gaps else 0.0
         std = math.sqrt(max(self.gap_squares / self.gaps - mean * mean, 0.0)) if self.gaps else 0.0
         requests = self.requests or 1
-        return (float(self.pdus), float(self.requests), self.writes / requests, self.reads / requests,
+        return (self.pdus * scale, self.requests * scale, self.writes / requests, self.reads / requests,
                 self.refused / (self.responses or 1), float(len(self.functions)), float(len(self.targets)),
                 self.new_targets / (self.all_targets or 1), mean, std)
 
 
 class Windows:
     """Sums events into per-pair windows and hands back the rows of windows that closed.
-    ``known`` tells whether a (pair, function) target was learned, for new_target_share."""
+    ``known`` tells whether a (pair, function) target was learned, for new_target_share.
+
+    A window the traffic covers only in part — the capture starts or ends inside it, or
+    the traffic pauses for longer than a window — has its counts scaled up to a whole
+    window's; one covered for less than MIN_COVERAGE of its length makes no row."""
 
     def __init__(self, seconds: float = WINDOW_SECONDS,
-                 known: Callable[[tuple, str, int | None], bool] | None = None):
+                 known: Callable[[tuple, str, int | None, int | None], bool] | None = None):
         self.seconds = seconds
         self.known = known
-        self.start: float | None = None
-        self.first: float | None = None      # the first event's time: windows begun before it are cut
+        self.start: float | None = None      # the open window's start
+        self.begin = 0.0                     # when the traffic began covering it
+        self.last: float | None = None       # the latest event's time
         self.open: dict[tuple[str, str, str], _Sums] = {}
 
     def feed(self, event: Event) -> list[Row]:
-        if self.first is None:
-            self.first = event.ts
         if event.proto in CONVERSATIONS:
             return []
         rows: list[Row] = []
-        start = math.floor(event.ts / self.seconds) * self.seconds
-        if self.start is None:
-            self.start = start
-        elif start > self.start:
-            if self.start >= self.first:
-                rows = [Row(*key, self.start, sums.row()) for key, sums in self.open.items()]
-            self.open.clear()
-            self.start = start
+        ts = event.ts
+        if self.start is None or ts - self.last > self.seconds:       # traffic (re)starts here
+            rows = self._close(self.last) if self.start is not None else []
+            self.start = math.floor(ts / self.seconds) * self.seconds
+            self.begin = ts
+        elif ts >= self.start + self.seconds:                        # the next window, traffic flowing
+            rows = self._close(self.start + self.seconds)
+            self.start = math.floor(ts / self.seconds) * self.seconds
+            self.begin = self.start
+        self.last = max(ts, self.last or ts)
         request = event.direction == "request"
         key = (event.src, event.dst, event.proto) if request else (event.dst, event.src, event.proto)
         sums = self.open.get(key)
@@ -108,11 +113,11 @@ class Windows:
             elif "read" in function:
                 sums.reads += 1
             if sums.last_request is not None:
-                gap = event.ts - sums.last_request
+                gap = ts - sums.last_request
                 sums.gaps += 1
                 sums.gap_sum += gap
                 sums.gap_squares += gap * gap
-            sums.last_request = event.ts
+            sums.last_request = ts
             learned = key + (event.function,)
             for target in targets(event):
                 sums.all_targets += 1
@@ -127,6 +132,14 @@ class Windows:
         return rows
 
     def flush(self) -> list[Row]:
-        """At the capture's end: the open window was cut short by it, so it makes no row."""
+        """At the capture's end: the open window, covered up to the last event."""
+        return self._close(self.last) if self.start is not None else []
+
+    def _close(self, end: float) -> list[Row]:
+        covered = min(end, self.start + self.seconds) - max(self.begin, self.start)
+        rows = []
+        if covered >= MIN_COVERAGE * self.seconds:
+            scale = self.seconds / covered
+            rows = [Row(*key, self.start, sums.row(scale)) for key, sums in self.open.items()]
         self.open.clear()
-        return []
+        return rows

@@ -1,10 +1,15 @@
 """The statistical model: a scikit-learn novelty detector over the windows of features.
 
-Trained on windows of traffic believed normal; its alert threshold is the score below
-which only ``false_alarm_rate`` of the training windows fall. The fitted estimator is
-never saved: the model file keeps the training rows and settings, and the estimator is
-fitted again (deterministically) when the file is loaded, so a model file is data only.
-Each alert names the features that deviate most from the training windows.
+Trained on windows of traffic believed normal. A window inside the learned range of every
+feature is normal; one far beyond a feature's range (Z_ALONE spreads) is anomalous; in
+between, the estimator decides, with the threshold below which only ``false_alarm_rate``
+of the training windows score. Estimators alone cannot say how far beyond the learned
+extremes a flood is (an isolation forest scores it like the most unusual training
+window), and with few training windows their threshold is the lowest training score:
+the ranges keep both honest. The fitted estimator is never saved: the model file keeps
+the training rows and settings, and the estimator is fitted again (deterministically)
+when the file is loaded, so a model file is data only. Each alert names the features
+furthest outside their learned ranges.
 """
 
 from __future__ import annotations
@@ -24,6 +29,14 @@ MAX_TRAINING_ROWS = 20_000       # beyond, a fixed-seed sample of them
 MIN_TRAINING_ROWS = 10           # fewer windows than this: no model, the baseline alone
 FALSE_ALARM_RATE = 0.001
 EXPLAINED = 3                    # features named in an alert
+LOGGED = ("pdus", "requests", "distinct_functions", "distinct_targets", "interarrival_mean", "interarrival_std")
+_LOGGED_COLUMNS = [FEATURES.index(name) for name in LOGGED]
+# The least spread a feature is given, whatever the training showed: a factor of two for
+# counts and times (on their log scale), a tenth for shares. A feature that never moved in
+# training would otherwise make the slightest change look like a thousand spreads.
+SPREAD_FLOORS = {name: (math.log(2) if name in LOGGED else 0.1) for name in FEATURES}
+Z_WITH_MODEL = 2.0               # spreads beyond the learned range before the estimator is asked
+Z_ALONE = 6.0                    # spreads beyond the learned range that are anomalous in any case
 FINDING = Finding("ml.anomalous_window", "Model: traffic between two hosts unlike any learned window",
                   "medium", "ml", ("T0814", "T0855"))
 
@@ -34,7 +47,7 @@ def _estimator(name: str):
     from sklearn.neighbors import LocalOutlierFactor
     from sklearn.svm import OneClassSVM
     return {
-        "isolation_forest": lambda: IsolationForest(n_estimators=200, random_state=0),
+        "isolation_forest": lambda: IsolationForest(n_estimators=100, random_state=0),
         "local_outlier_factor": lambda: LocalOutlierFactor(n_neighbors=20, novelty=True),
         "one_class_svm": lambda: OneClassSVM(nu=0.01, gamma="scale"),
         "elliptic_envelope": lambda: EllipticEnvelope(random_state=0, support_fraction=0.9),
@@ -49,8 +62,12 @@ class Model:
     rows: list[list[float]] = field(default_factory=list)     # training windows, FEATURES order
     threshold: float | None = None
     _fitted: Any = field(default=None, repr=False)
-    _center: Any = field(default=None, repr=False)
-    _scale: Any = field(default=None, repr=False)
+    _center: Any = field(default=None, repr=False)      # per feature, on the shaped scale
+    _spread: Any = field(default=None, repr=False)
+    _low: Any = field(default=None, repr=False)
+    _high: Any = field(default=None, repr=False)
+    _raw_low: Any = field(default=None, repr=False)     # learned ranges as the user reads them
+    _raw_high: Any = field(default=None, repr=False)
 
     @property
     def ready(self) -> bool:
@@ -60,7 +77,8 @@ class Model:
         self.rows.extend(list(row.values) for row in rows)
 
     def fit(self) -> None:
-        """Fit the estimator on the training windows and calibrate the threshold."""
+        """Fit the estimator on the training windows, calibrate its threshold, and keep each
+        feature's learned range and spread."""
         import numpy as np
         import pandas as pd
         if len(self.rows) > MAX_TRAINING_ROWS:
@@ -70,10 +88,12 @@ class Model:
             return
         frame = pd.DataFrame(self.rows, columns=FEATURES)
         shaped = _shape(frame)
-        self._center = shaped.median()
-        spread = shaped.quantile(0.75) - shaped.quantile(0.25)
-        self._scale = spread.where(spread > 0, shaped.std().where(shaped.std() > 0, 1.0))
-        matrix = ((shaped - self._center) / self._scale).to_numpy(dtype=float)
+        self._low, self._high = shaped.min().to_numpy(), shaped.max().to_numpy()
+        self._raw_low, self._raw_high = frame.min().to_numpy(), frame.max().to_numpy()
+        spread = (shaped.quantile(0.75) - shaped.quantile(0.25)).to_numpy()
+        self._spread = np.maximum(spread, [SPREAD_FLOORS[name] for name in FEATURES])
+        self._center = shaped.median().to_numpy()
+        matrix = (shaped.to_numpy(dtype=float) - self._center) / self._spread
         estimator = _estimator(self.estimator)
         estimator.fit(matrix)
         scores = estimator.score_samples(matrix)
@@ -81,28 +101,34 @@ class Model:
         self._fitted = estimator
 
     def score(self, rows: list[Row]) -> list[tuple[Row, float, str]]:
-        """The rows scoring below the threshold, each with its score and why."""
-        import pandas as pd
+        """The anomalous rows, each with its score and why: a row beyond the learned range
+        of some feature by Z_ALONE spreads, or by Z_WITH_MODEL spreads where the estimator
+        also scores it below the threshold. Rows inside every learned range are normal."""
+        import numpy as np
         if not self.ready or not rows:
             return []
-        frame = pd.DataFrame([row.values for row in rows], columns=FEATURES)
-        shaped = (_shape(frame) - self._center) / self._scale
-        scores = self._fitted.score_samples(shaped.to_numpy(dtype=float))
+        raw = np.array([row.values for row in rows], dtype=float)
+        shaped = _shape_array(raw)
+        beyond = (np.maximum(shaped - self._high, 0) - np.maximum(self._low - shaped, 0)) / self._spread
+        reach = np.abs(beyond).max(axis=1)
+        candidates = np.flatnonzero(reach >= Z_WITH_MODEL)
+        if not len(candidates):
+            return []
+        scores = self._fitted.score_samples((shaped[candidates] - self._center) / self._spread)
         found = []
-        for index, score in enumerate(scores):
-            if score < self.threshold:
-                found.append((rows[index], float(score), self._why(frame.iloc[index], shaped.iloc[index])))
+        for index, score in zip(candidates, scores):
+            if reach[index] >= Z_ALONE or score < self.threshold:
+                found.append((rows[index], float(score), self._why(raw[index], beyond[index])))
         return found
 
-    def _why(self, raw, deviations) -> str:
-        """The features furthest from the training windows, in plain words."""
-        import pandas as pd
-        training = pd.DataFrame(self.rows, columns=FEATURES)
+    def _why(self, raw, beyond) -> str:
+        """The features furthest outside their learned ranges, in plain words."""
         parts = []
-        for name in deviations.abs().sort_values(ascending=False).index[:EXPLAINED]:
-            low, high = training[name].quantile(0.01), training[name].quantile(0.99)
-            parts.append(f"{FEATURE_TEXT[name]} {raw[name]:.3g} (learned {low:.3g}..{high:.3g}, "
-                         f"{deviations[name]:+.1f} spreads)")
+        for index in sorted(range(len(FEATURES)), key=lambda i: -abs(beyond[i]))[:EXPLAINED]:
+            if beyond[index] == 0:
+                break
+            parts.append(f"{FEATURE_TEXT[FEATURES[index]]} {raw[index]:.3g} (learned {self._raw_low[index]:.3g}.."
+                         f"{self._raw_high[index]:.3g}, {beyond[index]:+.1f} spreads)")
         return "; ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
@@ -127,12 +153,18 @@ class Model:
 
 
 def _shape(frame):
-    """Counts on a log scale: a flood is a hundred times the usual, not a hundred more."""
+    """Counts and times on a log scale: a flood is a hundred times the usual, not a hundred more."""
     import numpy as np
     shaped = frame.copy()
-    for name in ("pdus", "requests", "distinct_functions", "distinct_targets", "interarrival_mean",
-                 "interarrival_std"):
+    for name in LOGGED:
         shaped[name] = np.log1p(shaped[name])
+    return shaped
+
+
+def _shape_array(raw):
+    import numpy as np
+    shaped = raw.copy()
+    shaped[:, _LOGGED_COLUMNS] = np.log1p(shaped[:, _LOGGED_COLUMNS])
     return shaped
 
 

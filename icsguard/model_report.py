@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from icsguard.baseline import Baseline
+from icsguard.baseline import Baseline, holder_text
 from icsguard.report import utc_time
 
 SHOWN = 200          # rows per table; the rest are counted
@@ -74,8 +74,8 @@ def _targets(baseline: Baseline, console: Console) -> None:
 def _values(baseline: Baseline, console: Console) -> None:
     table = Table("server", "proto", "register / node", "min", "max", "max change/s", "seen",
                   title="Value ranges", title_justify="left")
-    rows = [(s, p, h, f"{v.low:g}", f"{v.high:g}", f"{v.max_rate:.3g}", f"{v.count:,}")
-            for (s, p, h), v in sorted(baseline.values.items())]
+    rows = [(s, p, holder_text(h), f"{v.low:g}", f"{v.high:g}", f"{v.max_rate:.3g}", f"{v.count:,}")
+            for (s, p, h), v in sorted(baseline.values.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2])))]
     _cut(table, rows, console)
 
 
@@ -85,7 +85,7 @@ def _periods(periodic: dict[tuple, float], console: Console) -> None:
     grouped: dict[tuple, list[float]] = defaultdict(list)
     for (c, s, p, f, _), period in periodic.items():
         grouped[(c, s, p, f)].append(period)
-    rows = [(c, s, p, f, str(len(periods)), f"{min(periods):.3g} s" if min(periods) == max(periods)
+    rows = [(c, s, p, f, str(len(periods)), f"{min(periods):.3g} s" if f"{min(periods):.3g}" == f"{max(periods):.3g}"
              else f"{min(periods):.3g}..{max(periods):.3g} s")
             for (c, s, p, f), periods in sorted(grouped.items())]
     _cut(table, rows, console)
