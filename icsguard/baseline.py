@@ -60,9 +60,19 @@ _FINDINGS = {key: Finding(f"baseline.{key}", title, severity, "baseline", mitre)
              for key, (title, severity, mitre) in FINDINGS.items()}
 
 
-def targets(event: Event) -> Iterator[tuple[str, int | None, int | None]]:
+_last_targets: list = [None, ()]       # the latest event and its targets: the baseline and the
+                                       # model's windows both ask for them
+
+
+def targets(event: Event) -> tuple[tuple[str, int | None, int | None], ...]:
     """What a request touches, as (space, first, last address): a Modbus unit's table and
     registers, an S7 area or DB and bytes, a block, an SZL, an OPC UA node (no address)."""
+    if _last_targets[0] is not event:
+        _last_targets[:] = [event, tuple(_targets(event))]
+    return _last_targets[1]
+
+
+def _targets(event: Event) -> Iterator[tuple[str, int | None, int | None]]:
     fields = event.fields
     proto = event.proto
     if proto == "modbus":
@@ -136,9 +146,13 @@ def values(event: Event) -> Iterator[tuple[tuple, float]]:
 def channel_of(event: Event) -> tuple:
     """The exchange a request belongs to: same pair, function and targets."""
     fields = event.fields
+    items = fields.get("items")
+    nodes = fields.get("node_ids")
     detail = (fields.get("unit_id"), fields.get("address"), fields.get("quantity"), fields.get("szl_id"),
               fields.get("block_type"), fields.get("block_number"), fields.get("service"),
-              hashable(fields.get("items")), hashable((fields.get("node_ids") or ())[:MAX_NODES]))
+              tuple((i.get("area"), i.get("db"), i.get("byte"), i.get("bit"), i.get("length")) for i in items)
+              if items else None,
+              tuple(nodes[:MAX_NODES]) if nodes else None)
     return event.src, event.dst, event.proto, event.function, detail
 
 
@@ -200,6 +214,7 @@ class Baseline:
     events: int = 0
     first_ts: float | None = None
     last_ts: float | None = None
+    _answers: dict[tuple, bool] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def span(self) -> float:
@@ -233,6 +248,8 @@ class Baseline:
         channel.see(event.ts)
 
     def _learn_targets(self, key: tuple, event: Event) -> None:
+        if self._answers:
+            self._answers.clear()
         spaces = self.spaces.setdefault(key, {})
         for space, first, last in targets(event):
             if space not in spaces:
@@ -256,16 +273,20 @@ class Baseline:
             known.see(value, event.ts)
 
     def covers(self, key: tuple, space: str, first: int | None, last: int | None) -> bool:
-        """Whether the learned (pair, function) touched all of first..last in the space."""
-        spaces = self.spaces.get(key)
-        if spaces is None:
-            return False
-        if "*" in spaces:
-            return True
-        if space not in spaces:
-            return False
-        ranges = spaces[space]
-        return ranges is None or first is None or any(lo <= first and last <= hi for lo, hi in ranges)
+        """Whether the learned (pair, function) touched all of first..last in the space
+        (answers remembered: polls ask the same question all the time)."""
+        question = (key, space, first, last)
+        answer = self._answers.get(question)
+        if answer is None:
+            spaces = self.spaces.get(key)
+            if spaces is None or ("*" not in spaces and space not in spaces):
+                answer = False
+            else:
+                ranges = spaces.get(space)
+                answer = "*" in spaces or ranges is None or first is None or \
+                    any(lo <= first and last <= hi for lo, hi in ranges)
+            remember(self._answers, question, answer, MAX_VALUES)
+        return answer
 
     # --- the model file's JSON form ---
 
@@ -351,6 +372,7 @@ class BaselineDetector:
         self.changed: set[tuple] = set()                       # channels off their period, reported
         self.silent: set[tuple] = set()
         self.values: dict[tuple, tuple[float, float]] = {}    # holder -> (last value, when)
+        self.quiet: dict[tuple, None] = {}                     # PDUs' values known to be in range
         self.next_sweep = 0.0
 
     def feed(self, event: Event) -> list[Alert]:
@@ -400,9 +422,25 @@ class BaselineDetector:
         return []
 
     def _check_values(self, event: Event, src: str, dst: str) -> list[tuple[Finding, str, str, str]]:
-        found = []
-        learned = self.baseline.values
+        """Values against their learned ranges and rates. Polls repeat the same values: a
+        PDU's values once found in range, with no rate to follow, are not looked at again."""
+        fields = event.fields
+        found_values = fields.get("values") or fields.get("write_values")
+        if not found_values:
+            return []
         server = event.dst if event.direction == "request" else event.src
+        quiet = None
+        if found_values.__class__ in (tuple, list) and len(found_values) <= 256:
+            quiet = (server, event.proto, fields.get("unit_id"), event.function, fields.get("address"),
+                     fields.get("write_address"), tuple(fields.get("node_ids") or ()), tuple(found_values))
+            try:
+                if quiet in self.quiet:
+                    return []
+            except TypeError:            # an array value: not remembered
+                quiet = None
+        found = []
+        followed = False
+        learned = self.baseline.values
         for holder, value in values(event):
             key = (server, event.proto, holder)
             known = learned.get(key)
@@ -413,6 +451,7 @@ class BaselineDetector:
                 found.append((_FINDINGS["value_out_of_range"], src, dst,
                               f"{holder_text(holder)} = {value:g}, learned {known.low:g}..{known.high:g}"))
             if known.max_rate > 0 and holder[1] not in TWO_STATE:
+                followed = True
                 previous = self.values.get(key)
                 gap = event.ts - previous[1] if previous is not None else -1.0
                 if not 0 <= gap <= RATE_MAX_GAP:
@@ -424,6 +463,8 @@ class BaselineDetector:
                                       f"{holder_text(holder)} changed {rate:.3g}/s, "
                                       f"learned at most {known.max_rate:.3g}/s"))
                     self.values[key] = (value, event.ts)
+        if quiet is not None and not found and not followed:
+            remember(self.quiet, quiet, None, MAX_VALUES)
         return found
 
     def _check_period(self, event: Event) -> list[tuple[Finding, str, str, str]]:
