@@ -28,7 +28,7 @@ from icsguard.analysis import decode, learn
 from icsguard.baseline import BaselineDetector, SILENCE_MIN_SECONDS
 from icsguard.events import Event
 from icsguard.features import Windows
-from icsguard.model import ModelDetector
+from icsguard.model import Z_ALONE, Z_WITH_MODEL, ModelDetector
 
 PLC, HMI, HISTORIAN, ROGUE = "127.0.0.2", "127.0.0.10", "127.0.0.11", "127.0.0.66"
 WINDOW = 5.0
@@ -267,12 +267,14 @@ def test_local_outlier_factor_model_flags_flood_and_scan(modbus):
         window = _one(_detect(learned, paths["fresh"], paths[attack]), "ml.anomalous_window")
         assert (window.src, window.dst, window.proto) == (HMI, PLC, "modbus")
         evidence = window.evidence[0]
-        assert evidence["score"] < evidence["threshold"]
+        # far beyond a learned range (Z_ALONE), or beyond one and scored low by the estimator
+        spreads = max(abs(float(x)) for x in re.findall(r"([+-]\d+\.\d) spreads", evidence["why"]))
+        assert spreads >= Z_ALONE or (spreads >= Z_WITH_MODEL and evidence["score"] < evidence["threshold"])
         assert evidence["window_start"] == FRESH and evidence["window_end"] == FRESH + WINDOW
         assert all(word in evidence["why"] for word in words), evidence["why"]
         assert re.search(r"\(learned [\d.e+-]+\.\.[\d.e+-]+, [+-]\d+\.\d spreads\)", evidence["why"])
     flood = _one(_detect(learned, paths["fresh"], paths["flood"]), "ml.anomalous_window").evidence[0]
-    assert flood["features"]["requests"] > 1000            # learned: 10 to 26 a window
+    assert flood["features"]["requests"] > 300             # learned: 10 to 26 a window
 
 
 def test_model_file_keeps_what_was_learned(modbus, tmp_path):
