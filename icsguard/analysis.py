@@ -11,7 +11,7 @@ from icsguard.baseline import BaselineDetector
 from icsguard.detection import Detector
 from icsguard.events import CONVERSATIONS, Event
 from icsguard.features import Windows
-from icsguard.model import Model, ModelDetector
+from icsguard.model import ModelDetector
 from icsguard.modelfile import LearnedModel
 from icsguard.inventory import Inventory
 from icsguard.netstack import SUPPORTED_LINKS, UnsupportedLink
@@ -85,20 +85,20 @@ def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | 
 
 
 def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site.Site | None = None,
-          estimator: str = "isolation_forest", false_alarm_rate: float | None = None,
+          estimator: str | None = None, false_alarm_rate: float | None = None,
           window_seconds: float | None = None) -> tuple[LearnedModel, str | None]:
     """Learn the baseline and fit the model from traffic believed normal, or go on learning
-    (``learned``: a model loaded from its file). Events inside the site's maintenance
-    windows are not learned: maintenance is not normal operation. Returns the model and
-    the error that stopped a capture early, if any (what came before it is learned)."""
+    (``learned``: a model loaded from its file; the estimator and false-alarm rate given
+    replace its own). Events inside the site's maintenance windows are not learned:
+    maintenance is not normal operation. Returns the model and the error that stopped a
+    capture early, if any (what came before it is learned)."""
     if learned is None:
-        model = Model(estimator)
-        if false_alarm_rate is not None:
-            model.false_alarm_rate = false_alarm_rate
+        learned = LearnedModel()
         if window_seconds is not None:
-            model.window_seconds = window_seconds
-        learned = LearnedModel(model=model)
-    elif false_alarm_rate is not None:
+            learned.model.window_seconds = window_seconds
+    if estimator is not None:
+        learned.model.estimator = estimator
+    if false_alarm_rate is not None:
         learned.model.false_alarm_rate = false_alarm_rate
     baseline = learned.baseline
     # training windows have no never-seen targets by definition: the baseline is still being

@@ -373,6 +373,8 @@ class BaselineDetector:
         self.silent: set[tuple] = set()
         self.values: dict[tuple, tuple[float, float]] = {}    # holder -> (last value, when)
         self.quiet: dict[tuple, None] = {}                     # PDUs' values known to be in range
+        self.valued = {(server, proto) for server, proto, _ in baseline.values}
+        self.checked: dict[tuple, None] = {}                   # requests whose targets were all learned
         self.next_sweep = 0.0
 
     def feed(self, event: Event) -> list[Alert]:
@@ -408,8 +410,12 @@ class BaselineDetector:
             return found
         found += self._check_values(event, client, server)       # whoever asks, a register keeps its range
         if request and not found:
-            found += self._check_targets(event)
-            found += self._check_period(event)
+            channel = channel_of(event)
+            if channel not in self.checked:          # the same request again: its targets are known
+                found += self._check_targets(event)
+                if not found:
+                    remember(self.checked, channel, None, MAX_CHANNELS)
+            found += self._check_period(event, channel)
         return found
 
     def _check_targets(self, event: Event) -> list[tuple[Finding, str, str, str]]:
@@ -429,6 +435,8 @@ class BaselineDetector:
         if not found_values:
             return []
         server = event.dst if event.direction == "request" else event.src
+        if (server, event.proto) not in self.valued:
+            return []
         quiet = None
         if found_values.__class__ in (tuple, list) and len(found_values) <= 256:
             quiet = (server, event.proto, fields.get("unit_id"), event.function, fields.get("address"),
@@ -467,12 +475,9 @@ class BaselineDetector:
             remember(self.quiet, quiet, None, MAX_VALUES)
         return found
 
-    def _check_period(self, event: Event) -> list[tuple[Finding, str, str, str]]:
+    def _check_period(self, event: Event, key: tuple) -> list[tuple[Finding, str, str, str]]:
         """Every PERIOD_WINDOW intervals, their median against the learned period; a change
         is reported once, until the exchange is back within half to twice its period."""
-        if not self.periods:
-            return []
-        key = channel_of(event)
         period = self.periods.get(key)
         if period is None:
             return []

@@ -182,8 +182,9 @@ def learn(captures: List[str] = CapturesArg,
           model: str = typer.Option(..., "--model", help="model file to write"),
           site: Optional[str] = SiteOption,
           update: bool = typer.Option(False, "--update", help="go on learning: add these captures to --model"),
-          estimator: Estimator = typer.Option(ESTIMATORS[0], "--estimator",
-                                              help="scikit-learn novelty detector"),
+          estimator: Optional[Estimator] = typer.Option(
+              None, "--estimator", help=f"scikit-learn novelty detector (default {ESTIMATORS[0]}; "
+                                        "with --update, replaces the model's)"),
           false_alarm_rate: Optional[float] = typer.Option(
               None, "--false-alarm-rate", help="share of normal windows allowed to alert (default 0.001)"),
           window: Optional[float] = typer.Option(None, "--window", help="seconds per feature window (default 60)")):
@@ -202,7 +203,8 @@ def learn(captures: List[str] = CapturesArg,
     elif os.path.isdir(model):
         raise Failure(f"{model}: is a folder, not a model file")
     analysis.check_captures(captures)
-    learned, error = analysis.learn(captures, learned, site_file, estimator.value, false_alarm_rate, window)
+    learned, error = analysis.learn(captures, learned, site_file, estimator and estimator.value,
+                                    false_alarm_rate, window)
     if update:
         learned.updated = time.time()
     try:

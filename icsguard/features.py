@@ -19,6 +19,7 @@ WINDOW_SECONDS = 60.0
 MAX_OPEN_PAIRS = 10_000          # pairs summed in one window; beyond, new pairs wait for the next
 MAX_TARGETS = 4096               # distinct targets counted per pair and window
 MIN_COVERAGE = 0.25              # share of a window the traffic must cover for it to make a row
+RESTART_WINDOWS = 10             # a silence this many windows long ends one stretch of traffic
 
 FEATURES = ("pdus", "requests", "write_share", "read_share", "exception_rate", "distinct_functions",
             "distinct_targets", "new_target_share", "interarrival_mean", "interarrival_std")
@@ -70,8 +71,10 @@ class Windows:
     ``known`` tells whether a (pair, function) target was learned, for new_target_share.
 
     A window the traffic covers only in part — the capture starts or ends inside it, or
-    the traffic pauses for longer than a window — has its counts scaled up to a whole
-    window's; one covered for less than MIN_COVERAGE of its length makes no row."""
+    the traffic stops for RESTART_WINDOWS windows (another capture, a sensor restart) — has
+    its counts scaled up to a whole window's; one covered for less than MIN_COVERAGE of its
+    length makes no row. Shorter pauses are traffic too: a poller that runs every 90 s
+    leaves empty windows between its bursts."""
 
     def __init__(self, seconds: float = WINDOW_SECONDS,
                  known: Callable[[tuple, str, int | None, int | None], bool] | None = None):
@@ -87,7 +90,7 @@ class Windows:
             return []
         rows: list[Row] = []
         ts = event.ts
-        if self.start is None or ts - self.last > self.seconds:       # traffic (re)starts here
+        if self.start is None or ts - self.last > RESTART_WINDOWS * self.seconds:   # traffic (re)starts here
             rows = self._close(self.last) if self.start is not None else []
             self.start = math.floor(ts / self.seconds) * self.seconds
             self.begin = ts

@@ -310,8 +310,10 @@ def test_windows_cut_by_the_capture_are_scaled_to_whole_ones():
     assert requests == [6.0, 5.0, 5.0, 5.0, 6.67]       # 3 in 2.5 s; 5 in 5 s; 2 in 1.5 s
     rows = feed(Windows(5.0), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])                # 5.0-6.0 covers a fifth
     assert [(row.start, row.values[1]) for row in rows] == [(0.0, 5.0)]
-    rows = feed(Windows(5.0), [1.0, 2.0, 3.0, 4.0, 30.0, 31.0, 32.0])       # a pause longer than a window
-    assert [(row.start, round(row.values[1], 2)) for row in rows] == [(0.0, 6.67), (30.0, 7.5)]
+    rows = feed(Windows(5.0), [1.0, 2.0, 3.0, 4.0, 30.0, 31.0, 32.0])       # a pause: bursty traffic
+    assert [(row.start, round(row.values[1], 2)) for row in rows] == [(0.0, 5.0), (30.0, 7.5)]
+    rows = feed(Windows(5.0), [1.0, 2.0, 3.0, 4.0, 90.0, 91.0, 92.0])       # 10 windows silent: a restart
+    assert [(row.start, round(row.values[1], 2)) for row in rows] == [(0.0, 6.67), (90.0, 7.5)]
 
 
 # --------------------------------------------------------------------------- #
