@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 from icsguard.baseline import targets
+from icsguard.bounded import remember
 from icsguard.events import CONVERSATIONS, Event, refused
 
 WINDOW_SECONDS = 60.0
@@ -29,6 +30,9 @@ FEATURE_TEXT = {
     "distinct_targets": "distinct registers/blocks/nodes", "new_target_share": "share of never-seen targets",
     "interarrival_mean": "mean seconds between requests", "interarrival_std": "spread of seconds between requests",
 }
+
+
+_KINDS: dict[str, str] = {}      # function name -> "write", "read" or ""
 
 
 class Row(NamedTuple):
@@ -98,7 +102,8 @@ class Windows:
             rows = self._close(self.start + self.seconds)
             self.start = math.floor(ts / self.seconds) * self.seconds
             self.begin = self.start
-        self.last = max(ts, self.last or ts)
+        if self.last is None or ts > self.last:
+            self.last = ts
         request = event.direction == "request"
         key = (event.src, event.dst, event.proto) if request else (event.dst, event.src, event.proto)
         sums = self.open.get(key)
@@ -109,11 +114,16 @@ class Windows:
         sums.pdus += 1
         if request:
             sums.requests += 1
-            function = event.function.lower()
-            sums.functions.add(event.function)
-            if "write" in function:
+            function = event.function
+            sums.functions.add(function)
+            kind = _KINDS.get(function)
+            if kind is None:
+                lowered = function.lower()
+                kind = "write" if "write" in lowered else "read" if "read" in lowered else ""
+                remember(_KINDS, function, kind, MAX_TARGETS)
+            if kind == "write":
                 sums.writes += 1
-            elif "read" in function:
+            elif kind == "read":
                 sums.reads += 1
             if sums.last_request is not None:
                 gap = ts - sums.last_request
