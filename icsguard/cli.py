@@ -203,6 +203,10 @@ def learn(captures: List[str] = CapturesArg,
     elif os.path.isdir(model):
         raise Failure(f"{model}: is a folder, not a model file")
     analysis.check_captures(captures)
+    again = sorted({os.path.basename(c) for c in captures} & set(learned.captures if learned else ()))
+    if again:
+        stderr.print(f"icsguard: note: {', '.join(again)} already learned in {model}: its traffic counts twice",
+                     markup=False, highlight=False, soft_wrap=True)
     learned, error = analysis.learn(captures, learned, site_file, estimator and estimator.value,
                                     false_alarm_rate, window)
     if update:
