@@ -19,6 +19,8 @@ from icsguard.events import CONVERSATIONS, Event, refused
 WINDOW_SECONDS = 60.0
 MAX_OPEN_PAIRS = 10_000          # pairs summed in one window; beyond, new pairs wait for the next
 MAX_TARGETS = 4096               # distinct targets counted per pair and window
+MAX_ALL_TARGETS = 200_000        # ... and over all pairs of a window (beyond, counts are lower bounds)
+MAX_FUNCTION_NAMES = 4096
 MIN_COVERAGE = 0.25              # share of a window the traffic must cover for it to make a row
 RESTART_WINDOWS = 10             # a silence this many windows long ends one stretch of traffic
 
@@ -88,6 +90,7 @@ class Windows:
         self.begin = 0.0                     # when the traffic began covering it
         self.last: float | None = None       # the latest event's time
         self.open: dict[tuple[str, str, str], _Sums] = {}
+        self.tracked = 0                     # targets held by the open window, all pairs
 
     def feed(self, event: Event) -> list[Row]:
         if event.proto in CONVERSATIONS:
@@ -120,7 +123,7 @@ class Windows:
             if kind is None:
                 lowered = function.lower()
                 kind = "write" if "write" in lowered else "read" if "read" in lowered else ""
-                remember(_KINDS, function, kind, MAX_TARGETS)
+                remember(_KINDS, function, kind, MAX_FUNCTION_NAMES)
             if kind == "write":
                 sums.writes += 1
             elif kind == "read":
@@ -134,8 +137,10 @@ class Windows:
             learned = key + (event.function,)
             for target in targets(event):
                 sums.all_targets += 1
-                if len(sums.targets) < MAX_TARGETS:
+                if len(sums.targets) < MAX_TARGETS and self.tracked < MAX_ALL_TARGETS \
+                        and target not in sums.targets:
                     sums.targets.add(target)
+                    self.tracked += 1
                 if self.known is not None and not self.known(learned, *target):
                     sums.new_targets += 1
         else:
@@ -155,4 +160,5 @@ class Windows:
             scale = self.seconds / covered
             rows = [Row(*key, self.start, sums.row(scale)) for key, sums in self.open.items()]
         self.open.clear()
+        self.tracked = 0
         return rows
