@@ -16,6 +16,7 @@ from typing import Any, Iterator
 from icsguard.bounded import remember
 from icsguard.detection import Alert, Finding, Folding, compact, hashable
 from icsguard.events import CONVERSATIONS, Event
+from icsguard.rules import signature_id
 
 MAX_PAIRS = 100_000
 MAX_SPACES = 1024          # spaces (units, DBs, nodes) per pair and function; beyond, any is accepted
@@ -56,7 +57,7 @@ FINDINGS = {
     "period_change": ("Baseline: periodic exchange changed its period", "low", ("T0814",)),
     "channel_silent": ("Baseline: periodic exchange went silent", "medium", ("T0804", "T0816")),
 }
-_FINDINGS = {key: Finding(f"baseline.{key}", title, severity, "baseline", mitre)
+_FINDINGS = {key: Finding(f"baseline.{key}", title, severity, "baseline", mitre, signature_id(f"baseline.{key}"))
              for key, (title, severity, mitre) in FINDINGS.items()}
 
 

@@ -23,6 +23,7 @@ from icsguard.baseline import Baseline
 from icsguard.detection import Alert, Finding, Folding
 from icsguard.events import Event
 from icsguard.features import FEATURE_TEXT, FEATURES, WINDOW_SECONDS, Row, Windows
+from icsguard.rules import signature_id
 
 ESTIMATORS = ("isolation_forest", "local_outlier_factor", "one_class_svm", "elliptic_envelope")
 MAX_TRAINING_ROWS = 20_000       # beyond, a fixed-seed sample of them
@@ -38,7 +39,7 @@ SPREAD_FLOORS = {name: (math.log(2) if name in LOGGED else 0.1) for name in FEAT
 Z_WITH_MODEL = 2.0               # spreads beyond the learned range before the estimator is asked
 Z_ALONE = 6.0                    # spreads beyond the learned range that are anomalous in any case
 FINDING = Finding("ml.anomalous_window", "Model: traffic between two hosts unlike any learned window",
-                  "medium", "ml", ("T0814", "T0855"))
+                  "medium", "ml", ("T0814", "T0855"), signature_id("ml.anomalous_window"))
 
 
 def _estimator(name: str):

@@ -298,6 +298,11 @@ def resolve(event: Event, path: tuple[str, ...]) -> Any:
     return value
 
 
+def signature_id(rule_id: str) -> int:
+    """The EVE signature id of a rule or detector finding that gives none: stable, from its id."""
+    return zlib.crc32(rule_id.encode()) & 0x7FFFFFFF
+
+
 def shipped_rules() -> list[Path]:
     """The rule packs that come with icsguard."""
     folder = resources.files("icsguard.rulepacks")
@@ -388,7 +393,7 @@ def compile_rule(path: Path, entry: Any, site: Site | None, check_groups: bool =
     if bad:
         fail("mitre", f"{bad[0]!r} is not an ATT&CK for ICS technique id (T0xxx)")
     references = entry.get("references") or []
-    sid = entry.get("sid", zlib.crc32(rule_id.encode()) & 0x7FFFFFFF)
+    sid = entry.get("sid", signature_id(rule_id))
     if not isinstance(sid, int) or sid <= 0:
         fail("sid", "sid must be a positive integer")
     return Rule(rule_id, str(entry["title"]), entry["severity"], protos, direction, alternatives,

@@ -198,7 +198,7 @@ def _break(kind: str, model, path):
     elif kind == "other JSON":
         _write_envelope(path, {"format": "something-else", "version": 1})
     elif kind == "other version":
-        _write_envelope(path, dict(envelope, version=2))
+        _write_envelope(path, dict(envelope, version=modelfile.VERSION + 1))
     elif kind == "stale digest":
         body = json.loads(envelope["body"])
         body["baseline"]["pairs"][0]["functions"]["write_single_register"] = 1
@@ -218,7 +218,8 @@ BROKEN = {
     "a capture": "not an icsguard model file (not gzip'd JSON, or cut short)",
     "not gzip'd": "not an icsguard model file (not gzip'd JSON, or cut short)",
     "other JSON": "not an icsguard model file",
-    "other version": "model format version 2; this icsguard reads version 1: learn the model again",
+    "other version": f"model format version {modelfile.VERSION + 1}; this icsguard reads version {modelfile.VERSION}: "
+                     "learn the model again",
     "stale digest": "corrupt model file (its digest does not match its contents)",
     "zero window": "unusable model file (window of 0.0 seconds)",
     "text time": "unusable model file (could not convert string to float: 'yesterday')",
