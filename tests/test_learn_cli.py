@@ -19,6 +19,8 @@ from conftest import PCAPS, run_icsguard
 from rewrite import frames, write_pcap
 
 from icsguard import modelfile
+from icsguard.features import FEATURES
+from icsguard.rules import signature_id
 
 PLC, HMI = "127.0.0.2", "127.0.0.10"
 T0 = 1_800_000_000.0              # a multiple of the 5 s window
@@ -156,9 +158,13 @@ def test_analyze_with_model_stores_baseline_and_ml_alerts(trained, tmp_path):
     assert new_function["function"] == "write_single_coil"
     assert alerts["baseline.period_change"]["evidence"][0]["why"].endswith("learned every 2.23 s")
     window = alerts["ml.anomalous_window"]
-    assert window["evidence"][0]["score"] < window["evidence"][0]["threshold"]
     assert "requests" in window["evidence"][0]["why"] and "learned" in window["evidence"][0]["why"]
+    assert set(window["evidence"][0]["features"]) == set(FEATURES)
     assert "ml.anomalous_window" in result.stdout and "baseline.new_function" in result.stdout
+    # in EVE too, each with its own stable signature id
+    eve = [json.loads(line) for line in run_icsguard("alerts", "--db", db, "--format", "eve").stdout.splitlines()]
+    ids = {e["alert"]["signature"].split(":")[0]: e["alert"]["signature_id"] for e in eve}
+    assert ids["Model"] == signature_id("ml.anomalous_window") > 0
 
 
 # --------------------------------------------------------------------------- #
