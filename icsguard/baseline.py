@@ -61,15 +61,23 @@ _FINDINGS = {key: Finding(f"baseline.{key}", title, severity, "baseline", mitre,
              for key, (title, severity, mitre) in FINDINGS.items()}
 
 
-_last_targets: list = [None, ()]       # the latest event and its targets: the baseline and the
-                                       # model's windows both ask for them
+# The latest event's targets and channel (the baseline and the model's windows both ask),
+# and the targets of each request shape (polls repeat a few shapes all day).
+_last_targets: list = [None, ()]
+_last_channel: list = [None, ()]
+_shape_targets: dict[tuple, tuple] = {}
 
 
 def targets(event: Event) -> tuple[tuple[str, int | None, int | None], ...]:
     """What a request touches, as (space, first, last address): a Modbus unit's table and
     registers, an S7 area or DB and bytes, a block, an SZL, an OPC UA node (no address)."""
     if _last_targets[0] is not event:
-        _last_targets[:] = [event, tuple(_targets(event))]
+        shape = channel_of(event)[2:]
+        found = _shape_targets.get(shape)
+        if found is None:
+            found = tuple(_targets(event))
+            remember(_shape_targets, shape, found, MAX_CHANNELS)
+        _last_targets[:] = [event, found]
     return _last_targets[1]
 
 
@@ -145,16 +153,25 @@ def values(event: Event) -> Iterator[tuple[tuple, float]]:
 
 
 def channel_of(event: Event) -> tuple:
-    """The exchange a request belongs to: same pair, function and targets."""
+    """The exchange a request belongs to: same pair, function and targets (every field
+    ``targets`` reads is in it)."""
+    if _last_channel[0] is event:
+        return _last_channel[1]
     fields = event.fields
     items = fields.get("items")
     nodes = fields.get("node_ids")
+    addresses = fields.get("addresses")
     detail = (fields.get("unit_id"), fields.get("address"), fields.get("quantity"), fields.get("szl_id"),
               fields.get("block_type"), fields.get("block_number"), fields.get("service"),
+              fields.get("read_address"), fields.get("read_quantity"), fields.get("write_address"),
+              len(fields["write_values"]) if "write_values" in fields else None,
               tuple((i.get("area"), i.get("db"), i.get("byte"), i.get("bit"), i.get("length")) for i in items)
               if items else None,
-              tuple(nodes[:MAX_NODES]) if nodes else None)
-    return event.src, event.dst, event.proto, event.function, detail
+              tuple(nodes[:MAX_NODES]) if nodes else None,
+              tuple(addresses[:MAX_NODES]) if addresses else None)
+    key = (event.src, event.dst, event.proto, event.function, detail)
+    _last_channel[:] = [event, key]
+    return key
 
 
 @dataclass

@@ -418,7 +418,7 @@ def test_opcua_learns_the_setpoint_range_and_one_second_reads(opcua):
     learned, _ = opcua
     setpoint = learned.baseline.values[(PLC, "opcua", ("node", "ns=2;i=4"))]
     assert (setpoint.low, setpoint.high) == (1500, 1520)
-    reads = {key[4][-1]: period for key, period in learned.baseline.periodic().items() if key[3] == "ReadRequest"}
+    reads = {key[4][-2]: period for key, period in learned.baseline.periodic().items() if key[3] == "ReadRequest"}
     assert reads == {("ns=2;i=2",): pytest.approx(1.0, rel=0.05), ("ns=2;i=4",): pytest.approx(1.0, rel=0.05)}
     assert "CallRequest" not in learned.baseline.pairs[(HMI, PLC, "opcua")]
 
