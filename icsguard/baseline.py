@@ -168,7 +168,7 @@ def channel_of(event: Event) -> tuple:
               tuple((i.get("area"), i.get("db"), i.get("byte"), i.get("bit"), i.get("length")) for i in items)
               if items else None,
               tuple(nodes[:MAX_NODES]) if nodes else None,
-              tuple(addresses[:MAX_NODES]) if addresses else None)
+              hashable(addresses[:MAX_NODES]) if addresses else None)
     key = (event.src, event.dst, event.proto, event.function, detail)
     _last_channel[:] = [event, key]
     return key

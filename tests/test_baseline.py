@@ -21,6 +21,7 @@ import shutil
 
 import pytest
 
+from conftest import public
 from rewrite import frames, write_pcap
 
 from icsguard import modelfile
@@ -459,3 +460,18 @@ def test_opcua_method_call_from_the_hmi_is_a_new_function(opcua):
     why = _whys(alerts[0])[0]
     assert why.startswith(f"CallRequest never used from {HMI} to {PLC} (learned: ")
     assert "ReadRequest" in why and "WriteRequest" in why
+
+
+def test_public_s7comm_plus_traffic_learned_raises_nothing_on_itself():
+    """TIA Portal and three S7-1200 over S7comm-plus (item addresses, object ids): what was
+    learned raises nothing on the same traffic, and a CPU stop from the same station is a
+    function that station never used."""
+    normal = public("S7comm-Plus-Anomaly-Detection/stabil_haberlesme.pcapng")
+    stop = public("S7comm-Plus-Anomaly-Detection/paket_stop.pcapng")
+    learned, error = learn([str(normal)], window_seconds=10)
+    assert error is None
+    assert any(proto == "s7comm-plus" for _, _, proto in learned.baseline.pairs)
+    assert _detect(learned, normal) == []
+    alerts = _detect(learned, stop)
+    assert "baseline.new_function" in {a.rule for a in alerts}
+    assert any("set_variable never used" in why for a in alerts for why in _whys(a))
