@@ -87,10 +87,10 @@ class Model:
         if len(self.rows) < MIN_TRAINING_ROWS:
             self._fitted, self.threshold = None, None
             return
-        frame = pd.DataFrame(self.rows, columns=FEATURES)
-        shaped = _shape(frame)
+        raw = np.array(self.rows, dtype=float)
+        shaped = pd.DataFrame(_shape_array(raw), columns=FEATURES)
         self._low, self._high = shaped.min().to_numpy(), shaped.max().to_numpy()
-        self._raw_low, self._raw_high = frame.min().to_numpy(), frame.max().to_numpy()
+        self._raw_low, self._raw_high = raw.min(axis=0), raw.max(axis=0)
         spread = (shaped.quantile(0.75) - shaped.quantile(0.25)).to_numpy()
         self._spread = np.maximum(spread, [SPREAD_FLOORS[name] for name in FEATURES])
         self._center = shaped.median().to_numpy()
@@ -153,16 +153,8 @@ class Model:
         return model
 
 
-def _shape(frame):
-    """Counts and times on a log scale: a flood is a hundred times the usual, not a hundred more."""
-    import numpy as np
-    shaped = frame.copy()
-    for name in LOGGED:
-        shaped[name] = np.log1p(shaped[name])
-    return shaped
-
-
 def _shape_array(raw):
+    """Counts and times on a log scale: a flood is a hundred times the usual, not a hundred more."""
     import numpy as np
     shaped = raw.copy()
     shaped[:, _LOGGED_COLUMNS] = np.log1p(shaped[:, _LOGGED_COLUMNS])
