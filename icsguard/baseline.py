@@ -494,8 +494,8 @@ class BaselineDetector:
         return found
 
     def _check_period(self, event: Event, key: tuple) -> list[tuple[Finding, str, str, str]]:
-        """Every PERIOD_WINDOW intervals, their median against the learned period; a change
-        is reported once, until the exchange is back within half to twice its period."""
+        """Every PERIOD_WINDOW intervals, their mean against the learned period; a change is
+        reported once, until the exchange is back within half to twice its period."""
         period = self.periods.get(key)
         if period is None:
             return []
@@ -510,7 +510,7 @@ class BaselineDetector:
         self.watch[key] = (event.ts, recent)
         if len(recent) < PERIOD_WINDOW:
             return []
-        now = statistics.median(recent)
+        now = sum(recent) / len(recent)        # the mean: a poller catching up after a stall keeps its rate
         recent.clear()
         if period / 2 <= now <= period * 2:
             self.changed.discard(key)

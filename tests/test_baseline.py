@@ -236,7 +236,7 @@ def test_flood_changes_the_period(modbus):
     for why in _whys(period):
         match = re.fullmatch(r"(read_\w+) every (\S+) s, learned every (\S+) s", why)
         assert match, why
-        assert float(match[2]) < 0.05 and float(match[3]) == pytest.approx(1.0, rel=0.05)
+        assert float(match[2]) < 0.5 and float(match[3]) == pytest.approx(1.0, rel=0.05)   # under half the period
     assert {a.rule for a in alerts if a.detector == "baseline"} == {"baseline.period_change"}
 
 
