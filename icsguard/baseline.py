@@ -494,8 +494,8 @@ class BaselineDetector:
         return found
 
     def _check_period(self, event: Event, key: tuple) -> list[tuple[Finding, str, str, str]]:
-        """Every PERIOD_WINDOW intervals, their mean against the learned period; a change is
-        reported once, until the exchange is back within half to twice its period."""
+        """Every PERIOD_WINDOW intervals, their mean and median against the learned period; a
+        change is reported once, until the exchange is back within half to twice its period."""
         period = self.periods.get(key)
         if period is None:
             return []
@@ -510,9 +510,11 @@ class BaselineDetector:
         self.watch[key] = (event.ts, recent)
         if len(recent) < PERIOD_WINDOW:
             return []
-        now = sum(recent) / len(recent)        # the mean: a poller catching up after a stall keeps its rate
+        # both the median and the mean must be off: a poller catching up after a stall keeps
+        # its mean, and one long pause between bursts moves the mean but not the median
+        middle, now = statistics.median(recent), sum(recent) / len(recent)
         recent.clear()
-        if period / 2 <= now <= period * 2:
+        if period / 2 <= now <= period * 2 or period / 2 <= middle <= period * 2 or (middle < period) != (now < period):
             self.changed.discard(key)
             return []
         if key in self.changed:
