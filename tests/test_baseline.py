@@ -26,7 +26,7 @@ from rewrite import frames, write_pcap
 
 from icsguard import modelfile
 from icsguard.analysis import decode, learn
-from icsguard.baseline import BaselineDetector, SILENCE_MIN_SECONDS
+from icsguard.baseline import Baseline, BaselineDetector, SILENCE_MIN_SECONDS
 from icsguard.events import Event
 from icsguard.features import Windows
 from icsguard.model import Z_ALONE, Z_WITH_MODEL, ModelDetector
@@ -475,3 +475,28 @@ def test_public_s7comm_plus_traffic_learned_raises_nothing_on_itself():
     alerts = _detect(learned, stop)
     assert "baseline.new_function" in {a.rule for a in alerts}
     assert any("set_variable never used" in why for a in alerts for why in _whys(a))
+
+
+def test_period_change_needs_mean_and_median_off():
+    """A poll learned at 1 s: a stall the poller catches up on, or one long pause between
+    bursts, is no change; a flood or a poll three times slower is one, reported once."""
+    def read(ts):
+        return Event(ts, "modbus", HMI, 40000, PLC, 502, "request", "read_coils", 1, "", "x.pcap", 1,
+                     {"unit_id": 1, "address": 0, "quantity": 8})
+    baseline = Baseline()
+    for second in range(60):
+        baseline.learn(read(1000.0 + second))
+    assert list(baseline.periodic().values()) == [pytest.approx(1.0)]
+
+    def changes(times):
+        detector = BaselineDetector(baseline)
+        found = [why for ts in times for f, _, _, why in detector.findings(read(ts)) if f.rule == "baseline.period_change"]
+        return found
+    steady = [2000.0 + s for s in range(20)]
+    stall = steady[:5] + [2007.0, 2007.05, 2007.1, 2007.15] + [2008.0 + s for s in range(12)]   # 3 s late, caught up
+    bursts = [2000.0 + s for s in range(8)] + [2062.0 + s for s in range(8)]                    # a pause of a minute
+    flood = [2000.0 + s * 0.01 for s in range(40)]
+    slow = [2000.0 + s * 3 for s in range(40)]
+    assert changes(steady) == changes(stall) == changes(bursts) == []
+    assert changes(flood) == ["read_coils every 0.01 s, learned every 1 s"]
+    assert changes(slow) == ["read_coils every 3 s, learned every 1 s"]
