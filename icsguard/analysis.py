@@ -75,8 +75,7 @@ def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | 
     stats.counters["rules.matches"] = detector.matches
     stats.counters["rules.muted_matches"] = detector.suppressed
     for each in detectors[1:]:
-        name = "baseline" if isinstance(each, BaselineDetector) else "ml"
-        stats.counters[f"{name}.findings"] = each.folding.raised
+        stats.counters[f"{each.name}.findings"] = each.folding.raised
     if learned is not None:
         stats.counters["baseline.pairs"] = len(learned.baseline.pairs)
     inventory.attach_macs(stats.hosts)

@@ -381,6 +381,7 @@ def _add_range(ranges: list[list[int]], first: int, last: int) -> None:
 
 class BaselineDetector:
     """Checks Events against a Baseline: ``feed(event) -> alerts``, ``flush() -> alerts``."""
+    name = "baseline"
 
     def __init__(self, baseline: Baseline, muted: set[tuple[str, str | None]] | None = None):
         self.baseline = baseline

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from icsguard.bounded import remember
 from icsguard.events import Event
-from icsguard.netstack import IPPROTO_TCP, TCP_ACK, TCP_SYN, Segment
+from icsguard.netstack import IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN, Segment
 from icsguard.reassembly import community_id
 
 MAX_CONVERSATIONS = 100_000      # remembered (client, server, transport, port); beyond, the oldest goes
 MAX_FLOWS = 100_000              # 5-tuples already looked at: the fast way past known connections
 
-# Well-known services, by transport and server port. Names are what an analyst searches for.
-SERVICES: dict[tuple[int, int], str] = {}
-for _port, _name in {
+# Well-known services, by server port. Names are what an analyst searches for.
+TCP_SERVICES = {
     20: "ftp_data", 21: "ftp", 22: "ssh", 23: "telnet", 25: "smtp", 53: "dns", 80: "http", 88: "kerberos",
     102: "iso_tsap", 110: "pop3", 111: "rpcbind", 135: "msrpc", 139: "netbios_session", 143: "imap",
     389: "ldap", 443: "tls", 445: "smb", 465: "smtps", 502: "modbus", 514: "rsh", 593: "msrpc_http",
@@ -28,17 +27,17 @@ for _port, _name in {
     5094: "hart_ip", 5432: "postgresql", 5900: "vnc", 5985: "winrm", 5986: "winrm_tls", 8080: "http_alt",
     8443: "tls_alt", 8883: "mqtt_tls", 9600: "omron_fins", 18245: "ge_srtp", 20000: "dnp3",
     44818: "ethernet_ip", 1911: "niagara_fox", 4911: "niagara_fox_tls", 1962: "pcworx", 789: "redlion_crimson",
-}.items():
-    SERVICES[(IPPROTO_TCP, _port)] = _name
-for _port, _name in {
+}
+UDP_SERVICES = {
     53: "dns", 67: "dhcp", 68: "dhcp", 69: "tftp", 123: "ntp", 137: "netbios_name", 138: "netbios_datagram",
     161: "snmp", 162: "snmp_trap", 500: "ike", 514: "syslog", 1900: "ssdp", 2222: "ethernet_ip_io",
     2404: "iec104", 4840: "opcua_discovery", 5353: "mdns", 5355: "llmnr", 9600: "omron_fins",
     20000: "dnp3", 34962: "profinet_rt", 34963: "profinet_rt", 34964: "profinet_cm", 44818: "ethernet_ip",
     47808: "bacnet", 2455: "codesys", 1217: "codesys_gateway", 48898: "ads",
-}.items():
-    SERVICES[(17, _port)] = _name
-TRANSPORTS = {IPPROTO_TCP: "tcp", 17: "udp"}
+}
+SERVICES = {(IPPROTO_TCP, port): name for port, name in TCP_SERVICES.items()} | \
+    {(IPPROTO_UDP, port): name for port, name in UDP_SERVICES.items()}
+TRANSPORTS = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp"}
 
 
 def service_name(transport: int, port: int) -> str:

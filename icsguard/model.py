@@ -163,6 +163,7 @@ def _shape_array(raw):
 
 class ModelDetector:
     """Scores windows as they close: ``feed(event) -> alerts``, ``flush() -> alerts``."""
+    name = "ml"
 
     def __init__(self, model: Model, baseline: Baseline | None = None,
                  muted: set[tuple[str, str | None]] | None = None):
@@ -177,12 +178,9 @@ class ModelDetector:
     def flush(self) -> list[Alert]:
         return self._alerts(self.windows.flush()) + self.folding.flush()
 
-    def findings(self, rows: list[Row]) -> list[tuple[Row, float, str]]:
-        return self.model.score(rows)
-
     def _alerts(self, rows: list[Row]) -> list[Alert]:
         closed: list[Alert] = []
-        for row, score, why in self.findings(rows):
+        for row, score, why in self.model.score(rows):
             end = row.start + self.model.window_seconds
             evidence = {"window_start": row.start, "window_end": end, "score": round(score, 4),
                         "threshold": round(self.model.threshold, 4), "why": why,
