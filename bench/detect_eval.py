@@ -315,7 +315,7 @@ class Found:
     detector: str
     rule: str
     src: str
-    dst: str
+    dst: str                    # or what findings about several destinations fold on
     ts: float
     why: str
     events: list[int]           # the events it is about (empty: a silence)
@@ -350,9 +350,9 @@ class Recorder:
         self.calls: list[tuple] = []
         original = folding.add
 
-        def add(finding, ts, proto, src, dst, evidence, detail=None):
-            self.calls.append((finding.rule, src, dst, ts, detail or finding.title))
-            return original(finding, ts, proto, src, dst, evidence, detail)
+        def add(finding, ts, proto, src, dst, evidence, detail=None, subject=None):
+            self.calls.append((finding.rule, src, subject or dst, ts, detail or finding.title))
+            return original(finding, ts, proto, src, dst, evidence, detail, subject)
         folding.add = add
 
     def take(self) -> list[tuple]:

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 from icsguard.bounded import remember
 from icsguard.detection import Alert, Finding, Folding, compact, hashable
+from icsguard.conversations import peer
 from icsguard.events import CONVERSATIONS, Event
 from icsguard.rules import signature_id
 
@@ -25,7 +26,8 @@ MAX_VALUES = 100_000       # registers and nodes whose values are learned
 MAX_CHANNELS = 50_000      # exchanges whose period is learned or watched
 MAX_INTERVALS = 256        # intervals kept per exchange to estimate its period
 MAX_NODES = 64             # OPC UA nodes of one request considered
-VALUE_TOLERANCE = 0.10     # a value may exceed the learned range by this share of its span
+VALUE_TOLERANCE = 0.25     # a value may exceed the learned range by this share of its span,
+VALUE_NOISE = 0.01         # or by this share of its size (a reading that sat at 14017 may read 14018)
 RATE_FACTOR = 2.0          # a change this many times faster than any learned one is abnormal
 PERIODIC_MIN = 8           # intervals needed to call an exchange periodic
 PERIODIC_SPREAD = 0.2      # ... with a median absolute deviation at most this share of the period
@@ -246,14 +248,15 @@ class Baseline:
         if event.direction != "request":
             self._learn_values(event)
             return
-        pair = (event.src, event.dst, event.proto)
+        conversation = event.proto in CONVERSATIONS
+        pair = (event.src, peer(event.src, event.dst) if conversation else event.dst, event.proto)
         functions = self.pairs.get(pair)
         if functions is None:
             if len(self.pairs) >= MAX_PAIRS:
                 return
             functions = self.pairs[pair] = {}
         functions[event.function] = functions.get(event.function, 0) + 1
-        if event.proto in CONVERSATIONS:
+        if conversation:
             return
         self._learn_targets(pair + (event.function,), event)
         self._learn_values(event)
@@ -390,6 +393,7 @@ class BaselineDetector:
         self.watch: dict[tuple, tuple[float, list]] = {}      # channel -> (last seen, recent intervals)
         self.changed: set[tuple] = set()                       # channels off their period, reported
         self.silent: set[tuple] = set()
+        self.active: dict[tuple, float] = {}                  # (client, server, proto) -> last request
         self.values: dict[tuple, tuple[float, float]] = {}    # holder -> (last value, when)
         self.quiet: dict[tuple, None] = {}                     # PDUs' values known to be in range
         self.valued = {(server, proto) for server, proto, _ in baseline.values}
@@ -398,12 +402,14 @@ class BaselineDetector:
 
     def feed(self, event: Event) -> list[Alert]:
         closed: list[Alert] = []
-        for finding, src, dst, why in self.findings(event):
-            closed += self.folding.add(finding, event.ts, event.proto, src, dst,
-                                       lambda: dict(compact(event), why=why), why)
-        for finding, key, last, why in self._sweep(event.ts):
+        for finding, key, last, why in self._sweep(event.ts):     # silences up to this event, before it counts
             closed += self.folding.add(finding, event.ts, key[2], key[0], key[1],
                                        lambda: {"why": why, "last_seen": last, "function": key[3]}, why)
+        conversation = event.proto in CONVERSATIONS
+        for finding, src, dst, why in self.findings(event):
+            closed += self.folding.add(finding, event.ts, event.proto, src, dst,
+                                       lambda: dict(compact(event), why=why), why,
+                                       peer(src, dst) if conversation else None)
         return closed
 
     def flush(self) -> list[Alert]:
@@ -412,22 +418,32 @@ class BaselineDetector:
     def findings(self, event: Event) -> list[tuple[Finding, str, str, str]]:
         """(finding, who acted, on whom, why) for one event; silences are found by _sweep."""
         request = event.direction == "request"
-        if not request and event.proto in CONVERSATIONS:
+        conversation = event.proto in CONVERSATIONS
+        if not request and conversation:
             return []
         client, server = (event.src, event.dst) if request else (event.dst, event.src)
-        functions = self.baseline.pairs.get((client, server, event.proto))
+        known = peer(client, server) if conversation else server
+        functions = self.baseline.pairs.get((client, known, event.proto))
         if functions is None:
+            where = "" if known == server else f" to {server}"
             found = [(_FINDINGS["new_talker"], client, server,
-                      f"{client} never sent {event.proto} to {server} while learning ({event.proto} {event.function})")]
+                      f"{client} never sent {event.proto} to {known} while learning "
+                      f"({event.proto} {event.function}{where})")]
         elif request and event.function not in functions:     # (responses name functions their own way)
-            known = ", ".join(sorted(functions)[:8])
+            used = ", ".join(sorted(functions)[:8])
             found = [(_FINDINGS["new_function"], client, server,
-                      f"{event.function} never used from {client} to {server} (learned: {known})")]
+                      f"{event.function} never used from {client} to {known} (learned: {used})")]
         else:
             found = []
-        if event.proto in CONVERSATIONS:
+        if conversation:
             return found
         found += self._check_values(event, client, server)       # whoever asks, a register keeps its range
+        if request:
+            pair = (client, server, event.proto)
+            if pair in self.active:
+                self.active[pair] = event.ts
+            else:
+                remember(self.active, pair, event.ts, MAX_CHANNELS)
         if request and not found:
             channel = channel_of(event)
             if channel not in self.checked:          # the same request again: its targets are known
@@ -473,7 +489,8 @@ class BaselineDetector:
             known = learned.get(key)
             if known is None:
                 continue
-            margin = VALUE_TOLERANCE * (known.high - known.low)
+            margin = 0.0 if holder[1] in TWO_STATE else \
+                max(VALUE_TOLERANCE * (known.high - known.low), VALUE_NOISE * max(-known.low, known.high))
             if value < known.low - margin or value > known.high + margin:
                 found.append((_FINDINGS["value_out_of_range"], src, dst,
                               f"{holder_text(holder)} = {value:g}, learned {known.low:g}..{known.high:g}"))
@@ -525,14 +542,17 @@ class BaselineDetector:
                  f"{event.function} every {now:.3g} s, learned every {period:.3g} s")]
 
     def _sweep(self, now: float) -> list[tuple[Finding, tuple, float, str]]:
-        """Periodic exchanges seen in this run that stopped: checked once a second of capture time."""
+        """Periodic exchanges seen in this run that stopped while their client asked the
+        server nothing else either (an HMI that changes screens polls other registers; one
+        that stops polling is down, cut off or silenced): checked once a second of capture time."""
         if now < self.next_sweep:
             return []
         self.next_sweep = now + 1.0
         found = []
         for key, (last, _) in self.watch.items():
             period = self.periods[key]
-            if key not in self.silent and now - last > max(SILENCE_PERIODS * period, SILENCE_MIN_SECONDS):
+            wait = max(SILENCE_PERIODS * period, SILENCE_MIN_SECONDS)
+            if key not in self.silent and now - last > wait and now - self.active.get(key[:3], last) > wait:
                 self.silent.add(key)
                 found.append((_FINDINGS["channel_silent"], key, last,
                               f"{key[3]} from {key[0]} to {key[1]} every {period:.3g} s, "

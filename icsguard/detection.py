@@ -76,15 +76,17 @@ class Folding:
         self.suppressed = 0
 
     def add(self, finding: Finding, ts: float, proto: str, src: str, dst: str,
-            evidence: Callable[[], dict[str, Any]], detail: str | None = None) -> list[Alert]:
+            evidence: Callable[[], dict[str, Any]], detail: str | None = None,
+            subject: str | None = None) -> list[Alert]:
         """Alerts that are complete now (a repeat came too late to join them). ``evidence``
         makes the evidence entry, called only when it is kept; ``detail`` completes the
-        title of a new alert (what was new, which features deviated)."""
+        title of a new alert (what was new, which features deviated); ``subject`` folds
+        findings about several destinations into one (every Internet host is one peer)."""
         if (finding.rule, src) in self.muted or (finding.rule, None) in self.muted:
             self.suppressed += 1
             return []
         self.raised += 1
-        key = (finding.rule, src, dst)
+        key = (finding.rule, src, subject or dst)
         alert = self.open.get(key)
         closed = []
         if alert is not None and ts - alert.last_ts <= AGGREGATE_SECONDS:

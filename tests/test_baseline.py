@@ -500,3 +500,83 @@ def test_period_change_needs_mean_and_median_off():
     assert changes(steady) == changes(stall) == changes(bursts) == []
     assert changes(flood) == ["read_coils every 0.01 s, learned every 1 s"]
     assert changes(slow) == ["read_coils every 3 s, learned every 1 s"]
+
+
+def test_internet_hosts_are_one_peer():
+    """The TIA Portal laptop of the S7-1200 lab, learned while it reached no cloud host,
+    then reaches six over TLS while going online: one alert that it reached the Internet at
+    all, its evidence naming the hosts, not one alert per host. Once that is learned, other
+    cloud hosts over TLS are nothing new, but HTTP to one is a new function."""
+    quiet = public("S7comm-Plus-Anomaly-Detection/fst.pcapng")
+    online = public("S7comm-Plus-Anomaly-Detection/barkink1.pcapng")
+    learned, _ = learn([str(quiet)], window_seconds=10)
+    internet = [a for a in _detect(learned, online) if "the Internet" in a.title]
+    assert len(internet) == 1
+    alert = internet[0]
+    assert (alert.rule, alert.src, alert.dst, alert.count) == ("baseline.new_talker", "192.168.55.5", "51.178.91.235", 6)
+    assert _whys(alert)[0] == "192.168.55.5 never sent tcp to the Internet while learning (tcp tls to 51.178.91.235)"
+    assert len({entry["dst"] for entry in alert.evidence}) == 5          # evidence keeps five
+    relearned, _ = learn([str(quiet), str(online)], window_seconds=10)
+    assert relearned.baseline.pairs[("192.168.55.5", "the Internet", "tcp")] == {"tls": 6}
+    other = public("S7comm-Plus-Anomaly-Detection/S71200_StartupGoOnline.pcapng")      # TLS to two more, HTTP to one
+    internet = [a for a in _detect(relearned, other) if "the Internet" in a.title]
+    assert [(a.rule, _whys(a)) for a in internet] == [
+        ("baseline.new_function", ["http never used from 192.168.55.5 to the Internet (learned: tls)"])]
+
+
+def test_plant_hosts_on_public_addresses_stay_themselves():
+    from icsguard.conversations import INTERNET, peer
+    assert peer("192.168.55.5", "51.178.91.235") == INTERNET
+    assert peer("134.249.53.130", "134.249.61.182") == "134.249.61.182"      # one /16: the plant's own
+    assert peer("192.168.55.5", "192.168.50.46") == "192.168.50.46"
+    assert peer("192.168.1.1", "224.0.0.251") == "224.0.0.251"              # multicast stays on the site
+    assert peer("10.0.0.1", "10.0.0.255") == "10.0.0.255"
+
+
+def _poll(ts, function="read_coils", address=0):
+    return Event(ts, "modbus", HMI, 40000, PLC, 502, "request", function, 1, "", "x.pcap", 1,
+                 {"unit_id": 1, "address": address, "quantity": 8})
+
+
+def test_a_channel_is_silent_only_when_its_client_is():
+    """An HMI polls two screens' registers each second while learning. When it stops
+    polling one but goes on with the other, nothing is silent; when it stops altogether, it is."""
+    baseline = Baseline()
+    for second in range(60):
+        baseline.learn(_poll(1000.0 + second))
+        baseline.learn(_poll(1000.2 + second, "read_holding_registers", 100))
+    assert len(baseline.periodic()) == 2
+
+    def silences(events):
+        detector = BaselineDetector(baseline)
+        alerts = [a for event in events for a in detector.feed(event)] + detector.flush()
+        return [a for a in alerts if a.rule == "baseline.channel_silent"]
+    both = [e for s in range(5) for e in (_poll(2000.0 + s), _poll(2000.2 + s, "read_holding_registers", 100))]
+    one_left = both + [_poll(2005.0 + s) for s in range(40)]
+    assert silences(one_left) == []
+    stopped = one_left + [_poll(2100.0, "read_holding_registers", 100)]     # 55 s of nothing, then a poll
+    found = silences(stopped)
+    assert len(found) == 1 and found[0].count == 2
+    assert sorted(e["function"] for e in found[0].evidence) == ["read_coils", "read_holding_registers"]
+
+
+def test_a_value_may_drift_by_noise_but_not_jump():
+    """A reading that sat at 14017 while learning may read 14018; a setpoint learned at
+    1100..1120 may not be written 1150; a coil that was always off may not turn on."""
+    def answer(ts, table, value):
+        function = {"holding_register": "read_holding_registers", "coil": "read_coils"}[table]
+        return Event(ts, "modbus", PLC, 502, HMI, 40000, "response", function, 1, "", "x.pcap", 1,
+                     {"unit_id": 1, "address": 7, "quantity": 1, "values": [value]})
+    baseline = Baseline()
+    for second in range(30):
+        baseline.learn(answer(1000.0 + second, "holding_register", 14017))
+        baseline.learn(answer(1000.0 + second, "coil", 0))
+    detector = BaselineDetector(baseline)
+
+    def out_of_range(event):
+        return [why for finding, _, _, why in detector.findings(event) if finding.rule == "baseline.value_out_of_range"]
+    assert out_of_range(answer(2000.0, "holding_register", 14018)) == []
+    assert out_of_range(answer(2000.0, "holding_register", 14017 + 140)) == []
+    assert out_of_range(answer(2000.0, "holding_register", 14017 + 141)) == [
+        "unit 1 holding_register 7 = 14158, learned 14017..14017"]
+    assert out_of_range(answer(2000.0, "coil", 1)) == ["unit 1 coil 7 = 1, learned 0..0"]
