@@ -45,11 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rules_on_public import PUBLIC, label_of
 
 from icsguard.analysis import decode, learn
-from icsguard.baseline import BaselineDetector
+from icsguard.baseline import BaselineDetector, channel_of
+from icsguard.conversations import peer
 from icsguard.detection import AGGREGATE_SECONDS, Detector
 from icsguard.events import CONVERSATIONS
 from icsguard.model import ESTIMATORS, ModelDetector
 from icsguard.rules import load_rules
+from icsguard.site import load_site
 from icsguard.sources import CaptureError, Frame, read_capture
 
 DETECTORS = ("rules", "baseline", "model")
@@ -93,6 +95,7 @@ class Network:
     tests: list[Test]
     note: str
     window: float | None = None                  # model window (None: icsguard's default)
+    site: str | None = None                      # the site file an analyst would write, from the dataset's SOURCE.txt
 
 
 def modbus_labels(relative: str) -> dict[int, int]:
@@ -177,7 +180,8 @@ def modbus_dataset() -> Network:
         "trained on the label-0 frames before the first attack frame of each labelled capture that has at least "
         f"{MIN_PREFIX_FRAMES} of them (" + ", ".join(f"{Path(p.relative).stem} 1-{p.last}" for p in train)
         + "); everything from the first attack frame on is tested; held-out normal = the label-0 traffic after "
-        "the last attack frame. The covert-channel capture (another network, no normal traffic of it) is not used.")
+        "the last attack frame. The covert-channel capture (another network, no normal traffic of it) is not used.",
+        site="roles: {scada: [192.168.1.100], plc: [192.168.1.101, 192.168.1.102, 192.168.1.103, 192.168.1.104, 192.168.1.105, 192.168.1.106]}")
 
 
 def qut() -> Network:
@@ -199,7 +203,8 @@ def qut() -> Network:
         "the three earliest flooding runs that have no master capture (" + ", ".join(p.parent.name for p in train_paths)
         + "); tested on every master capture (labels: <run>.master.csv lists the attacker's frames; the PLC's "
         "replies to the attacker are not scored) and on the other HMI captures as held-out normal (a few HMI "
-        "captures hold attacker packets too: those from 10.10.10.66 count as the run's attack).")
+        "captures hold attacker packets too: those from 10.10.10.66 count as the run's attack).",
+        site="roles: {plc: [10.10.10.10], hmi: [10.10.10.20]}")
 
 
 def s7plus() -> Network:
@@ -216,7 +221,8 @@ def s7plus() -> Network:
         "and upload captures are attacks as whole captures (their industrial requests are the attack events; "
         "responses, keep-alives, notifications and tcp/udp conversation events are not scored), "
         "barkink1, fst and S71200_StartupGoOnline are held-out normal. Model windows of 10 s: the normal capture "
-        "is too short for 60 s windows.", window=10.0)
+        "is too short for 60 s windows.", window=10.0,
+        site="roles: {ews: [192.168.55.5], plc: [192.168.41.10, 192.168.42.10, 192.168.43.10]}")
 
 
 def gymgit() -> list[Network]:
@@ -230,14 +236,16 @@ def gymgit() -> list[Network]:
                 "Trained on the WinCC read and STEP7 diagnostics/variable-table captures of this PLC; STEP7 block "
                 "download is the attack (whole capture: its requests); WinCC read-write and STEP7 rwVarTab are "
                 "held-out normal. "
-                "10 s model windows (captures under a minute).", window=10.0),
+                "10 s model windows (captures under a minute).", window=10.0,
+                site="roles: {plc: [134.249.61.182], hmi: [134.249.53.130], ews: [134.249.53.130, 134.249.62.202]}"),
         Network("gymgit-s7-pcaps: S7-300 134.217.61.211 (TIA Portal)", base, "gymgit S7-300 (TIA Portal)",
                 [Piece(f"{base}/tia_s300_goOnline.pcapng")],
                 [whole(f"{base}/{n}.pcapng") for n in ("tia_s300_downloadHwConfig", "tia_s300_downloadOb1",
                                                        "tia_s300_flashLed")],
                 "Trained on TIA Portal going online; the HW-config and OB1 downloads are attacks (whole captures: "
                 "their requests); "
-                "flash-LED is held-out normal. 10 s model windows.", window=10.0),
+                "flash-LED is held-out normal. 10 s model windows.", window=10.0,
+                site="roles: {plc: [134.217.61.211], ews: [134.217.61.131]}"),
     ]
 
 
@@ -331,6 +339,7 @@ class Run:
     frames: list = field(default_factory=list)
     what: list = field(default_factory=list)           # per event: "proto function src>dst"
     flags: list = field(default_factory=list)          # per event: bit set of DETECTORS
+    verbatim: list = field(default_factory=list)       # per event: the training traffic holds the same request
     found: list[Found] = field(default_factory=list)
     held: tuple[float, float] | None = None            # the held-out normal segment (time range)
     held_from_frame: int | None = None
@@ -358,6 +367,17 @@ class Recorder:
     def take(self) -> list[tuple]:
         calls, self.calls = self.calls, []
         return calls
+
+
+def learned_verbatim(baseline, event) -> bool:
+    """Whether the normal training traffic holds this very request: the same client, server,
+    function and targets (the same service, for a conversation). No detector that learns
+    from that traffic can tell such an event from normal on its own."""
+    if event.direction != "request":
+        return False
+    if event.proto in CONVERSATIONS:
+        return event.function in baseline.pairs.get((event.src, peer(event.src, event.dst), event.proto), ())
+    return channel_of(event) in baseline.channels
 
 
 def run_test(path: str, test: Test, learned, rules) -> Run:
@@ -389,6 +409,7 @@ def run_test(path: str, test: Test, learned, rules) -> Run:
             run.frames.append(event.frame)
             run.what.append(f"{event.proto} {event.function} {event.src}>{event.dst}")
             run.flags.append(0)
+            run.verbatim.append(learned_verbatim(learned.baseline, event))
             detector.feed(event)
             for rule, src, dst, ts, why in rule_calls.take():
                 run.flags[index] |= BIT["rules"]
@@ -496,6 +517,7 @@ class Alarms:
     flagged: Counter = field(default_factory=Counter)        # config -> normal events flagged
     alerts: Counter = field(default_factory=Counter)         # config -> folded alerts
     whys: Counter = field(default_factory=Counter)           # (detector, rule, why shape) -> findings
+    opened: list = field(default_factory=list)               # per alert: (capture, frame, detector, rule, why)
     examples: dict = field(default_factory=dict)             # (detector, rule, why shape) -> (capture, frame, why)
 
 
@@ -536,6 +558,8 @@ def false_alarms(runs: list[Run]) -> Alarms:
             if previous is None or found.ts - previous > AGGREGATE_SECONDS:
                 alarms.alerts[found.detector] += 1
                 alarms.alerts["combined"] += 1
+                frame = run.frames[found.events[0]] if found.events else None
+                alarms.opened.append((run.test.relative, frame, found.detector, found.rule, found.why))
     return alarms
 
 
@@ -560,6 +584,12 @@ def main() -> None:
     parser.add_argument("--estimator", default="isolation_forest", choices=ESTIMATORS)
     parser.add_argument("--window-seconds", type=float, default=None,
                         help="model window for every network (default: icsguard's, 10 s for the short lab captures)")
+    parser.add_argument("--folds", type=int, default=3,
+                        help="captures with held-out normal traffic are split into this many folds; each fold is "
+                             "tested by what was learned from the training captures plus the held-out normal "
+                             "traffic of the other folds (1: the training captures alone)")
+    parser.add_argument("--no-site", action="store_true",
+                        help="no site files: the rules that name a site's groups stay inactive")
     parser.add_argument("--details", action="store_true", help="also list missed attack events per attack type")
     args = parser.parse_args()
     if not PUBLIC.is_dir():
@@ -570,12 +600,14 @@ def main() -> None:
     if not chosen:
         sys.exit("no network matches --datasets")
     stretches = [float(x) for x in args.drift.split(",") if x.strip()]
-    rules = load_rules()
     scratch = Scratch()
+    shipped = load_rules()
     started = time.perf_counter()
 
     print("## Detection on labelled public captures\n")
-    print(f"Shipped rules ({len(rules.rules)} active, no site file), baseline and model "
+    print(f"Shipped rules ({len(shipped.rules)} active without a site file, "
+          + ("no site files" if args.no_site else "more with the site file of each network that has one")
+          + "), baseline and model "
           f"(`{args.estimator}`) learned per network from normal traffic only. Cells are event-wise "
           "**precision / recall / F1**; an event is detected when the detector raised a finding on it "
           "(the model: on every event of a window it scored anomalous).\n")
@@ -586,27 +618,45 @@ def main() -> None:
     for network in chosen:
         t0 = time.perf_counter()
         window = args.window_seconds if args.window_seconds is not None else network.window
+        rules = shipped
+        if network.site and not args.no_site:
+            site_path = Path(scratch.dir.name) / f"site-{network.key.replace(' ', '_').replace('/', '_')}.yaml"
+            site_path.write_text(network.site + "\n")
+            rules = load_rules(site=load_site(site_path))
         train_paths = [scratch.piece(p) for p in network.train]
         learned, error = learn(train_paths, estimator=args.estimator, window_seconds=window)
         train_packets = learned.packets
-        runs = []
-        for test in network.tests:
-            runs.append(run_test(str(PUBLIC / test.relative), test, learned, rules))
+        runs = [run_test(str(PUBLIC / test.relative), test, learned, rules) for test in network.tests]
+        learned_for = [learned] * len(runs)
+        held = [i for i, run in enumerate(runs) if run.held_from_frame is not None]
+        folds = [held[k::args.folds] for k in range(min(args.folds, len(held)))] if len(held) > 1 < args.folds else []
+        for fold in folds:
+            # the held-out normal traffic of the other folds' captures trains too
+            others = [Piece(runs[j].test.relative, first=runs[j].held_from_frame) for j in held if j not in fold]
+            learned_for_fold, fold_error = learn(train_paths + [scratch.piece(p) for p in others],
+                                                 estimator=args.estimator, window_seconds=window)
+            error = error or fold_error
+            for i in fold:
+                learned_for[i] = learned_for_fold
+                runs[i] = run_test(str(PUBLIC / network.tests[i].relative), network.tests[i], learned_for_fold, rules)
         for stretch in stretches:
             stretched = []
-            for run in runs:
+            for run, learned_by in zip(runs, learned_for):
                 if run.held is None:
                     continue
                 frames = list(read_capture(str(PUBLIC / run.test.relative)))
                 path = scratch.capture(frames, Path(run.test.relative).stem, stretch)
-                stretched.append(run_test(path, run.test, learned, rules))
+                stretched.append(run_test(path, run.test, learned_by, rules))
             drift_runs[stretch].append((network, stretched))
         all_runs.append((network, runs))
         model_state = (f"model ready ({len(learned.model.rows)} training windows of "
                        f"{learned.model.window_seconds:g} s)" if learned.model.ready else
                        f"**model not ready**: {len(learned.model.rows)} training windows of "
                        f"{learned.model.window_seconds:g} s (fewer than needed), the model raises nothing")
-        notes.append(f"* **{network.name}** — {network.note} Learned from {train_packets:,} packets, "
+        notes.append(f"* **{network.name}** — {network.note}"
+                     + (f" Site file: `{network.site}`." if network.site and not args.no_site else "")
+                     + (f" {len(folds)} folds." if folds else "")
+                     + f" Learned from {train_packets:,} packets, "
                      f"{learned.baseline.events:,} events; {model_state}; "
                      f"{sum(r.rows for r in runs):,} test windows scored, {sum(r.anomalous for r in runs):,} "
                      "anomalous. "
@@ -688,6 +738,14 @@ def main() -> None:
         print()
 
     if args.details:
+        print("### Every false alarm on held-out normal traffic (as captured), with its first finding\n")
+        print("| network | capture#frame | detector | finding | why |")
+        print("|---|---|---|---|---|")
+        for (network, _), alarms in zip(all_runs, collected[1.0]):
+            for capture, frame, detector, rule, why in alarms.opened:
+                where = Path(capture).name + (f"#{frame}" if frame is not None else "")
+                print(f"| {network.key} | {where} | {detector} | {rule} | {why.replace('|', '¦')[:200]} |")
+        print()
         print("### Attack events missed by every detector (most frequent kinds)\n")
         print("| network | attack type | missed | event (proto function src>dst) | example frame |")
         print("|---|---|---:|---|---|")
@@ -713,6 +771,22 @@ def main() -> None:
           f"**{'met' if met_recall else 'not met'}** — combined recall over all attack events "
           f"{totals['combined'].recall:.4f} ({totals['combined'].fn:,} of "
           f"{totals['combined'].tp + totals['combined'].fn:,} missed).")
+    missed = verbatim = 0
+    rest: Counter = Counter()
+    for _, runs in all_runs:
+        for run in runs:
+            for i, (label, scored, flags, same) in enumerate(zip(run.labels, run.scored, run.flags, run.verbatim)):
+                if scored and label and not flags:
+                    missed += 1
+                    verbatim += same
+                    if not same:
+                        rest[" ".join(run.what[i].split()[:2])] += 1
+    if missed:
+        print(f"* Of the {missed:,} attack events missed, {verbatim:,} repeat verbatim a request of the normal "
+              "training traffic (same client, server, function and targets, or the same service); the other "
+              f"{missed - verbatim:,}: " + ", ".join(f"{what} {n:,}" for what, n in rest.most_common(4))
+              + ". Whole-capture labels call every request of an engineering session an attack, including "
+              "what it shares with normal sessions.")
     print(f"* Attack captures with at least one detected attack event: rules {totals['rules'].alerted}, baseline "
           f"{totals['baseline'].alerted}, model {totals['model'].alerted}, combined {totals['combined'].alerted} "
           f"of {totals['combined'].captures}.")

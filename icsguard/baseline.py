@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from icsguard.bounded import remember
 from icsguard.detection import Alert, Finding, Folding, compact, hashable
 from icsguard.conversations import peer
-from icsguard.events import CONVERSATIONS, Event
+from icsguard.events import CONVERSATIONS, ISO_ON_TCP, Event
 from icsguard.rules import signature_id
 
 MAX_PAIRS = 100_000
@@ -424,6 +424,9 @@ class BaselineDetector:
         client, server = (event.src, event.dst) if request else (event.dst, event.src)
         known = peer(client, server) if conversation else server
         functions = self.baseline.pairs.get((client, known, event.proto))
+        if functions is None and event.proto == "cotp" and \
+                any((client, server, proto) in self.baseline.pairs for proto in ISO_ON_TCP):
+            return []           # a new connection of a pair learned over S7 (learning began mid-session)
         if functions is None:
             where = "" if known == server else f" to {server}"
             found = [(_FINDINGS["new_talker"], client, server,

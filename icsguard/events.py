@@ -10,6 +10,7 @@ import orjson
 from typing import Any, Mapping, NamedTuple
 
 PROTOCOLS = ("modbus", "s7comm", "s7comm-plus", "opcua", "cotp", "tcp", "udp")
+ISO_ON_TCP = ("s7comm", "s7comm-plus", "cotp")     # one transport (TPKT and COTP on port 102)
 CONVERSATIONS = ("tcp", "udp")      # one Event per new conversation: see conversations.py
 
 

@@ -32,7 +32,8 @@ same event, e.g. ``certificate_not_after: {before: ts}`` for an expired certific
 ``not_permitted: write`` holds when the site's writers do not let ``src`` write to
 ``dst``. A list-valued field satisfies equals, in, regex and the ranges when one of its
 elements does, and not_equals and not_in when none does. Rules that name site groups
-(other than ``$ports`` and ``$name?``) are inactive until a site file is given.
+(other than ``$ports`` and ``$name?``) are inactive until a site file is given, and rules
+that name ``$maintenance`` until it gives maintenance windows.
 """
 
 from __future__ import annotations
@@ -509,6 +510,10 @@ def _members(operand, site: Site | None, check_groups: bool) -> Callable[[Any, E
                 raise GroupNeeded(name)
             continue
         if name == MAINTENANCE:
+            if not site.windows:           # a site that names no windows does not police writes by time
+                if check_groups and not optional:
+                    raise GroupNeeded(name)
+                continue
             windows = True
         elif site.group(name) is None:
             raise ValueError(f"unknown site group ${name} (in {site.path or 'the site file'})")

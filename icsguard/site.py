@@ -29,7 +29,7 @@ from typing import Any
 from netaddr import AddrFormatError, IPSet
 
 from icsguard import yamlfile
-from icsguard.events import PROTOCOLS
+from icsguard.events import ISO_ON_TCP, PROTOCOLS
 from icsguard.inventory import Inventory
 from icsguard.yamlfile import FileError
 
@@ -38,7 +38,6 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SITE_KEYS = ("zones", "roles", "writers", "maintenance", "ports")
 MAINTENANCE = "maintenance"          # the group name of the maintenance windows
 PORTS = "ports"                      # the group name of the site's ports for the event's protocol
-ISO_ON_TCP = ("s7comm", "s7comm-plus", "cotp")     # one transport: their ports are shared
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _PORT_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")     # "505" or "4841-4850"
 

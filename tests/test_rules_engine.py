@@ -108,6 +108,10 @@ def test_site_groups_permissions_and_maintenance(tmp_path):
     # without a site file, rules that need one are set aside, not guessed at
     unsited = _rules(tmp_path, "- {id: writer, title: t, severity: high, match: {src: {not_permitted: write}}}\n")
     assert unsited.rules == [] and "writer" in unsited.inactive
+    # a site file without maintenance windows does not make every write "outside" them
+    windowless = _rules(tmp_path, "- {id: outside, title: t, severity: low, match: {ts: {not_in: [$maintenance]}}}\n",
+                        SITE.replace('maintenance: [{days: [sat], start: "02:00", end: "04:00"}]\n', ""))
+    assert windowless.rules == [] and "outside" in windowless.inactive
 
 
 def test_thresholds_distinct_and_folding(tmp_path):
