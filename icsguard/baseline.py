@@ -393,7 +393,9 @@ class BaselineDetector:
         self.watch: dict[tuple, tuple[float, list]] = {}      # channel -> (last seen, recent intervals)
         self.changed: set[tuple] = set()                       # channels off their period, reported
         self.silent: set[tuple] = set()
-        self.active: dict[tuple, float] = {}                  # (client, server, proto) -> last request
+        self.active: dict[tuple, float] = {}                  # (client, server, proto) -> last request,
+        self.watched = {key[:3] for key in self.periods}       # ... for the pairs of periodic exchanges
+        self.bounds: dict[tuple, tuple] = {}                   # holder -> (lowest, highest, fastest) allowed
         self.values: dict[tuple, tuple[float, float]] = {}    # holder -> (last value, when)
         self.quiet: dict[tuple, None] = {}                     # PDUs' values known to be in range
         self.valued = {(server, proto) for server, proto, _ in baseline.values}
@@ -402,14 +404,17 @@ class BaselineDetector:
 
     def feed(self, event: Event) -> list[Alert]:
         closed: list[Alert] = []
-        for finding, key, last, why in self._sweep(event.ts):     # silences up to this event, before it counts
-            closed += self.folding.add(finding, event.ts, key[2], key[0], key[1],
-                                       lambda: {"why": why, "last_seen": last, "function": key[3]}, why)
-        conversation = event.proto in CONVERSATIONS
-        for finding, src, dst, why in self.findings(event):
-            closed += self.folding.add(finding, event.ts, event.proto, src, dst,
-                                       lambda: dict(compact(event), why=why), why,
-                                       peer(src, dst) if conversation else None)
+        if event.ts >= self.next_sweep:           # silences up to this event, before it counts
+            for finding, key, last, why in self._sweep(event.ts):
+                closed += self.folding.add(finding, event.ts, key[2], key[0], key[1],
+                                           lambda: {"why": why, "last_seen": last, "function": key[3]}, why)
+        found = self.findings(event)
+        if found:
+            conversation = event.proto in CONVERSATIONS
+            for finding, src, dst, why in found:
+                closed += self.folding.add(finding, event.ts, event.proto, src, dst,
+                                           lambda: dict(compact(event), why=why), why,
+                                           peer(src, dst) if conversation else None)
         return closed
 
     def flush(self) -> list[Alert]:
@@ -423,7 +428,8 @@ class BaselineDetector:
             return []
         client, server = (event.src, event.dst) if request else (event.dst, event.src)
         known = peer(client, server) if conversation else server
-        functions = self.baseline.pairs.get((client, known, event.proto))
+        pair = (client, known, event.proto)
+        functions = self.baseline.pairs.get(pair)
         if functions is None and event.proto == "cotp" and \
                 any((client, server, proto) in self.baseline.pairs for proto in ISO_ON_TCP):
             return []           # a new connection of a pair learned over S7 (learning began mid-session)
@@ -441,12 +447,8 @@ class BaselineDetector:
         if conversation:
             return found
         found += self._check_values(event, client, server)       # whoever asks, a register keeps its range
-        if request:
-            pair = (client, server, event.proto)
-            if pair in self.active:
-                self.active[pair] = event.ts
-            else:
-                remember(self.active, pair, event.ts, MAX_CHANNELS)
+        if request and pair in self.watched:
+            self.active[pair] = event.ts
         if request and not found:
             channel = channel_of(event)
             if channel not in self.checked:          # the same request again: its targets are known
@@ -486,18 +488,21 @@ class BaselineDetector:
                 quiet = None
         found = []
         followed = False
-        learned = self.baseline.values
+        bounds = self.bounds
         for holder, value in values(event):
             key = (server, event.proto, holder)
-            known = learned.get(key)
-            if known is None:
+            bound = bounds.get(key)
+            if bound is None:
+                bound = self._bound(key)
+                remember(bounds, key, bound, MAX_VALUES)
+            if not bound:
                 continue
-            margin = 0.0 if holder[1] in TWO_STATE else \
-                max(VALUE_TOLERANCE * (known.high - known.low), VALUE_NOISE * max(-known.low, known.high))
-            if value < known.low - margin or value > known.high + margin:
+            lowest, highest, fastest = bound
+            if value < lowest or value > highest:
+                known = self.baseline.values[key]
                 found.append((_FINDINGS["value_out_of_range"], src, dst,
                               f"{holder_text(holder)} = {value:g}, learned {known.low:g}..{known.high:g}"))
-            if known.max_rate > 0 and holder[1] not in TWO_STATE:
+            if fastest:
                 followed = True
                 previous = self.values.get(key)
                 gap = event.ts - previous[1] if previous is not None else -1.0
@@ -505,14 +510,25 @@ class BaselineDetector:
                     remember(self.values, key, (value, event.ts), MAX_VALUES)
                 elif gap >= RATE_MIN_GAP:
                     rate = abs(value - previous[0]) / gap
-                    if rate > RATE_FACTOR * known.max_rate:
+                    if rate > fastest:
                         found.append((_FINDINGS["rate_of_change"], src, dst,
                                       f"{holder_text(holder)} changed {rate:.3g}/s, "
-                                      f"learned at most {known.max_rate:.3g}/s"))
+                                      f"learned at most {self.baseline.values[key].max_rate:.3g}/s"))
                     self.values[key] = (value, event.ts)
         if quiet is not None and not found and not followed:
             remember(self.quiet, quiet, None, MAX_VALUES)
         return found
+
+    def _bound(self, key: tuple) -> tuple:
+        """What a register or node may read: (lowest, highest, fastest change; 0 for none
+        followed), or () when nothing was learned of it."""
+        known = self.baseline.values.get(key)
+        if known is None:
+            return ()
+        if key[2][1] in TWO_STATE:           # on/off: its range, exactly, and no rate
+            return known.low, known.high, 0.0
+        margin = max(VALUE_TOLERANCE * (known.high - known.low), VALUE_NOISE * max(-known.low, known.high))
+        return known.low - margin, known.high + margin, RATE_FACTOR * known.max_rate
 
     def _check_period(self, event: Event, key: tuple) -> list[tuple[Finding, str, str, str]]:
         """Every PERIOD_WINDOW intervals, their mean and median against the learned period; a
@@ -548,8 +564,6 @@ class BaselineDetector:
         """Periodic exchanges seen in this run that stopped while their client asked the
         server nothing else either (an HMI that changes screens polls other registers; one
         that stops polling is down, cut off or silenced): checked once a second of capture time."""
-        if now < self.next_sweep:
-            return []
         self.next_sweep = now + 1.0
         found = []
         for key, (last, _) in self.watch.items():

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
-from icsguard.baseline import targets
+from icsguard.baseline import channel_of, targets
 from icsguard.bounded import remember
 from icsguard.events import CONVERSATIONS, Event, refused
 
@@ -21,6 +21,7 @@ MAX_OPEN_PAIRS = 10_000          # pairs summed in one window; beyond, new pairs
 MAX_TARGETS = 4096               # distinct targets counted per pair and window
 MAX_ALL_TARGETS = 200_000        # ... and over all pairs of a window (beyond, counts are lower bounds)
 MAX_FUNCTION_NAMES = 4096
+MAX_SHAPES = 50_000              # distinct requests remembered with their kind and targets
 MIN_COVERAGE = 0.25              # share of a window the traffic must cover for it to make a row
 RESTART_WINDOWS = 10             # a silence this many windows long ends one stretch of traffic
 
@@ -91,6 +92,7 @@ class Windows:
         self.last: float | None = None       # the latest event's time
         self.open: dict[tuple[str, str, str], _Sums] = {}
         self.tracked = 0                     # targets held by the open window, all pairs
+        self.shapes: dict[tuple, tuple] = {}     # request (channel) -> (kind, targets, unknown targets)
 
     def feed(self, event: Event) -> list[Row]:
         if event.proto in CONVERSATIONS:
@@ -119,11 +121,12 @@ class Windows:
             sums.requests += 1
             function = event.function
             sums.functions.add(function)
-            kind = _KINDS.get(function)
-            if kind is None:
-                lowered = function.lower()
-                kind = "write" if "write" in lowered else "read" if "read" in lowered else ""
-                remember(_KINDS, function, kind, MAX_FUNCTION_NAMES)
+            channel = channel_of(event)
+            shape = self.shapes.get(channel)
+            if shape is None:
+                shape = self._shape(key, event)
+                remember(self.shapes, channel, shape, MAX_SHAPES)
+            kind, found, unknown = shape
             if kind == "write":
                 sums.writes += 1
             elif kind == "read":
@@ -134,20 +137,32 @@ class Windows:
                 sums.gap_sum += gap
                 sums.gap_squares += gap * gap
             sums.last_request = ts
-            learned = key + (event.function,)
-            for target in targets(event):
-                sums.all_targets += 1
+            sums.all_targets += len(found)
+            sums.new_targets += unknown
+            for target in found:
                 if len(sums.targets) < MAX_TARGETS and self.tracked < MAX_ALL_TARGETS \
                         and target not in sums.targets:
                     sums.targets.add(target)
                     self.tracked += 1
-                if self.known is not None and not self.known(learned, *target):
-                    sums.new_targets += 1
         else:
             sums.responses += 1
             if refused(event.fields):
                 sums.refused += 1
         return rows
+
+    def _shape(self, key: tuple, event: Event) -> tuple[str, tuple, int]:
+        """What a request is, once per distinct request (polls repeat a few all day): its
+        kind (write, read or other), its targets, and how many of them were never learned."""
+        function = event.function
+        kind = _KINDS.get(function)
+        if kind is None:
+            lowered = function.lower()
+            kind = "write" if "write" in lowered else "read" if "read" in lowered else ""
+            remember(_KINDS, function, kind, MAX_FUNCTION_NAMES)
+        found = targets(event)
+        learned = key + (function,)
+        unknown = 0 if self.known is None else sum(not self.known(learned, *target) for target in found)
+        return kind, found, unknown
 
     def flush(self) -> list[Row]:
         """At the capture's end: the open window, covered up to the last event."""
