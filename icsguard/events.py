@@ -28,6 +28,8 @@ def sender_direction(from_client: bool) -> str:
 PROTOCOL_FIELDS = frozenset({
     # why a PDU could not be decoded; set only on events that report a malformed PDU
     "malformed",
+    # bytes of the PDU as framed, all its fragments (an extension beyond DESIGN's list)
+    "pdu_length",
     # modbus
     "transaction_id", "unit_id", "address", "quantity", "values", "exception_code",
     "subfunction", "mei_type", "objects", "and_mask", "or_mask", "read_address",

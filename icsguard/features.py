@@ -25,10 +25,10 @@ MAX_SHAPES = 50_000              # distinct requests remembered with their kind 
 MIN_COVERAGE = 0.25              # share of a window the traffic must cover for it to make a row
 RESTART_WINDOWS = 10             # a silence this many windows long ends one stretch of traffic
 
-FEATURES = ("pdus", "requests", "write_share", "read_share", "exception_rate", "distinct_functions",
+FEATURES = ("pdus", "bytes", "requests", "write_share", "read_share", "exception_rate", "distinct_functions",
             "distinct_targets", "new_target_share", "interarrival_mean", "interarrival_std")
 FEATURE_TEXT = {
-    "pdus": "PDUs", "requests": "requests", "write_share": "share of writes", "read_share": "share of reads",
+    "pdus": "PDUs", "bytes": "bytes", "requests": "requests", "write_share": "share of writes", "read_share": "share of reads",
     "exception_rate": "share of refused responses", "distinct_functions": "distinct functions",
     "distinct_targets": "distinct registers/blocks/nodes", "new_target_share": "share of never-seen targets",
     "interarrival_mean": "mean seconds between requests", "interarrival_std": "spread of seconds between requests",
@@ -49,6 +49,7 @@ class Row(NamedTuple):
 @dataclass
 class _Sums:
     pdus: int = 0
+    bytes: int = 0
     requests: int = 0
     writes: int = 0
     reads: int = 0
@@ -68,7 +69,7 @@ class _Sums:
         mean = self.gap_sum / self.gaps if self.gaps else 0.0
         std = math.sqrt(max(self.gap_squares / self.gaps - mean * mean, 0.0)) if self.gaps else 0.0
         requests = self.requests or 1
-        return (self.pdus * scale, self.requests * scale, self.writes / requests, self.reads / requests,
+        return (self.pdus * scale, self.bytes * scale, self.requests * scale, self.writes / requests, self.reads / requests,
                 self.refused / (self.responses or 1), float(len(self.functions)), float(len(self.targets)),
                 self.new_targets / (self.all_targets or 1), mean, std)
 
@@ -117,6 +118,7 @@ class Windows:
                 return rows
             sums = self.open[key] = _Sums()
         sums.pdus += 1
+        sums.bytes += event.fields.get("pdu_length") or 0
         if request:
             sums.requests += 1
             function = event.function

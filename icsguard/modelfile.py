@@ -22,7 +22,7 @@ from icsguard.baseline import Baseline
 from icsguard.model import Model
 
 FORMAT = "icsguard-model"
-VERSION = 2
+VERSION = 3
 LIBRARIES = ("icsguard", "scikit-learn", "pandas", "numpy")
 
 

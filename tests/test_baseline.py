@@ -28,9 +28,10 @@ from icsguard import modelfile
 from icsguard.analysis import decode, learn
 from icsguard.baseline import Baseline, BaselineDetector, SILENCE_MIN_SECONDS
 from icsguard.events import Event
-from icsguard.features import Windows
+from icsguard.features import FEATURES, Windows
 from icsguard.model import Z_ALONE, Z_WITH_MODEL, ModelDetector
 
+REQUESTS = FEATURES.index("requests")
 PLC, HMI, HISTORIAN, ROGUE = "127.0.0.2", "127.0.0.10", "127.0.0.11", "127.0.0.66"
 WINDOW = 5.0
 STRETCH = 20.0                   # live cycles 0.05 s apart become a one-second poll
@@ -303,18 +304,20 @@ def test_windows_cut_by_the_capture_are_scaled_to_whole_ones():
         rows = []
         for number, ts in enumerate(seconds):
             rows += windows.feed(Event(ts, "modbus", HMI, 40000, PLC, 502, "request", "read_coils", 1, "",
-                                       "x.pcap", number, {"unit_id": 1, "address": 0, "quantity": 8}))
+                                       "x.pcap", number, {"unit_id": 1, "address": 0, "quantity": 8,
+                                                          "pdu_length": 12}))
         return rows + windows.flush()
     rows = feed(Windows(5.0), [2.5 + second for second in range(20)])       # one request a second
     assert [row.start for row in rows] == [0.0, 5.0, 10.0, 15.0, 20.0]
-    requests = [round(row.values[1], 2) for row in rows]
+    requests = [round(row.values[REQUESTS], 2) for row in rows]
     assert requests == [6.0, 5.0, 5.0, 5.0, 6.67]       # 3 in 2.5 s; 5 in 5 s; 2 in 1.5 s
+    assert [row.values[FEATURES.index("bytes")] for row in rows] == pytest.approx([12 * r for r in requests], rel=0.01)
     rows = feed(Windows(5.0), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])                # 5.0-6.0 covers a fifth
-    assert [(row.start, row.values[1]) for row in rows] == [(0.0, 5.0)]
+    assert [(row.start, row.values[REQUESTS]) for row in rows] == [(0.0, 5.0)]
     rows = feed(Windows(5.0), [1.0, 2.0, 3.0, 4.0, 30.0, 31.0, 32.0])       # a pause: bursty traffic
-    assert [(row.start, round(row.values[1], 2)) for row in rows] == [(0.0, 5.0), (30.0, 7.5)]
+    assert [(row.start, round(row.values[REQUESTS], 2)) for row in rows] == [(0.0, 5.0), (30.0, 7.5)]
     rows = feed(Windows(5.0), [1.0, 2.0, 3.0, 4.0, 90.0, 91.0, 92.0])       # 10 windows silent: a restart
-    assert [(row.start, round(row.values[1], 2)) for row in rows] == [(0.0, 6.67), (90.0, 7.5)]
+    assert [(row.start, round(row.values[REQUESTS], 2)) for row in rows] == [(0.0, 6.67), (90.0, 7.5)]
 
 
 # --------------------------------------------------------------------------- #

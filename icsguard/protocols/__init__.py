@@ -39,7 +39,7 @@ class _Unclaimed:
 class _Claimed:
     """A connection being decoded: a framer per direction, the protocol's session, and —
     until it is known which side is the client — the PDUs waiting for that answer."""
-    __slots__ = ("analyzer", "session", "client", "framers", "unoriented", "pdus_key", "malformed_key")
+    __slots__ = ("analyzer", "session", "client", "framers", "unoriented", "partial", "pdus_key", "malformed_key")
 
     def __init__(self, analyzer: ModuleType, session, client: tuple | None):
         self.analyzer = analyzer
@@ -47,6 +47,7 @@ class _Claimed:
         self.client = client
         self.framers: dict[tuple, PduFramer] = {}
         self.unoriented: list[tuple] = []
+        self.partial: dict[tuple, int] = {}      # side -> bytes of the fragments of a unit not complete yet
         self.pdus_key = f"{analyzer.NAME}.pdus"
         self.malformed_key = f"{analyzer.NAME}.malformed"
 
@@ -178,15 +179,18 @@ class ProtocolStage:
         dst, dport = conn.peer(side)
         flow = conn.flow_id
         events = []
+        partial = state.partial
         for pdu in pdus:
             decoded = decode(pdu, from_client)
             if decoded is None:
+                partial[side] = partial.get(side, 0) + len(pdu)
                 continue
             proto, direction, function, code, fields = decoded
             if "malformed" in fields:
                 self.counters[state.malformed_key] += 1
+            size = len(pdu) + partial.pop(side, 0) if partial else len(pdu)
             events.append(Event(ts, proto, src, sport, dst, dport, direction, function, code,
-                                flow, capture, frame, fields))
+                                flow, capture, frame, {**fields, "pdu_length": size}))
         self.counters[state.pdus_key] += len(events)
         return events
 
