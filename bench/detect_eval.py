@@ -50,6 +50,7 @@ from icsguard.conversations import peer
 from icsguard.detection import AGGREGATE_SECONDS, Detector
 from icsguard.events import CONVERSATIONS
 from icsguard.model import ESTIMATORS, ModelDetector
+from icsguard.netstack import NetStack
 from icsguard.rules import load_rules
 from icsguard.site import load_site
 from icsguard.sources import CaptureError, Frame, read_capture
@@ -73,6 +74,7 @@ class Piece:
     first: int = 1
     last: int | None = None
     share: tuple[float, float] | None = None     # (from, to) as shares of the capture's time span
+    untrusted: tuple[str, ...] = ()              # hosts whose packets are left out (a known attacker)
 
 
 @dataclass
@@ -96,6 +98,7 @@ class Network:
     note: str
     window: float | None = None                  # model window (None: icsguard's default)
     site: str | None = None                      # the site file an analyst would write, from the dataset's SOURCE.txt
+    untrusted: tuple[str, ...] = ()              # known attackers: never learned from, even after their attack
 
 
 def modbus_labels(relative: str) -> dict[int, int]:
@@ -204,7 +207,7 @@ def qut() -> Network:
         + "); tested on every master capture (labels: <run>.master.csv lists the attacker's frames; the PLC's "
         "replies to the attacker are not scored) and on the other HMI captures as held-out normal (a few HMI "
         "captures hold attacker packets too: those from 10.10.10.66 count as the run's attack).",
-        site="roles: {plc: [10.10.10.10], hmi: [10.10.10.20]}")
+        site="roles: {plc: [10.10.10.10], hmi: [10.10.10.20]}", untrusted=(QUT_ATTACKER,))
 
 
 def s7plus() -> Network:
@@ -274,6 +277,14 @@ def networks() -> list[Network]:
 
 def frames_of(piece: Piece) -> list[Frame]:
     frames = list(read_capture(str(PUBLIC / piece.relative)))
+    if piece.untrusted:
+        stack = NetStack(Counter())
+        untrusted = set(piece.untrusted)
+
+        def trusted(frame: Frame) -> bool:
+            segment = stack.decode(frame.ts, frame.link_type, frame.data)
+            return segment is None or not {segment.src, segment.dst} & untrusted
+        frames = [f for f in frames if trusted(f)]
     if piece.share is not None and frames:
         start, end = frames[0].ts, frames[-1].ts
         low, high = start + piece.share[0] * (end - start), start + piece.share[1] * (end - start)
@@ -632,7 +643,8 @@ def main() -> None:
         folds = [held[k::args.folds] for k in range(min(args.folds, len(held)))] if len(held) > 1 < args.folds else []
         for fold in folds:
             # the held-out normal traffic of the other folds' captures trains too
-            others = [Piece(runs[j].test.relative, first=runs[j].held_from_frame) for j in held if j not in fold]
+            others = [Piece(runs[j].test.relative, first=runs[j].held_from_frame, untrusted=network.untrusted)
+                      for j in held if j not in fold]
             learned_for_fold, fold_error = learn(train_paths + [scratch.piece(p) for p in others],
                                                  estimator=args.estimator, window_seconds=window)
             error = error or fold_error
