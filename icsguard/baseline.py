@@ -10,13 +10,13 @@ repeats regularly. Anything outside that picture is a finding that says what was
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 from icsguard.bounded import remember
 from icsguard.detection import Alert, Finding, Folding, compact, hashable
 from icsguard.conversations import peer
-from icsguard.events import CONVERSATIONS, ISO_ON_TCP, Event
+from icsguard.events import CONVERSATIONS, ISO_ON_TCP, Event, function_kind
 from icsguard.rules import signature_id
 
 MAX_PAIRS = 100_000
@@ -61,6 +61,10 @@ FINDINGS = {
 }
 _FINDINGS = {key: Finding(f"baseline.{key}", title, severity, "baseline", mitre, signature_id(f"baseline.{key}"))
              for key, (title, severity, mitre) in FINDINGS.items()}
+# A new function or target matters most when it changes something: a function that only
+# reads is one grade down, a target written one grade up.
+_READING = replace(_FINDINGS["new_function"], severity="medium")
+_WRITTEN = replace(_FINDINGS["new_target"], severity="high")
 
 
 # The latest event's targets and channel (the baseline and the model's windows both ask),
@@ -440,7 +444,8 @@ class BaselineDetector:
                       f"({event.proto} {event.function}{where})")]
         elif request and event.function not in functions:     # (responses name functions their own way)
             used = ", ".join(sorted(functions)[:8])
-            found = [(_FINDINGS["new_function"], client, server,
+            finding = _READING if function_kind(event.function) == "read" else _FINDINGS["new_function"]
+            found = [(finding, client, server,
                       f"{event.function} never used from {client} to {known} (learned: {used})")]
         else:
             found = []
@@ -463,7 +468,8 @@ class BaselineDetector:
         for space, first, last in targets(event):
             if not self.baseline.covers(key, space, first, last):
                 at = space if first is None else f"{space} {first}" if first == last else f"{space} {first}-{last}"
-                return [(_FINDINGS["new_target"], event.src, event.dst,
+                finding = _WRITTEN if function_kind(event.function) == "write" else _FINDINGS["new_target"]
+                return [(finding, event.src, event.dst,
                          f"{event.function} on {at}: never accessed by {event.src} on {event.dst}")]
         return []
 

@@ -65,13 +65,13 @@ class Finding:
 
 
 class Folding:
-    """Repeats of one finding between the same two hosts fold into one alert until a gap
-    of AGGREGATE_SECONDS; muted (rule, source) pairs raise nothing. Shared by the rule
+    """Repeats of one finding (rule and severity) between the same two hosts fold into one
+    alert until a gap of AGGREGATE_SECONDS; muted (rule, source) pairs raise nothing. Shared by the rule
     engine, the baseline and the model, so their alerts read and count alike."""
 
     def __init__(self, muted: set[tuple[str, str | None]] | None = None):
         self.muted = muted or set()
-        self.open: dict[tuple[str, str, str], Alert] = {}
+        self.open: dict[tuple[str, str, str, str], Alert] = {}
         self.raised = 0
         self.suppressed = 0
 
@@ -86,7 +86,7 @@ class Folding:
             self.suppressed += 1
             return []
         self.raised += 1
-        key = (finding.rule, src, subject or dst)
+        key = (finding.rule, finding.severity, src, subject or dst)
         alert = self.open.get(key)
         closed = []
         if alert is not None and ts - alert.last_ts <= AGGREGATE_SECONDS:

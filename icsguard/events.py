@@ -6,8 +6,10 @@ they are spelled out here once; a protocol sets only the fields its PDU carries.
 
 from __future__ import annotations
 
-import orjson
+import re
 from typing import Any, Mapping, NamedTuple
+
+import orjson
 
 PROTOCOLS = ("modbus", "s7comm", "s7comm-plus", "opcua", "cotp", "tcp", "udp")
 ISO_ON_TCP = ("s7comm", "s7comm-plus", "cotp")     # one transport (TPKT and COTP on port 102)
@@ -18,6 +20,21 @@ def refused(fields: Mapping[str, Any]) -> bool:
     """Whether a response says no: a Modbus exception, an S7 error, a Bad OPC UA status."""
     return (fields.get("exception_code") is not None or bool(fields.get("error_class"))
             or (fields.get("status_code") or 0) >= 0x80000000)
+
+
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+_SETTERS = ("set", "modify", "mask", "force")
+_GETTERS = ("read", "get", "list", "browse", "find", "query")
+
+
+def function_kind(function: str) -> str:
+    """``write``, ``read`` or ``""`` (control, engineering, anything else), from the words of
+    a function's name in any protocol: read_write_multiple_registers writes, setup_communication
+    does not, HistoryReadRequest reads."""
+    words = [w.lower() for w in _WORDS.findall(function)]
+    if "write" in words or (words and words[0] in _SETTERS):
+        return "write"
+    return "read" if any(w in _GETTERS for w in words) else ""
 
 
 def sender_direction(from_client: bool) -> str:

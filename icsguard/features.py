@@ -14,13 +14,12 @@ from typing import Callable, NamedTuple
 
 from icsguard.baseline import channel_of, targets
 from icsguard.bounded import remember
-from icsguard.events import CONVERSATIONS, Event, refused
+from icsguard.events import CONVERSATIONS, Event, function_kind, refused
 
 WINDOW_SECONDS = 60.0
 MAX_OPEN_PAIRS = 10_000          # pairs summed in one window; beyond, new pairs wait for the next
 MAX_TARGETS = 4096               # distinct targets counted per pair and window
 MAX_ALL_TARGETS = 200_000        # ... and over all pairs of a window (beyond, counts are lower bounds)
-MAX_FUNCTION_NAMES = 4096
 MAX_SHAPES = 50_000              # distinct requests remembered with their kind and targets
 MIN_COVERAGE = 0.25              # share of a window the traffic must cover for it to make a row
 RESTART_WINDOWS = 10             # a silence this many windows long ends one stretch of traffic
@@ -33,9 +32,6 @@ FEATURE_TEXT = {
     "distinct_targets": "distinct registers/blocks/nodes", "new_target_share": "share of never-seen targets",
     "interarrival_mean": "mean seconds between requests", "interarrival_std": "spread of seconds between requests",
 }
-
-
-_KINDS: dict[str, str] = {}      # function name -> "write", "read" or ""
 
 
 class Row(NamedTuple):
@@ -156,11 +152,7 @@ class Windows:
         """What a request is, once per distinct request (polls repeat a few all day): its
         kind (write, read or other), its targets, and how many of them were never learned."""
         function = event.function
-        kind = _KINDS.get(function)
-        if kind is None:
-            lowered = function.lower()
-            kind = "write" if "write" in lowered else "read" if "read" in lowered else ""
-            remember(_KINDS, function, kind, MAX_FUNCTION_NAMES)
+        kind = function_kind(function)
         found = targets(event)
         learned = key + (function,)
         unknown = 0 if self.known is None else sum(not self.known(learned, *target) for target in found)

@@ -583,3 +583,23 @@ def test_a_value_may_drift_by_noise_but_not_jump():
     assert out_of_range(answer(2000.0, "holding_register", 14017 + 141)) == [
         "unit 1 holding_register 7 = 14158, learned 14017..14017"]
     assert out_of_range(answer(2000.0, "coil", 1)) == ["unit 1 coil 7 = 1, learned 0..0"]
+
+
+def test_what_changes_something_is_graded_up():
+    """A new function that only reads is medium, one that writes or controls is high; a new
+    target written is high, one read is medium, and the two never fold into one alert."""
+    def request(ts, function, address):
+        return Event(ts, "modbus", HMI, 40000, PLC, 502, "request", function, 1, "", "x.pcap", 1,
+                     {"unit_id": 1, "address": address, "quantity": 1})
+    baseline = Baseline()
+    for second in range(10):
+        baseline.learn(request(1000.0 + second, "read_coils", 0))
+        baseline.learn(request(1000.5 + second, "write_single_register", 100))
+    detector = BaselineDetector(baseline)
+    events = [request(2000.0, "read_holding_registers", 0), request(2001.0, "write_single_coil", 0),
+              request(2002.0, "read_coils", 50), request(2003.0, "write_single_register", 200),
+              request(2004.0, "read_coils", 60)]
+    alerts = [a for e in events for a in detector.feed(e)] + detector.flush()
+    assert sorted((a.rule, a.severity, a.count) for a in alerts) == [
+        ("baseline.new_function", "high", 1), ("baseline.new_function", "medium", 1),
+        ("baseline.new_target", "high", 1), ("baseline.new_target", "medium", 2)]
