@@ -26,6 +26,7 @@ MAX_VALUES = 100_000       # registers and nodes whose values are learned
 MAX_CHANNELS = 50_000      # exchanges whose period is learned or watched
 MAX_INTERVALS = 256        # intervals kept per exchange to estimate its period
 MAX_NODES = 64             # OPC UA nodes of one request considered
+MAX_LAYOUTS = 4096         # value layouts (a poll's registers, a read's nodes) remembered with their bounds
 VALUE_TOLERANCE = 0.25     # a value may exceed the learned range by this share of its span,
 VALUE_NOISE = 0.01         # or by this share of its size (a reading that sat at 14017 may read 14018)
 RATE_FACTOR = 2.0          # a change this many times faster than any learned one is abnormal
@@ -135,9 +136,19 @@ def holder_text(holder: tuple) -> str:
 def values(event: Event) -> Iterator[tuple[tuple, float]]:
     """Numeric values the PDU states, as (what holds it, value): Modbus registers read or
     written, OPC UA node values read, written or notified. Booleans and text are left out."""
+    layout, found = slots(event)
+    if layout is not None:
+        for holder, value in zip(holders(layout), found):
+            if value.__class__ in (int, float):
+                yield holder, value
+
+
+def slots(event: Event) -> tuple[tuple | None, Any]:
+    """(layout, values): what holds each position of the values a PDU states — (unit, table,
+    first register, count) for Modbus, ("node", node ids) for OPC UA — or (None, ()). Polls
+    repeat a few layouts all day."""
     fields = event.fields
     if event.proto == "modbus":
-        unit = fields.get("unit_id")
         if "write_values" in fields:
             start, found = fields.get("write_address"), fields.get("write_values")
             table = "holding_register"
@@ -145,17 +156,22 @@ def values(event: Event) -> Iterator[tuple[tuple, float]]:
             start, found = fields.get("address"), fields.get("values")
             table = MODBUS_TABLES.get(event.function)
         if table is None or not isinstance(start, int) or not found:
-            return
-        for offset, value in enumerate(found[:256]):
-            if value.__class__ in (int, float):
-                yield (unit, table, start + offset), value
-    elif event.proto == "opcua":
+            return None, ()
+        found = found[:256]
+        return (fields.get("unit_id"), table, start, len(found)), found
+    if event.proto == "opcua":
         nodes, found = fields.get("node_ids"), fields.get("values")
         if not nodes or not found or len(nodes) != len(found):
-            return
-        for node, value in zip(nodes[:MAX_NODES], found):
-            if value.__class__ in (int, float):
-                yield ("node", node), value
+            return None, ()
+        return ("node", tuple(nodes[:MAX_NODES])), found
+    return None, ()
+
+
+def holders(layout: tuple) -> list[tuple]:
+    if layout[0] == "node":
+        return [("node", node) for node in layout[1]]
+    unit, table, start, count = layout
+    return [(unit, table, start + offset) for offset in range(count)]
 
 
 def channel_of(event: Event) -> tuple:
@@ -393,13 +409,12 @@ class BaselineDetector:
     def __init__(self, baseline: Baseline, muted: set[tuple[str, str | None]] | None = None):
         self.baseline = baseline
         self.folding = Folding(muted)
-        self.periods = baseline.periodic()
-        self.watch: dict[tuple, tuple[float, list]] = {}      # channel -> (last seen, recent intervals)
-        self.changed: set[tuple] = set()                       # channels off their period, reported
-        self.silent: set[tuple] = set()
+        # one entry per periodic exchange, so that a request's channel is looked up once
+        self.watch = {key: _Watch(period) for key, period in baseline.periodic().items()}
+        self.seen: list[tuple[tuple, _Watch]] = []             # ... those seen in this run, for the sweep
         self.active: dict[tuple, float] = {}                  # (client, server, proto) -> last request,
-        self.watched = {key[:3] for key in self.periods}       # ... for the pairs of periodic exchanges
-        self.bounds: dict[tuple, tuple] = {}                   # holder -> (lowest, highest, fastest) allowed
+        self.watched = {key[:3] for key in self.watch}         # ... for the pairs of periodic exchanges
+        self.layouts: dict[tuple, list] = {}                   # (server, proto, layout) -> per value: what it may be
         self.values: dict[tuple, tuple[float, float]] = {}    # holder -> (last value, when)
         self.quiet: dict[tuple, None] = {}                     # PDUs' values known to be in range
         self.valued = {(server, proto) for server, proto, _ in baseline.values}
@@ -494,20 +509,21 @@ class BaselineDetector:
                 quiet = None
         found = []
         followed = False
-        bounds = self.bounds
-        for holder, value in values(event):
-            key = (server, event.proto, holder)
-            bound = bounds.get(key)
-            if bound is None:
-                bound = self._bound(key)
-                remember(bounds, key, bound, MAX_VALUES)
-            if not bound:
+        layout, stated = slots(event)
+        if layout is None:
+            return found
+        known_slots = self.layouts.get((server, event.proto, layout))
+        if known_slots is None:
+            known_slots = [self._bound((server, event.proto, holder)) for holder in holders(layout)]
+            remember(self.layouts, (server, event.proto, layout), known_slots, MAX_LAYOUTS)
+        for bound, value in zip(known_slots, stated):
+            if not bound or value.__class__ not in (int, float):
                 continue
-            lowest, highest, fastest = bound
+            key, lowest, highest, fastest = bound
             if value < lowest or value > highest:
-                known = self.baseline.values[key]
+                learned = self.baseline.values[key]
                 found.append((_FINDINGS["value_out_of_range"], src, dst,
-                              f"{holder_text(holder)} = {value:g}, learned {known.low:g}..{known.high:g}"))
+                              f"{holder_text(key[2])} = {value:g}, learned {learned.low:g}..{learned.high:g}"))
             if fastest:
                 followed = True
                 previous = self.values.get(key)
@@ -518,7 +534,7 @@ class BaselineDetector:
                     rate = abs(value - previous[0]) / gap
                     if rate > fastest:
                         found.append((_FINDINGS["rate_of_change"], src, dst,
-                                      f"{holder_text(holder)} changed {rate:.3g}/s, "
+                                      f"{holder_text(key[2])} changed {rate:.3g}/s, "
                                       f"learned at most {self.baseline.values[key].max_rate:.3g}/s"))
                     self.values[key] = (value, event.ts)
         if quiet is not None and not found and not followed:
@@ -526,31 +542,30 @@ class BaselineDetector:
         return found
 
     def _bound(self, key: tuple) -> tuple:
-        """What a register or node may read: (lowest, highest, fastest change; 0 for none
-        followed), or () when nothing was learned of it."""
+        """What a register or node may read: (key, lowest, highest, fastest change; 0 for
+        none followed), or () when nothing was learned of it."""
         known = self.baseline.values.get(key)
         if known is None:
             return ()
         if key[2][1] in TWO_STATE:           # on/off: its range, exactly, and no rate
-            return known.low, known.high, 0.0
+            return key, known.low, known.high, 0.0
         margin = max(VALUE_TOLERANCE * (known.high - known.low), VALUE_NOISE * max(-known.low, known.high))
-        return known.low - margin, known.high + margin, RATE_FACTOR * known.max_rate
+        return key, known.low - margin, known.high + margin, RATE_FACTOR * known.max_rate
 
     def _check_period(self, event: Event, key: tuple) -> list[tuple[Finding, str, str, str]]:
         """Every PERIOD_WINDOW intervals, their mean and median against the learned period; a
         change is reported once, until the exchange is back within half to twice its period."""
-        period = self.periods.get(key)
-        if period is None:
+        watch = self.watch.get(key)
+        if watch is None:
             return []
-        self.silent.discard(key)
-        seen = self.watch.get(key)
-        if seen is None:
-            remember(self.watch, key, (event.ts, []), MAX_CHANNELS)
+        watch.silent = False
+        last, recent, period = watch.last, watch.recent, watch.period
+        watch.last = event.ts
+        if last is None:
+            self.seen.append((key, watch))
             return []
-        last, recent = seen
         if event.ts > last:
             recent.append(event.ts - last)
-        self.watch[key] = (event.ts, recent)
         if len(recent) < PERIOD_WINDOW:
             return []
         # both the median and the mean must be off: a poller catching up after a stall keeps
@@ -558,11 +573,11 @@ class BaselineDetector:
         middle, now = statistics.median(recent), sum(recent) / len(recent)
         recent.clear()
         if period / 2 <= now <= period * 2 or period / 2 <= middle <= period * 2 or (middle < period) != (now < period):
-            self.changed.discard(key)
+            watch.changed = False
             return []
-        if key in self.changed:
+        if watch.changed:
             return []
-        self.changed.add(key)
+        watch.changed = True
         return [(_FINDINGS["period_change"], event.src, event.dst,
                  f"{event.function} every {now:.3g} s, learned every {period:.3g} s")]
 
@@ -572,12 +587,24 @@ class BaselineDetector:
         that stops polling is down, cut off or silenced): checked once a second of capture time."""
         self.next_sweep = now + 1.0
         found = []
-        for key, (last, _) in self.watch.items():
-            period = self.periods[key]
+        for key, watch in self.seen:
+            last, period = watch.last, watch.period
             wait = max(SILENCE_PERIODS * period, SILENCE_MIN_SECONDS)
-            if key not in self.silent and now - last > wait and now - self.active.get(key[:3], last) > wait:
-                self.silent.add(key)
+            if not watch.silent and now - last > wait and now - self.active.get(key[:3], last) > wait:
+                watch.silent = True
                 found.append((_FINDINGS["channel_silent"], key, last,
                               f"{key[3]} from {key[0]} to {key[1]} every {period:.3g} s, "
                               f"silent for {now - last:.1f} s"))
         return found
+
+
+class _Watch:
+    """A periodic exchange as this run sees it."""
+    __slots__ = ("period", "last", "recent", "changed", "silent")
+
+    def __init__(self, period: float):
+        self.period = period
+        self.last: float | None = None
+        self.recent: list[float] = []      # intervals since the last comparison
+        self.changed = False               # off its period, reported
+        self.silent = False                # gone silent, reported
