@@ -168,6 +168,7 @@ def slots(event: Event) -> tuple[tuple | None, Any]:
 
 
 def holders(layout: tuple) -> list[tuple]:
+    """What holds each position of a layout: (unit, table, register) or ("node", node id)."""
     if layout[0] == "node":
         return [("node", node) for node in layout[1]]
     unit, table, start, count = layout

@@ -1,15 +1,23 @@
-"""Maps that stay small: once full, the oldest entry makes room for the newest (a dict's
+"""Maps that stay small: once full, the oldest entries make room for the newest (a dict's
 insertion order is the entries' age). Every per-connection and per-run table uses it."""
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any, Hashable
 
+EVICT_SHARE = 16      # once full, this share (1/16) of the oldest entries goes at once
 
-def remember(mapping: dict, key: Hashable, value: Any, capacity: int) -> bool:
-    """Store ``key`` → ``value``; True when the oldest entry had to go to make room."""
-    full = key not in mapping and len(mapping) >= capacity
-    if full:
-        del mapping[next(iter(mapping))]
+
+def remember(mapping: dict, key: Hashable, value: Any, capacity: int) -> int:
+    """Store ``key`` → ``value``; the number of oldest entries that had to go to make room.
+    They go in batches: taking one at a time from the front of a dict makes each removal
+    scan past every slot freed before it, which under churn costs more than the work."""
+    evicted = 0
+    if key not in mapping and len(mapping) >= capacity:
+        oldest = list(islice(mapping, max(1, capacity // EVICT_SHARE)))
+        for old in oldest:
+            del mapping[old]
+        evicted = len(oldest)
     mapping[key] = value
-    return full
+    return evicted

@@ -33,8 +33,9 @@ class FragmentReassembler:
         if datagram is None:
             self._expire(ts)
             datagram = _Datagram(ts)
-            if remember(self.pending, key, datagram, MAX_DATAGRAMS):
-                self.counters["ip.fragments_evicted"] += 1
+            evicted = remember(self.pending, key, datagram, MAX_DATAGRAMS)
+            if evicted:
+                self.counters["ip.fragments_evicted"] += evicted
         if offset + len(data) > MAX_DATAGRAM_BYTES:
             self.counters["ip.fragments_oversized"] += 1
             del self.pending[key]
