@@ -15,13 +15,18 @@ K times as long. For each workload it times, best of N runs, all in process:
 * analysis with a model: decode + ``Detector`` + ``BaselineDetector`` + ``ModelDetector``
   (what ``icsguard analyze --model`` runs), with the model learned in the step above.
 
-The target is analysis with a model at no less than 70% of the throughput without one.
+The target is analysis with a model at no less than 70% of the throughput without one;
+the two analyses alternate, and the ratio reported is the median of the N rounds' ratios
+(this machine's speed drifts by tens of percent within a minute).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -146,82 +151,105 @@ def analyse(paths: list[str], rules, learned=None) -> tuple[int, int, int]:
     return packets, events, alerts
 
 
+def measure(name: str, args, rules, scratch: str) -> tuple[list, list, list]:
+    """One workload's (learn rows, analysis rows, notes)."""
+    what, learn_from, analysed = WORKLOADS[name]
+    learn_paths = [str(PUBLIC / p) for p in learn_from]
+    analyse_paths = [str(PUBLIC / p) for p in analysed] if analysed else []
+    missing = [p for p in learn_paths + analyse_paths if not Path(p).is_file()]
+    if missing:
+        return [], [], [f"* {name}: skipped, missing {', '.join(Path(p).name for p in missing)}"]
+    notes = []
+    learn_paths = [replay(learn_paths, args.copies, scratch, name)]
+    analyse_paths = analyse_paths or learn_paths
+    t_decode, (packets, events) = best(args.runs, lambda paths=learn_paths: decode_only(paths))
+    t_learn, (learned, error) = best(args.runs, lambda paths=learn_paths: learn(paths, estimator=args.estimator))
+    rows = list(learned.model.rows)
+
+    def refit(model=learned.model, rows=rows):
+        model.rows = list(rows)
+        model.fit()
+    t_fit, _ = best(args.runs, refit)
+    per_million = 1e6 / packets if packets else float("nan")
+    learn_row = (name, packets, events, len(rows), learned.model.ready, t_decode, t_learn, t_fit,
+                 t_learn * per_million, (t_learn - t_decode) * per_million, learned.model.window_seconds)
+    if error:
+        notes.append(f"* {name}: learning stopped early: {error}")
+
+    # alternate the two analyses so that drift in the machine's speed hits both alike; the
+    # ratio is the median of each round's, which that drift disturbs least
+    t_rules = t_model = float("inf")
+    ratios = []
+    for _ in range(args.runs):
+        t1, (a_packets, a_events, rule_alerts) = best(1, lambda paths=analyse_paths: analyse(paths, rules))
+        t2, (_, _, all_alerts) = best(1, lambda paths=analyse_paths, model=learned: analyse(paths, rules, model))
+        t_rules, t_model = min(t_rules, t1), min(t_model, t2)
+        ratios.append(t1 / t2)
+    analyse_row = (name, what, a_packets, a_events, rule_alerts, all_alerts, t_rules, t_model,
+                   statistics.median(ratios), min(ratios), max(ratios))
+    return [learn_row], [analyse_row], notes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="timed runs of each step; the best counts")
+    parser.add_argument("--runs", type=int, default=5,
+                        help="timed runs of each step; the best counts (the median ratio of the analyses)")
     parser.add_argument("--copies", type=int, default=4, help="times each workload's traffic is replayed")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated, of: {', '.join(WORKLOADS)}")
     parser.add_argument("--estimator", default="isolation_forest", choices=ESTIMATORS)
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)    # one workload, for the parent
     args = parser.parse_args()
     names = [n.strip() for n in args.workloads.split(",") if n.strip()]
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         sys.exit(f"unknown workload(s): {', '.join(unknown)}")
-    rules = load_rules()
     started = time.perf_counter()
-    scratch = tempfile.TemporaryDirectory(prefix="model_bench-")
 
     learn_rows, analyse_rows, notes = [], [], []
-    for name in names:
-        what, learn_from, analysed = WORKLOADS[name]
-        learn_paths = [str(PUBLIC / p) for p in learn_from]
-        analyse_paths = [str(PUBLIC / p) for p in analysed] if analysed else []
-        missing = [p for p in learn_paths + analyse_paths if not Path(p).is_file()]
-        if missing:
-            notes.append(f"* {name}: skipped, missing {', '.join(Path(p).name for p in missing)}")
-            continue
-        learn_paths = [replay(learn_paths, args.copies, scratch.name, name)]
-        analyse_paths = analyse_paths or learn_paths
-        t_decode, (packets, events) = best(args.runs, lambda paths=learn_paths: decode_only(paths))
-        t_learn, (learned, error) = best(args.runs, lambda paths=learn_paths: learn(paths, estimator=args.estimator))
-        rows = list(learned.model.rows)
-
-        def refit(model=learned.model, rows=rows):
-            model.rows = list(rows)
-            model.fit()
-        t_fit, _ = best(args.runs, refit)
-        per_million = 1e6 / packets if packets else float("nan")
-        learn_rows.append((name, packets, events, len(rows), learned.model.ready, t_decode, t_learn, t_fit,
-                           t_learn * per_million, (t_learn - t_decode) * per_million))
-        if error:
-            notes.append(f"* {name}: learning stopped early: {error}")
-
-        # alternate the two analyses so that drift in the machine's speed hits both alike
-        t_rules = t_model = float("inf")
-        for _ in range(args.runs):
-            t, (a_packets, a_events, rule_alerts) = best(1, lambda paths=analyse_paths: analyse(paths, rules))
-            t_rules = min(t_rules, t)
-            t, (_, _, all_alerts) = best(1, lambda paths=analyse_paths, model=learned: analyse(paths, rules, model))
-            t_model = min(t_model, t)
-        analyse_rows.append((name, what, a_packets, a_events, rule_alerts, all_alerts, t_rules, t_model))
+    if len(names) == 1:
+        with tempfile.TemporaryDirectory(prefix="model_bench-") as scratch:
+            learn_rows, analyse_rows, notes = measure(names[0], args, load_rules(), scratch)
+        if args.json:
+            print(json.dumps([learn_rows, analyse_rows, notes]))
+            return
+    else:
+        # each workload in a process of its own, as each analyze runs: what one leaves in
+        # memory (caches, the collector's long-lived objects) must not slow the next
+        for name in names:
+            done = subprocess.run([sys.executable, __file__, "--workloads", name, "--runs", str(args.runs),
+                                   "--copies", str(args.copies), "--estimator", args.estimator, "--json"],
+                                  capture_output=True, text=True, check=True)
+            more_learn, more_analyse, more_notes = json.loads(done.stdout)
+            learn_rows += more_learn
+            analyse_rows += more_analyse
+            notes += more_notes
 
     print("## Cost of the learned baseline and model\n")
-    print(f"Best of {args.runs} runs each, in process, estimator `{args.estimator}`, model windows of "
-          f"{learned.model.window_seconds:g} s; learned traffic replayed {args.copies} times.\n" if learn_rows else "")
+    print(f"Best of {args.runs} runs each (the relative throughput: the median of {args.runs} alternating rounds), "
+          f"each workload in a process of its own, estimator `{args.estimator}`, model windows of "
+          f"{learn_rows[0][-1]:g} s; learned traffic replayed {args.copies} times.\n" if learn_rows else "")
     print("### Learning\n")
     print("| workload | packets | events | training windows | model ready | decode s | learn s | fit s | "
           "learn s per million packets | of which beyond decoding |")
     print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
-    for name, packets, events, windows, ready, t_decode, t_learn, t_fit, per_m, beyond in learn_rows:
+    for name, packets, events, windows, ready, t_decode, t_learn, t_fit, per_m, beyond, _ in learn_rows:
         print(f"| {name} | {packets:,} | {events:,} | {windows:,} | {'yes' if ready else 'no'} | {t_decode:.2f} | "
               f"{t_learn:.2f} | {t_fit:.3f} | {per_m:.1f} | {beyond:.1f} |")
     print()
     print("### Analysis throughput with a model relative to the rules alone\n")
     print("| workload | packets | events | alerts: rules / with model | rules alone: s, packets/s | "
-          "with model: s, packets/s | relative throughput | target ≥ 70% |")
+          "with model: s, packets/s | relative throughput: median of rounds (range) | target ≥ 70% |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
-    for name, what, packets, events, rule_alerts, all_alerts, t_rules, t_model in analyse_rows:
-        relative = t_rules / t_model if t_model else float("nan")
+    for name, what, packets, events, rule_alerts, all_alerts, t_rules, t_model, relative, low, high in analyse_rows:
         print(f"| {name} | {packets:,} | {events:,} | {rule_alerts:,} / {all_alerts:,} | "
               f"{t_rules:.2f}, {packets / t_rules:,.0f} | {t_model:.2f}, {packets / t_model:,.0f} | "
-              f"{relative:.0%} | {'met' if relative >= TARGET else '**not met**'} |")
+              f"{relative:.0%} ({low:.0%}–{high:.0%}) | {'met' if relative >= TARGET else '**not met**'} |")
     print()
     for name, what, *_ in analyse_rows:
         print(f"* {name}: {what}")
     for note in notes:
         print(note)
     print(f"\nTotal {time.perf_counter() - started:.1f} s.")
-    scratch.cleanup()
 
 
 if __name__ == "__main__":
