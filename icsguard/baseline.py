@@ -77,7 +77,8 @@ _shape_targets: dict[tuple, tuple] = {}
 
 def targets(event: Event) -> tuple[tuple[str, int | None, int | None], ...]:
     """What a request touches, as (space, first, last address): a Modbus unit's table and
-    registers, an S7 area or DB and bytes, a block, an SZL, an OPC UA node (no address)."""
+    registers, an S7 area or DB and bytes, a block, an SZL; an OPC UA node or an S7comm-plus
+    variable (no address: each is a space of its own)."""
     if _last_targets[0] is not event:
         shape = channel_of(event)[2:]
         found = _shape_targets.get(shape)
@@ -115,8 +116,9 @@ def _targets(event: Event) -> Iterator[tuple[str, int | None, int | None]]:
         if fields.get("szl_id") is not None:
             yield from _span("SZL", fields["szl_id"], 1)
     elif proto == "s7comm-plus":
-        for address in (fields.get("addresses") or ())[:MAX_NODES]:
-            yield from _span("address", address, 1)
+        for address in (fields.get("addresses") or ())[:MAX_NODES]:     # a variable: its area and LID path
+            area = f"DB{address['db']}" if "db" in address else f"area {address.get('access_area')}"
+            yield f"variable {area} {'.'.join(map(str, address.get('lids') or ()))}", None, None
     elif proto == "opcua":
         for node in (fields.get("node_ids") or ())[:MAX_NODES]:
             yield f"node {node}", None, None

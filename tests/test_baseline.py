@@ -478,6 +478,12 @@ def test_public_s7comm_plus_traffic_learned_raises_nothing_on_itself():
     alerts = _detect(learned, stop)
     assert "baseline.new_function" in {a.rule for a in alerts}
     assert any("set_variable never used" in why for a in alerts for why in _whys(a))
+    # the variables each PLC was read at are learned by access area and LID path, as OPC UA
+    # nodes are: a read of one never read before is a new target
+    spaces = learned.baseline.spaces[("192.168.55.5", "192.168.41.10", "s7comm-plus", "get_multi_variables")]
+    assert "variable area 201 1081.0" in spaces and all(name.startswith("variable ") for name in spaces)
+    assert ("medium", "get_multi_variables on variable area 34 2449: never accessed by 192.168.55.5 on 192.168.41.10") \
+        in {(a.severity, why) for a in alerts if a.rule == "baseline.new_target" for why in _whys(a)}
 
 
 def test_period_change_needs_mean_and_median_off():
