@@ -796,7 +796,8 @@ def main() -> None:
     if missed:
         print(f"* Of the {missed:,} attack events missed, {verbatim:,} repeat verbatim a request of the normal "
               "training traffic (same client, server, function and targets, or the same service); the other "
-              f"{missed - verbatim:,}: " + ", ".join(f"{what} {n:,}" for what, n in rest.most_common(4))
+              f"{missed - verbatim:,} hold nothing the baseline had not learned, in new combinations: "
+              + ", ".join(f"{what} {n:,}" for what, n in rest.most_common(4))
               + ". Whole-capture labels call every request of an engineering session an attack, including "
               "what it shares with normal sessions.")
     print(f"* Attack captures with at least one detected attack event: rules {totals['rules'].alerted}, baseline "
