@@ -66,8 +66,8 @@ class Finding:
 
 class Folding:
     """Repeats of one finding (rule and severity) between the same two hosts fold into one
-    alert until a gap of AGGREGATE_SECONDS; muted (rule, source) pairs raise nothing. Shared by the rule
-    engine, the baseline and the model, so their alerts read and count alike."""
+    alert until a gap of AGGREGATE_SECONDS; muted (rule, source) pairs raise nothing.
+    Shared by the rule engine, the baseline and the model, so their alerts read and count alike."""
 
     def __init__(self, muted: set[tuple[str, str | None]] | None = None):
         self.muted = muted or set()

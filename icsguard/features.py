@@ -27,7 +27,8 @@ RESTART_WINDOWS = 10             # a silence this many windows long ends one str
 FEATURES = ("pdus", "bytes", "requests", "write_share", "read_share", "exception_rate", "distinct_functions",
             "distinct_targets", "new_target_share", "interarrival_mean", "interarrival_std")
 FEATURE_TEXT = {
-    "pdus": "PDUs", "bytes": "bytes", "requests": "requests", "write_share": "share of writes", "read_share": "share of reads",
+    "pdus": "PDUs", "bytes": "bytes", "requests": "requests", "write_share": "share of writes",
+    "read_share": "share of reads",
     "exception_rate": "share of refused responses", "distinct_functions": "distinct functions",
     "distinct_targets": "distinct registers/blocks/nodes", "new_target_share": "share of never-seen targets",
     "interarrival_mean": "mean seconds between requests", "interarrival_std": "spread of seconds between requests",
@@ -65,8 +66,8 @@ class _Sums:
         mean = self.gap_sum / self.gaps if self.gaps else 0.0
         std = math.sqrt(max(self.gap_squares / self.gaps - mean * mean, 0.0)) if self.gaps else 0.0
         requests = self.requests or 1
-        return (self.pdus * scale, self.bytes * scale, self.requests * scale, self.writes / requests, self.reads / requests,
-                self.refused / (self.responses or 1), float(len(self.functions)), float(len(self.targets)),
+        return (self.pdus * scale, self.bytes * scale, self.requests * scale, self.writes / requests,
+                self.reads / requests, self.refused / (self.responses or 1), float(len(self.functions)), float(len(self.targets)),
                 self.new_targets / (self.all_targets or 1), mean, std)
 
 
@@ -89,7 +90,7 @@ class Windows:
         self.last: float | None = None       # the latest event's time
         self.open: dict[tuple[str, str, str], _Sums] = {}
         self.tracked = 0                     # targets held by the open window, all pairs
-        self.shapes: dict[tuple, tuple] = {}     # request (channel) -> (kind, targets, unknown targets)
+        self.shapes: dict[tuple, tuple] = {}  # request (channel) -> (kind, targets, unknown targets)
 
     def feed(self, event: Event) -> list[Row]:
         if event.proto in CONVERSATIONS:

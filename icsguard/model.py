@@ -30,7 +30,8 @@ MAX_TRAINING_ROWS = 20_000       # beyond, a fixed-seed sample of them
 MIN_TRAINING_ROWS = 10           # fewer windows than this: no model, the baseline alone
 FALSE_ALARM_RATE = 0.001
 EXPLAINED = 3                    # features named in an alert
-LOGGED = ("pdus", "bytes", "requests", "distinct_functions", "distinct_targets", "interarrival_mean", "interarrival_std")
+LOGGED = ("pdus", "bytes", "requests", "distinct_functions", "distinct_targets", "interarrival_mean",
+          "interarrival_std")
 _LOGGED_COLUMNS = [FEATURES.index(name) for name in LOGGED]
 # The least spread a feature is given, whatever the training showed: a factor of two for
 # counts and times (on their log scale), a tenth for shares. A feature that never moved in
