@@ -69,10 +69,12 @@ _WRITTEN = replace(_FINDINGS["new_target"], severity="high")
 
 
 # The latest event's targets and channel (the baseline and the model's windows both ask),
-# and the targets of each request shape (polls repeat a few shapes all day).
+# the targets of each request shape (polls repeat a few shapes all day), and the channel
+# parts made from decoded lists (see _part).
 _last_targets: list = [None, ()]
 _last_channel: list = [None, ()]
 _shape_targets: dict[tuple, tuple] = {}
+_parts: dict[int, tuple] = {}
 
 
 def targets(event: Event) -> tuple[tuple[str, int | None, int | None], ...]:
@@ -190,13 +192,32 @@ def channel_of(event: Event) -> tuple:
               fields.get("block_type"), fields.get("block_number"), fields.get("service"),
               fields.get("read_address"), fields.get("read_quantity"), fields.get("write_address"),
               len(fields["write_values"]) if "write_values" in fields else None,
-              tuple((i.get("area"), i.get("db"), i.get("byte"), i.get("bit"), i.get("length")) for i in items)
-              if items else None,
+              _part(items, _item_part) if items else None,
               tuple(nodes[:MAX_NODES]) if nodes else None,
-              hashable(addresses[:MAX_NODES]) if addresses else None)
+              _part(addresses, _address_part) if addresses else None)
     key = (event.src, event.dst, event.proto, event.function, detail)
     _last_channel[:] = [event, key]
     return key
+
+
+def _part(value: Any, make) -> tuple:
+    """A channel's part made from a decoded list (S7 items, S7comm-plus addresses): the
+    decoders hand repeats of a PDU the same list, so its identity stands for its contents
+    while it is held here."""
+    held = _parts.get(id(value))
+    if held is not None and held[0] is value:
+        return held[1]
+    part = make(value)
+    remember(_parts, id(value), (value, part), MAX_CHANNELS)
+    return part
+
+
+def _item_part(items) -> tuple:
+    return tuple((i.get("area"), i.get("db"), i.get("byte"), i.get("bit"), i.get("length")) for i in items)
+
+
+def _address_part(addresses) -> tuple:
+    return hashable(addresses[:MAX_NODES])
 
 
 @dataclass
