@@ -167,7 +167,8 @@ def slots(event: Event) -> tuple[tuple | None, Any]:
         nodes, found = fields.get("node_ids"), fields.get("values")
         if not nodes or not found or len(nodes) != len(found):
             return None, ()
-        return ("node", tuple(nodes[:MAX_NODES])), found
+        nodes = tuple(nodes[:MAX_NODES])
+        return ("node", nodes), found[:len(nodes)]
     return None, ()
 
 
@@ -371,7 +372,8 @@ class Baseline:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Baseline:
-        baseline = cls(events=int(data["events"]), first_ts=_time(data["first_ts"]), last_ts=_time(data["last_ts"]))
+        baseline = cls(events=int(data["events"]), first_ts=optional_time(data["first_ts"]),
+                       last_ts=optional_time(data["last_ts"]))
         for row in data["pairs"]:
             baseline.pairs[(row["client"], row["server"], row["proto"])] = {k: int(v) for k, v in row["functions"].items()}
         for row in data["targets"]:
@@ -384,7 +386,7 @@ class Baseline:
         for row in data["channels"]:
             key = (row["client"], row["server"], row["proto"], row["function"], hashable(row["detail"]))
             baseline.channels[key] = Channel([float(i) for i in row["intervals"]], int(row["count"]),
-                                             _time(row["first_ts"]), _time(row["last_ts"]))
+                                             optional_time(row["first_ts"]), optional_time(row["last_ts"]))
         return baseline
 
     def periodic(self) -> dict[tuple, float]:
@@ -398,7 +400,8 @@ class Baseline:
         return found
 
 
-def _time(value: Any) -> float | None:
+def optional_time(value: Any) -> float | None:
+    """A time read from a model file: epoch seconds, or None (never learned, never updated)."""
     return None if value is None else float(value)
 
 
@@ -513,33 +516,28 @@ class BaselineDetector:
         return []
 
     def _check_values(self, event: Event, src: str, dst: str) -> list[tuple[Finding, str, str, str]]:
-        """Values against their learned ranges and rates. Polls repeat the same values: a
-        PDU's values once found in range, with no rate to follow, are not looked at again."""
-        fields = event.fields
-        found_values = fields.get("values") or fields.get("write_values")
-        if not found_values:
+        """Values against their learned ranges and rates. Polls repeat the same values: the
+        same values in the same layout, once found in range with no rate to follow, are not
+        looked at again."""
+        layout, stated = slots(event)
+        if layout is None:
             return []
         server = event.dst if event.direction == "request" else event.src
         if (server, event.proto) not in self.valued:
             return []
-        quiet = None
-        if found_values.__class__ in (tuple, list) and len(found_values) <= 256:
-            quiet = (server, event.proto, fields.get("unit_id"), event.function, fields.get("address"),
-                     fields.get("write_address"), tuple(fields.get("node_ids") or ()), tuple(found_values))
-            try:
-                if quiet in self.quiet:
-                    return []
-            except TypeError:            # an array value: not remembered
-                quiet = None
+        where = (server, event.proto, layout)
+        quiet = where + (tuple(stated),)
+        try:
+            if quiet in self.quiet:
+                return []
+        except TypeError:            # an array value: not remembered
+            quiet = None
         found = []
         followed = False
-        layout, stated = slots(event)
-        if layout is None:
-            return found
-        known_slots = self.layouts.get((server, event.proto, layout))
+        known_slots = self.layouts.get(where)
         if known_slots is None:
             known_slots = [self._bound((server, event.proto, holder)) for holder in holders(layout)]
-            remember(self.layouts, (server, event.proto, layout), known_slots, MAX_LAYOUTS)
+            remember(self.layouts, where, known_slots, MAX_LAYOUTS)
         for bound, value in zip(known_slots, stated):
             if not bound or value.__class__ not in (int, float):
                 continue

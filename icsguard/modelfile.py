@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from icsguard.baseline import Baseline
+from icsguard.baseline import Baseline, optional_time
 from icsguard.model import Model
 
 FORMAT = "icsguard-model"
@@ -99,17 +99,13 @@ def load(path: str | Path) -> LearnedModel:
         training = body["training"]
         learned = LearnedModel(
             Baseline.from_json(body["baseline"]), Model.from_json(body["model"]),
-            list(training["captures"]), _time(training["first_ts"]), _time(training["last_ts"]),
-            int(training["packets"]), float(training["created"]), _time(training["updated"]),
+            list(training["captures"]), optional_time(training["first_ts"]),
+            optional_time(training["last_ts"]), int(training["packets"]), float(training["created"]),
+            optional_time(training["updated"]),
             dict(body["libraries"]))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(f"{name}: unusable model file ({exc})") from None
     return learned
-
-
-def _time(value: Any) -> float | None:
-    """A time of the training section: epoch seconds, or None (never learned, never updated)."""
-    return None if value is None else float(value)
 
 
 def describe(learned: LearnedModel) -> dict[str, Any]:
