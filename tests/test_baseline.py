@@ -349,8 +349,9 @@ def s7(out):
     return learned, paths
 
 
-def test_s7_fresh_normal_traffic_raises_nothing(s7):
-    learned, paths = s7
+@pytest.mark.parametrize("peers", ["s7", "opcua"])
+def test_fresh_normal_traffic_raises_nothing(peers, request):
+    learned, paths = request.getfixturevalue(peers)
     assert _detect(learned, paths["fresh"]) == []
 
 
@@ -425,11 +426,6 @@ def test_opcua_learns_the_setpoint_range_and_one_second_reads(opcua):
     reads = {key[4][-2]: period for key, period in learned.baseline.periodic().items() if key[3] == "ReadRequest"}
     assert reads == {("ns=2;i=2",): pytest.approx(1.0, rel=0.05), ("ns=2;i=4",): pytest.approx(1.0, rel=0.05)}
     assert "CallRequest" not in learned.baseline.pairs[(HMI, PLC, "opcua")]
-
-
-def test_opcua_fresh_normal_traffic_raises_nothing(opcua):
-    learned, paths = opcua
-    assert _detect(learned, paths["fresh"]) == []
 
 
 def test_opcua_write_from_a_new_host_is_a_new_talker(opcua):
