@@ -22,6 +22,8 @@ from icsguard.rules import signature_id
 MAX_PAIRS = 100_000
 MAX_SPACES = 1024          # spaces (units, DBs, nodes) per pair and function; beyond, any is accepted
 MAX_RANGES = 256           # address ranges per space; beyond, the hull is kept
+NEIGHBOURS = 8             # addresses this close to learned ones count as learned: an HMI's buttons and
+                           # setpoints sit side by side (register, coil or byte numbers; not SZLs or blocks)
 MAX_VALUES = 100_000       # registers and nodes whose values are learned
 MAX_CHANNELS = 50_000      # exchanges whose period is learned or watched
 MAX_INTERVALS = 256        # intervals kept per exchange to estimate its period
@@ -41,6 +43,8 @@ RATE_MIN_GAP = 1.0         # seconds: rates are taken over at least this (a writ
 TWO_STATE = ("coil", "discrete_input")    # on/off values: their range matters, not their rate
 SILENCE_PERIODS = 5        # a periodic exchange missing for this many periods has gone silent
 SILENCE_MIN_SECONDS = 10.0
+PAUSES_MIN = 3             # learned pauses (intervals past the silence wait) that make a duty cycle
+PAUSE_FACTOR = 2.0         # ... which is silent only after this many times its usual pause
 
 MODBUS_TABLES = {
     "read_coils": "coil", "write_single_coil": "coil", "write_multiple_coils": "coil",
@@ -268,6 +272,13 @@ class Channel:
         spread = statistics.median(abs(i - median) for i in self.intervals)
         return median if median >= PERIOD_MIN_SECONDS and spread <= PERIODIC_SPREAD * median else None
 
+    def silence(self, period: float) -> float:
+        """How long the exchange may pause before it is silent: a few periods, or, for one
+        that learned to pause again and again (bursts every minute), twice its usual pause."""
+        wait = max(SILENCE_PERIODS * period, SILENCE_MIN_SECONDS)
+        pauses = [interval for interval in self.intervals if interval > wait]
+        return max(wait, PAUSE_FACTOR * statistics.median(pauses)) if len(pauses) >= PAUSES_MIN else wait
+
 
 @dataclass
 class Baseline:
@@ -339,8 +350,8 @@ class Baseline:
             known.see(value, event.ts)
 
     def covers(self, key: tuple, space: str, first: int | None, last: int | None) -> bool:
-        """Whether the learned (pair, function) touched all of first..last in the space
-        (answers remembered: polls ask the same question all the time)."""
+        """Whether the learned (pair, function) touched all of first..last in the space, or
+        addresses next to it (answers remembered: polls ask the same question all the time)."""
         question = (key, space, first, last)
         answer = self._answers.get(question)
         if answer is None:
@@ -349,8 +360,9 @@ class Baseline:
                 answer = False
             else:
                 ranges = spaces.get(space)
+                reach = 0 if space == "SZL" or space.startswith("block ") else NEIGHBOURS
                 answer = "*" in spaces or ranges is None or first is None or \
-                    any(lo <= first and last <= hi for lo, hi in ranges)
+                    any(lo - reach <= first and last <= hi + reach for lo, hi in ranges)
             remember(self._answers, question, answer, MAX_VALUES)
         return answer
 
@@ -437,7 +449,8 @@ class BaselineDetector:
         self.baseline = baseline
         self.folding = Folding(muted)
         # one entry per periodic exchange, so that a request's channel is looked up once
-        self.watch = {key: _Watch(period) for key, period in baseline.periodic().items()}
+        self.watch = {key: _Watch(period, baseline.channels[key].silence(period))
+                      for key, period in baseline.periodic().items()}
         self.seen: list[tuple[tuple, _Watch]] = []             # ... those seen in this run, for the sweep
         self.active: dict[tuple, float] = {}                  # (client, server, proto) -> last request,
         self.watched = {key[:3] for key in self.watch}         # ... for the pairs of periodic exchanges
@@ -610,8 +623,7 @@ class BaselineDetector:
         self.next_sweep = now + 1.0
         found = []
         for key, watch in self.seen:
-            last, period = watch.last, watch.period
-            wait = max(SILENCE_PERIODS * period, SILENCE_MIN_SECONDS)
+            last, period, wait = watch.last, watch.period, watch.wait
             if not watch.silent and now - last > wait and now - self.active.get(key[:3], last) > wait:
                 watch.silent = True
                 found.append((_FINDINGS["channel_silent"], key, last,
@@ -622,10 +634,11 @@ class BaselineDetector:
 
 class _Watch:
     """A periodic exchange as this run sees it."""
-    __slots__ = ("period", "last", "recent", "changed", "silent")
+    __slots__ = ("period", "wait", "last", "recent", "changed", "silent")
 
-    def __init__(self, period: float):
+    def __init__(self, period: float, wait: float):
         self.period = period
+        self.wait = wait                   # silent after this long without it
         self.last: float | None = None
         self.recent: list[float] = []      # intervals since the last comparison
         self.changed = False               # off its period, reported

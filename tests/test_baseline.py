@@ -214,15 +214,16 @@ def test_out_of_range_setpoint_write(modbus):
 
 
 def test_register_scan_is_new_targets(modbus):
-    """The HMI sweeps the holding registers in blocks of 16: every block lies outside what
-    it learned to read (0-9 and 100-103), so each is a new target."""
+    """The HMI sweeps the holding registers in blocks of 16: every block but the two next to
+    what it learned to read (0-9 and 100-103: 0-15 and 96-111 lie within NEIGHBOURS of them)
+    is a new target."""
     learned, paths = modbus
     alerts = _detect(learned, paths["fresh"], paths["scan"])
     target = _one(alerts, "baseline.new_target")
-    assert (target.src, target.dst, target.count) == (HMI, PLC, 64)
+    assert (target.src, target.dst, target.count) == (HMI, PLC, 62)
     assert _whys(target)[:2] == [
-        f"read_holding_registers on unit 1 holding_register 0-15: never accessed by {HMI} on {PLC}",
-        f"read_holding_registers on unit 1 holding_register 16-31: never accessed by {HMI} on {PLC}"]
+        f"read_holding_registers on unit 1 holding_register 16-31: never accessed by {HMI} on {PLC}",
+        f"read_holding_registers on unit 1 holding_register 32-47: never accessed by {HMI} on {PLC}"]
     assert {a.rule for a in alerts if a.detector == "baseline"} == {"baseline.new_target"}
 
 
@@ -605,3 +606,43 @@ def test_what_changes_something_is_graded_up():
     assert sorted((a.rule, a.severity, a.count) for a in alerts) == [
         ("baseline.new_function", "high", 1), ("baseline.new_function", "medium", 1),
         ("baseline.new_target", "high", 1), ("baseline.new_target", "medium", 2)]
+
+
+def test_a_duty_cycle_is_silent_only_after_twice_its_pause():
+    """A client writes a coil every half second for 15 s, then pauses 60 s, again and again
+    (as in the public pcap-share capture): its usual pause is no silence; a pause of more
+    than twice that is."""
+    def burst(start):
+        return [_poll(start + 0.5 * n, "write_single_coil", 7) for n in range(30)]
+    baseline = Baseline()
+    for cycle in range(8):
+        for event in burst(1000.0 + 75 * cycle):
+            baseline.learn(event)
+    key, = baseline.periodic()
+    assert baseline.periodic()[key] == pytest.approx(0.5)
+    assert baseline.channels[key].silence(0.5) == pytest.approx(2 * 60.5)
+
+    def silences(starts):
+        detector = BaselineDetector(baseline)
+        alerts = [a for start in starts for e in burst(start) for a in detector.feed(e)] + detector.flush()
+        return [_whys(a) for a in alerts if a.rule == "baseline.channel_silent"]
+    assert silences([5000.0, 5075.0, 5150.0]) == []
+    assert silences([5000.0, 5075.0, 5300.0]) == [["write_single_coil from 127.0.0.10 to 127.0.0.2 every 0.5 s, "
+                                                   "silent for 210.5 s"]]
+
+
+def test_addresses_next_to_learned_ones_are_learned():
+    """An HMI that wrote coils 1 and 2 may write coil 0 (the operator's next button); coil
+    40 is far from anything it wrote. SZL ids and block numbers are names, not neighbours."""
+    baseline = Baseline()
+    for second in range(10):
+        baseline.learn(Event(1000.0 + second, "modbus", HMI, 40000, PLC, 502, "request", "write_single_coil", 5,
+                             "", "x.pcap", 1, {"unit_id": 1, "address": 1 + second % 2, "value": True}))
+    key = (HMI, PLC, "modbus", "write_single_coil")
+    assert baseline.covers(key, "unit 1 coil", 0, 0)
+    assert baseline.covers(key, "unit 1 coil", 10, 10)
+    assert not baseline.covers(key, "unit 1 coil", 11, 11)
+    assert not baseline.covers(key, "unit 1 coil", 40, 40)
+    assert not baseline.covers(key, "unit 2 coil", 0, 0)
+    baseline.spaces[(HMI, PLC, "s7comm", "read_szl")] = {"SZL": [[0x11, 0x11]]}
+    assert not baseline.covers((HMI, PLC, "s7comm", "read_szl"), "SZL", 0x12, 0x12)
