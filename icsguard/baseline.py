@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from icsguard.bounded import remember
 from icsguard.detection import Alert, Finding, Folding, compact, hashable
-from icsguard.conversations import peer
+from icsguard.conversations import ANNOUNCEMENTS, peer
 from icsguard.events import CONVERSATIONS, ISO_ON_TCP, Event, function_kind
 from icsguard.rules import signature_id
 
@@ -412,6 +412,11 @@ class Baseline:
         return found
 
 
+def _announced(service: str, learned: dict[str, int]) -> bool:
+    """An announcement to the local network by a host that learned to announce itself."""
+    return service in ANNOUNCEMENTS and not ANNOUNCEMENTS.isdisjoint(learned)
+
+
 def optional_time(value: Any) -> float | None:
     """A time read from a model file: epoch seconds, or None (never learned, never updated)."""
     return None if value is None else float(value)
@@ -497,7 +502,8 @@ class BaselineDetector:
             found = [(_FINDINGS["new_talker"], client, server,
                       f"{client} never sent {event.proto} to {known} while learning "
                       f"({event.proto} {event.function}{where})")]
-        elif request and event.function not in functions:     # (responses name functions their own way)
+        elif request and event.function not in functions and not _announced(event.function, functions):
+            # (only requests: responses name functions their own way)
             used = ", ".join(sorted(functions)[:8])
             finding = _READING if function_kind(event.function) == "read" else _FINDINGS["new_function"]
             found = [(finding, client, server,

@@ -20,6 +20,7 @@ from icsguard.reassembly import community_id
 MAX_CONVERSATIONS = 100_000      # remembered (client, server, transport, port); beyond, the oldest goes
 MAX_FLOWS = 100_000              # 5-tuples already looked at: the fast way past known connections
 INTERNET = "the Internet"        # every server outside the site, as one peer
+LOCAL = "the local network"      # every broadcast and multicast address, as one peer
 
 # Well-known services, by server port. Names are what an analyst searches for.
 TCP_SERVICES = {
@@ -35,10 +36,13 @@ TCP_SERVICES = {
 UDP_SERVICES = {
     53: "dns", 67: "dhcp", 68: "dhcp", 69: "tftp", 123: "ntp", 137: "netbios_name", 138: "netbios_datagram",
     161: "snmp", 162: "snmp_trap", 500: "ike", 514: "syslog", 1900: "ssdp", 2222: "ethernet_ip_io",
-    2404: "iec104", 4840: "opcua_discovery", 5353: "mdns", 5355: "llmnr", 9600: "omron_fins",
+    2404: "iec104", 3702: "ws_discovery", 4840: "opcua_discovery", 5353: "mdns", 5355: "llmnr", 9600: "omron_fins",
     20000: "dnp3", 34962: "profinet_rt", 34963: "profinet_rt", 34964: "profinet_cm", 44818: "ethernet_ip",
     47808: "bacnet", 2455: "codesys", 1217: "codesys_gateway", 48898: "ads",
 }
+# Hosts announcing themselves to the local network: a Windows host that did it one way
+# while learning may do it any of these ways.
+ANNOUNCEMENTS = frozenset({"netbios_name", "netbios_datagram", "llmnr", "mdns", "ssdp", "ws_discovery"})
 SERVICES = {(IPPROTO_TCP, port): name for port, name in TCP_SERVICES.items()} | \
     {(IPPROTO_UDP, port): name for port, name in UDP_SERVICES.items()}
 TRANSPORTS = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp"}
@@ -51,17 +55,20 @@ def service_name(transport: int, port: int) -> str:
 @lru_cache(maxsize=65_536)
 def peer(client: str, server: str) -> str:
     """The server as a baseline knows it: the Internet when it is a public address outside
-    the client's /16 (plants often number their own networks with public addresses), the
-    address itself otherwise. Which cloud host an update or a licence check reaches
-    changes all the time; that a control-network host reaches the Internet at all is what
-    matters."""
+    the client's /16 (plants often number their own networks with public addresses); the
+    local network for a multicast or broadcast address (x.x.x.255: a /24's or wider, the
+    usual plant subnets); the address itself otherwise. Which cloud host an update or a
+    licence check reaches changes all the time, and which group an announcement goes to
+    says little; that a control-network host reaches the Internet, or announces itself, at
+    all is what matters."""
     try:
         address = ipaddress.ip_address(server)
         network = ipaddress.ip_network(f"{client}/{16 if address.version == 4 else 48}", strict=False)
     except ValueError:
         return server
-    outside = address.is_global and not address.is_multicast and address not in network
-    return INTERNET if outside else server
+    if address.is_multicast or (address.version == 4 and address.packed[3] == 255):
+        return LOCAL
+    return INTERNET if address.is_global and address not in network else server
 
 
 class Conversations:

@@ -531,12 +531,31 @@ def test_internet_hosts_are_one_peer():
 
 
 def test_plant_hosts_on_public_addresses_stay_themselves():
-    from icsguard.conversations import INTERNET, peer
+    from icsguard.conversations import INTERNET, LOCAL, peer
     assert peer("192.168.55.5", "51.178.91.235") == INTERNET
     assert peer("134.249.53.130", "134.249.61.182") == "134.249.61.182"      # one /16: the plant's own
     assert peer("192.168.55.5", "192.168.50.46") == "192.168.50.46"
-    assert peer("192.168.1.1", "224.0.0.251") == "224.0.0.251"              # multicast stays on the site
-    assert peer("10.0.0.1", "10.0.0.255") == "10.0.0.255"
+    assert peer("192.168.1.1", "224.0.0.251") == LOCAL
+    assert peer("10.0.0.1", "10.0.0.255") == peer("10.0.0.1", "255.255.255.255") == LOCAL
+    assert peer("10.0.0.1", "10.0.1.254") == "10.0.1.254"
+
+
+def test_a_host_that_announced_itself_may_announce_itself_another_way():
+    """The TIA Portal laptop of the S7-1200 lab sent SSDP to a multicast group while
+    learning; its NetBIOS datagrams to the subnet's broadcast address later are nothing new.
+    A PLC that never announced itself doing so is, and SMB to the local network would be."""
+    def udp(src, dst, service):
+        return Event(1000.0, "udp", src, 50000, dst, 1, "request", service, 1, "", "x.pcap", 1, {})
+    baseline = Baseline()
+    baseline.learn(udp("192.168.55.5", "239.255.255.250", "ssdp"))
+    baseline.learn(udp("192.168.41.10", "192.168.41.255", "dhcp"))
+    detector = BaselineDetector(baseline)
+    assert detector.findings(udp("192.168.55.5", "192.168.55.255", "netbios_datagram")) == []
+    assert detector.findings(udp("192.168.55.5", "224.0.0.252", "llmnr")) == []
+    assert [why for *_, why in detector.findings(udp("192.168.55.5", "192.168.55.255", "smb"))] == [
+        "smb never used from 192.168.55.5 to the local network (learned: ssdp)"]
+    assert [why for *_, why in detector.findings(udp("192.168.41.10", "224.0.0.251", "mdns"))] == [
+        "mdns never used from 192.168.41.10 to the local network (learned: dhcp)"]
 
 
 def _poll(ts, function="read_coils", address=0):
