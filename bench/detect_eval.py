@@ -99,6 +99,8 @@ class Network:
     window: float | None = None                  # model window (None: icsguard's default)
     site: str | None = None                      # the site file an analyst would write, from the dataset's SOURCE.txt
     untrusted: tuple[str, ...] = ()              # known attackers: never learned from, even after their attack
+    sessions: bool = False                       # held-out normal traffic is short engineering or HMI sessions
+                                                 # (minutes each), not a continuous recording of a process
 
 
 def modbus_labels(relative: str) -> dict[int, int]:
@@ -224,7 +226,7 @@ def s7plus() -> Network:
         "and upload captures are attacks as whole captures (their industrial requests are the attack events; "
         "responses, keep-alives, notifications and tcp/udp conversation events are not scored), "
         "barkink1, fst and S71200_StartupGoOnline are held-out normal. Model windows of 10 s: the normal capture "
-        "is too short for 60 s windows.", window=10.0,
+        "is too short for 60 s windows.", window=10.0, sessions=True,
         site="roles: {ews: [192.168.55.5], plc: [192.168.41.10, 192.168.42.10, 192.168.43.10]}")
 
 
@@ -239,7 +241,7 @@ def gymgit() -> list[Network]:
                 "Trained on the WinCC read and STEP7 diagnostics/variable-table captures of this PLC; STEP7 block "
                 "download is the attack (whole capture: its requests); WinCC read-write and STEP7 rwVarTab are "
                 "held-out normal. "
-                "10 s model windows (captures under a minute).", window=10.0,
+                "10 s model windows (captures under a minute).", window=10.0, sessions=True,
                 site="roles: {plc: [134.249.61.182], hmi: [134.249.53.130], ews: [134.249.53.130, 134.249.62.202]}"),
         Network("gymgit-s7-pcaps: S7-300 134.217.61.211 (TIA Portal)", base, "gymgit S7-300 (TIA Portal)",
                 [Piece(f"{base}/tia_s300_goOnline.pcapng")],
@@ -247,7 +249,7 @@ def gymgit() -> list[Network]:
                                                        "tia_s300_flashLed")],
                 "Trained on TIA Portal going online; the HW-config and OB1 downloads are attacks (whole captures: "
                 "their requests); "
-                "flash-LED is held-out normal. 10 s model windows.", window=10.0,
+                "flash-LED is held-out normal. 10 s model windows.", window=10.0, sessions=True,
                 site="roles: {plc: [134.217.61.211], ews: [134.217.61.131]}"),
     ]
 
@@ -524,6 +526,7 @@ def attack_scores(runs: list[Run]) -> dict[str, dict[str, Score]]:
 @dataclass
 class Alarms:
     hours: float = 0.0
+    segments: int = 0                                        # held-out normal segments (captures or parts)
     events: int = 0
     flagged: Counter = field(default_factory=Counter)        # config -> normal events flagged
     alerts: Counter = field(default_factory=Counter)         # config -> folded alerts
@@ -546,6 +549,7 @@ def false_alarms(runs: list[Run]) -> Alarms:
         if not held:
             continue
         alarms.hours += (run.held[1] - run.held[0]) / 3600
+        alarms.segments += 1
         alarms.events += len(held)
         for i in held:
             for config in CONFIGS:
@@ -806,6 +810,13 @@ def main() -> None:
     print(f"* At most one false alarm per hour of held-out normal traffic (combined): "
           f"**{'met' if rate <= 1.0 else 'not met'}** — {combined} alerts in {hours:.2f} h = {rate:.1f}/h"
           + (" (less than an hour of held-out normal traffic: the rate is an estimate)" if hours < 1 else "") + ".")
+    for sessions, what in ((False, "continuous recordings of a process"), (True, "short engineering and HMI sessions")):
+        part = [alarms for (network, _), alarms in zip(all_runs, collected[1.0]) if network.sessions == sessions]
+        part_hours = sum(alarms.hours for alarms in part)
+        alerts, segments = sum(alarms.alerts["combined"] for alarms in part), sum(alarms.segments for alarms in part)
+        if part_hours:
+            print(f"  * on {what}: {alerts} alerts in {part_hours:.2f} h = {alerts / part_hours:.1f}/h "
+                  f"({segments} segments, {alerts / segments:.1f} alerts each).")
     for stretch in stretches:
         total = grand[stretch]
         if total.hours:
