@@ -39,7 +39,7 @@ def render(meta: dict[str, Any], baseline: Baseline, console: Console, brief: bo
     _pairs(baseline, console)
     _targets(baseline, console)
     _values(baseline, console)
-    _periods(periodic, console)
+    _periods(baseline, periodic, console)
 
 
 def _cut(table: Table, rows: list, console: Console) -> None:
@@ -79,13 +79,18 @@ def _values(baseline: Baseline, console: Console) -> None:
     _cut(table, rows, console)
 
 
-def _periods(periodic: dict[tuple, float], console: Console) -> None:
-    table = Table("client", "server", "proto", "function", "exchanges", "period", title="Periodic exchanges",
-                  title_justify="left")
-    grouped: dict[tuple, list[float]] = defaultdict(list)
-    for (c, s, p, f, _), period in periodic.items():
-        grouped[(c, s, p, f)].append(period)
-    rows = [(c, s, p, f, str(len(periods)), f"{min(periods):.3g} s" if f"{min(periods):.3g}" == f"{max(periods):.3g}"
-             else f"{min(periods):.3g}..{max(periods):.3g} s")
-            for (c, s, p, f), periods in sorted(grouped.items())]
+def _periods(baseline: Baseline, periodic: dict[tuple, float], console: Console) -> None:
+    table = Table("client", "server", "proto", "function", "exchanges", "period", "silent after",
+                  title="Periodic exchanges", title_justify="left")
+    grouped: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
+    for key, period in periodic.items():
+        grouped[key[:4]].append((period, baseline.channels[key].silence(period)))
+    rows = [(c, s, p, f, str(len(found)), _seconds([period for period, _ in found]),
+             _seconds([wait for _, wait in found]))
+            for (c, s, p, f), found in sorted(grouped.items())]
     _cut(table, rows, console)
+
+
+def _seconds(values: list[float]) -> str:
+    low, high = f"{min(values):.3g}", f"{max(values):.3g}"
+    return f"{low} s" if low == high else f"{low}..{high} s"

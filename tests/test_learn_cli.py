@@ -90,10 +90,12 @@ def test_model_show_prints_pairs_functions_ranges_values_periods(trained):
     assert [HMI, PLC, "modbus", "read_coils", "unit 1 coil 0-15"] in rows
     assert [PLC, "modbus", "unit 1 holding_register 100", "1100", "1100", "0", "50"] in rows
     assert [PLC, "modbus", "unit 1 input_register 7", "259", "259", "0", "50"] in rows
-    periods = {row[3]: row[4:] for row in rows if len(row) == 6 and row[0] == HMI}
+    periods = {row[3]: row[4:] for row in rows if len(row) == 7 and row[0] == HMI}
     assert set(periods) == {"read_coils", "read_discrete_inputs", "read_holding_registers", "read_input_registers"}
     assert periods["read_holding_registers"][0] == "2"           # two exchanges: registers 0-9 and 100-103
     assert all(period[1].startswith("2.2") and period[1].endswith(" s") for period in periods.values()), periods
+    # silent after 5 periods of 2.2 s
+    assert all(period[2] in ("11.1 s", "11.2 s") for period in periods.values()), periods
     for title in ("Who talks to whom", "What they touch", "Value ranges", "Periodic exchanges"):
         assert title in result.stdout
 
