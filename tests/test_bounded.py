@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from icsguard.bounded import EVICT_SHARE, remember
+from icsguard.bounded import EVICT_SHARE, made_from, remember
 
 
 def test_a_full_map_drops_its_oldest_sixteenth_for_a_new_key():
@@ -20,3 +20,22 @@ def test_churn_keeps_the_newest_within_capacity():
     dropped = sum(remember(table, n, None, 1000) for n in range(20_000))
     assert len(table) <= 1000 and dropped == 20_000 - len(table)
     assert list(table)[-1] == 19_999 and min(table) >= 20_000 - 1000
+
+
+def test_made_from_remembers_by_identity_not_contents():
+    """The same objects give what was made of them without making it again; equal but
+    distinct ones are made anew (a decoder's repeats share objects, other PDUs do not)."""
+    memo: dict = {}
+    calls = []
+
+    def joined(a, b):
+        calls.append((a, b))
+        return a + b
+    first, second = [1], [2]
+    made = made_from(memo, joined, (first, second), 100)
+    assert made == [1, 2] and made_from(memo, joined, (first, second), 100) is made
+    assert made_from(memo, joined, ([1], second), 100) == [1, 2] and len(calls) == 2
+    assert made_from(memo, list, (first,), 100) == [1] and len(memo) == 3     # the maker is part of the key
+    for n in range(500):
+        made_from(memo, joined, ([n], second), 100)
+    assert len(memo) <= 100

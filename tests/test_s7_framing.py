@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from conftest import PCAPS, decoded
+from conftest import PCAPS, decoded, public
 from rewrite import cut, streams, write_conversation
 
 READS_WRITES = PCAPS / "s7_reads_writes.pcap"
@@ -50,3 +50,24 @@ def test_s7_on_another_port_joined_mid_stream(tmp_path):
     assert all((e["direction"] == "request") == (e["src"] == client[0] and e["sport"] == client[1])
                for e in events)
     assert client[1] < 65000 and all(e["dport"] == 65000 for e in events if e["direction"] == "request")
+
+
+def test_a_repeated_answer_to_a_repeated_poll_shares_its_items():
+    """The QUT HMI polls the same items every second; an answer that repeats an earlier one
+    is paired with its job once, and later stages see the very same items again (so what
+    they make of them is remembered)."""
+    from icsguard.analysis import decode
+    capture = public("2017QUT_S7comm/attacks/20161215180642.ChangeUpperThreshold/"
+                     "20161215180642.ChangeUpperThreshold.hmi.pcap")
+    seen: dict[str, tuple] = {}
+    repeats = shared = 0
+    for event in decode([str(capture)]):
+        items = event.fields.get("items")
+        if event.proto == "s7comm" and event.direction == "response" and items:
+            text = repr(items)
+            if text in seen:
+                repeats += 1
+                shared += seen[text] is items
+            else:
+                seen[text] = items
+    assert repeats >= 5 and shared == repeats

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from icsguard.bounded import remember
+from icsguard.bounded import made_from, remember
 from icsguard.events import sender_direction
 from icsguard.parsers import s7comm as s7
 from icsguard.parsers import s7comm_plus as s7p
@@ -18,7 +18,9 @@ NAME = "s7comm"
 PORTS = frozenset({102})
 MAX_UNIT_BYTES = 64 * 1024       # a reassembled COTP data unit; S7 PDUs are at most ~1 KiB (S7-1500: 8 KiB)
 MAX_OUTSTANDING = 256            # unanswered jobs remembered per connection
+MAX_PAIRED = 4096                # (job items, answer items) pairings remembered
 
+_paired_items: dict[tuple, tuple] = {}
 _BLOCK_SPEC = re.compile(rb"([0-9A-F]{2})(\d{5})([PAB])")
 _PI_SERVICE = re.compile(rb"P_PROGRAM|_[A-Z][A-Z0-9_]{3,8}")
 
@@ -383,14 +385,19 @@ def _paired(response: dict, job: dict) -> dict:
     paired = dict(response)
     job_items, items = job.get("items"), response.get("items")
     if job_items and items is not None:
-        paired["items"] = tuple(dict(asked, **{k: v for k, v in got.items() if k not in asked})
-                                for asked, got in zip(job_items, items)) + tuple(items[len(job_items):])
+        # a poll's repeated answer to its repeated job pairs once (both come from the decode cache)
+        paired["items"] = made_from(_paired_items, _pair_items, (job_items, items), MAX_PAIRED)
     elif job_items:
         paired["items"] = job_items
     for key in ("szl_id", "szl_index", "block_type", "block_number", "pi_service", "filename"):
         if key in job and key not in paired:
             paired[key] = job[key]
     return paired
+
+
+def _pair_items(job_items: tuple, items: tuple) -> tuple:
+    return tuple(dict(asked, **{k: v for k, v in got.items() if k not in asked})
+                 for asked, got in zip(job_items, items)) + tuple(items[len(job_items):])
 
 
 def _s7plus_fields(unit: bytes) -> tuple[str, str, int | None, dict[str, Any]]:
