@@ -13,7 +13,7 @@ import statistics
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
-from icsguard.bounded import remember
+from icsguard.bounded import made_from, remember
 from icsguard.detection import Alert, Finding, Folding, compact, hashable
 from icsguard.conversations import ANNOUNCEMENTS, peer
 from icsguard.events import CONVERSATIONS, ISO_ON_TCP, Event, function_kind
@@ -28,6 +28,7 @@ MAX_VALUES = 100_000       # registers and nodes whose values are learned
 MAX_CHANNELS = 50_000      # exchanges whose period is learned or watched
 MAX_INTERVALS = 256        # intervals kept per exchange to estimate its period
 MAX_NODES = 64             # OPC UA nodes of one request considered
+MAX_S7_BYTES = 512         # S7 data bytes of one PDU whose values are learned (as 256 Modbus registers)
 MAX_LAYOUTS = 4096         # value layouts (a poll's registers, a read's nodes) remembered with their bounds
 VALUE_TOLERANCE = 0.25     # a value may exceed the learned range by this share of its span,
 VALUE_NOISE = 0.01         # or by this share of its size (a reading that sat at 14017 may read 14018)
@@ -78,7 +79,7 @@ _WRITTEN = replace(_FINDINGS["new_target"], severity="high")
 _last_targets: list = [None, ()]
 _last_channel: list = [None, ()]
 _shape_targets: dict[tuple, tuple] = {}
-_parts: dict[int, tuple] = {}
+_parts: dict[tuple, tuple] = {}
 
 
 def targets(event: Event) -> tuple[tuple[str, int | None, int | None], ...]:
@@ -137,13 +138,19 @@ def _span(space: str, address: Any, quantity: Any) -> Iterator[tuple[str, int, i
 
 
 def holder_text(holder: tuple) -> str:
-    """A register or node as people write it: ``unit 1 holding_register 100``, ``node ns=2;i=7``."""
-    return f"node {holder[1]}" if holder[0] == "node" else f"unit {holder[0]} {holder[1]} {holder[2]}"
+    """A register, node or S7 data-block byte as people write it: ``unit 1 holding_register
+    100``, ``node ns=2;i=7``, ``DB1.DBB100``."""
+    if holder[0] == "node":
+        return f"node {holder[1]}"
+    if holder[0] == "s7":
+        return f"{holder[1]}.DBB{holder[2]}"
+    return f"unit {holder[0]} {holder[1]} {holder[2]}"
 
 
 def values(event: Event) -> Iterator[tuple[tuple, float]]:
     """Numeric values the PDU states, as (what holds it, value): Modbus registers read or
-    written, OPC UA node values read, written or notified. Booleans and text are left out."""
+    written, OPC UA node values read, written or notified, S7 data-block bytes read or written.
+    Booleans and text are left out."""
     layout, found = slots(event)
     if layout is not None:
         for holder, value in zip(holders(layout), found):
@@ -153,8 +160,8 @@ def values(event: Event) -> Iterator[tuple[tuple, float]]:
 
 def slots(event: Event) -> tuple[tuple | None, Any]:
     """(layout, values): what holds each position of the values a PDU states — (unit, table,
-    first register, count) for Modbus, ("node", node ids) for OPC UA — or (None, ()). Polls
-    repeat a few layouts all day."""
+    first register, count) for Modbus, ("node", node ids) for OPC UA, ("s7", items' DBs,
+    first bytes and counts) for S7 — or (None, ()). Polls repeat a few layouts all day."""
     fields = event.fields
     if event.proto == "modbus":
         if "write_values" in fields:
@@ -173,13 +180,41 @@ def slots(event: Event) -> tuple[tuple | None, Any]:
             return None, ()
         nodes = tuple(nodes[:MAX_NODES])
         return ("node", nodes), found[:len(nodes)]
+    if event.proto == "s7comm":
+        items = fields.get("items")
+        if items:
+            return made_from(_parts, _s7_slots, (items,), MAX_CHANNELS)
     return None, ()
+
+
+def _s7_slots(items) -> tuple[tuple | None, bytes]:
+    """The data-block bytes of S7 items as one run, and where each byte sits. Data blocks
+    hold the numbers (setpoints, measurements); flags, inputs and outputs are bits packed in
+    bytes, and a command bit's value is no range: new ones are new targets. The types are
+    not on the wire (an HMI reads a DB as bytes and knows what they mean), so each byte is a
+    value of its own; a big-endian number out of its range has a byte out of range too."""
+    layout, hexes, room = [], [], MAX_S7_BYTES
+    for item in items:
+        hexed = item.get("data")
+        if hexed and item.get("area") == "DB" and item.get("transport_size") != "BIT":
+            byte = item.get("byte")
+            if byte.__class__ is int:
+                count = min(len(hexed) // 2, room)
+                layout.append((f"DB{item.get('db')}", byte, count))
+                hexes.append(hexed[:2 * count])
+                room -= count
+                if not room:
+                    break
+    data = bytes.fromhex("".join(hexes)) if hexes else b""
+    return (("s7", tuple(layout)), data) if data else (None, b"")
 
 
 def holders(layout: tuple) -> list[tuple]:
     """What holds each position of a layout: (unit, table, register) or ("node", node id)."""
     if layout[0] == "node":
         return [("node", node) for node in layout[1]]
+    if layout[0] == "s7":
+        return [("s7", space, byte + offset) for space, byte, count in layout[1] for offset in range(count)]
     unit, table, start, count = layout
     return [(unit, table, start + offset) for offset in range(count)]
 
@@ -197,24 +232,12 @@ def channel_of(event: Event) -> tuple:
               fields.get("block_type"), fields.get("block_number"), fields.get("service"),
               fields.get("read_address"), fields.get("read_quantity"), fields.get("write_address"),
               len(fields["write_values"]) if "write_values" in fields else None,
-              _part(items, _item_part) if items else None,
+              made_from(_parts, _item_part, (items,), MAX_CHANNELS) if items else None,
               tuple(nodes[:MAX_NODES]) if nodes else None,
-              _part(addresses, _address_part) if addresses else None)
+              made_from(_parts, _address_part, (addresses,), MAX_CHANNELS) if addresses else None)
     key = (event.src, event.dst, event.proto, event.function, detail)
     _last_channel[:] = [event, key]
     return key
-
-
-def _part(value: Any, make) -> tuple:
-    """A channel's part made from a decoded list (S7 items, S7comm-plus addresses): the
-    decoders hand repeats of a PDU the same list, so its identity stands for its contents
-    while it is held here."""
-    held = _parts.get(id(value))
-    if held is not None and held[0] is value:
-        return held[1]
-    part = make(value)
-    remember(_parts, id(value), (value, part), MAX_CHANNELS)
-    return part
 
 
 def _item_part(items) -> tuple:
@@ -545,7 +568,7 @@ class BaselineDetector:
         if (server, event.proto) not in self.valued:
             return []
         where = (server, event.proto, layout)
-        quiet = where + (tuple(stated),)
+        quiet = where + (stated if stated.__class__ is bytes else tuple(stated),)
         try:
             if quiet in self.quiet:
                 return []
@@ -588,10 +611,13 @@ class BaselineDetector:
         known = self.baseline.values.get(key)
         if known is None:
             return ()
-        if key[2][1] in TWO_STATE:           # on/off: its range, exactly, and no rate
+        holder = key[2]
+        if holder[1] in TWO_STATE:           # on/off: its range, exactly, and no rate
             return key, known.low, known.high, 0.0
         margin = max(VALUE_TOLERANCE * (known.high - known.low), VALUE_NOISE * max(-known.low, known.high))
-        return key, known.low - margin, known.high + margin, RATE_FACTOR * known.max_rate
+        # an S7 byte's rate says little: the low byte of a number wraps whenever it counts on
+        return key, known.low - margin, known.high + margin, \
+            0.0 if holder[0] == "s7" else RATE_FACTOR * known.max_rate
 
     def _check_period(self, event: Event, key: tuple) -> list[tuple[Finding, str, str, str]]:
         """Every PERIOD_WINDOW intervals, their mean and median against the learned period; a

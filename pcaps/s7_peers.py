@@ -436,15 +436,16 @@ def normal_hmi(port: int, rack: int = RACK, slot: int = SLOT, source: str = CLIE
 
 
 def writers(port: int, rack: int = RACK, slot: int = SLOT,
-            hosts: tuple[str, ...] = (CLIENT_HOST,)) -> list[dict]:
+            hosts: tuple[str, ...] = (CLIENT_HOST,), value: int = 1234) -> list[dict]:
     """One connection from each of ``hosts`` in turn, each reading a DB and writing one
-    setpoint into it: the same harmless write, so only who wrote differs. The transcripts
-    follow one another; each starts with its "connect" entry (see client_host)."""
+    setpoint (a DINT, by default a harmless 1234) into it: the same write, so only who wrote
+    differs. The transcripts follow one another; each starts with its "connect" entry (see
+    client_host)."""
     transcript: list[dict] = []
     for host in hosts:
         with Session(port, rack, slot, host) as s:
             s.read(Area.DB, 1, 100, 4)
-            s.write(Area.DB, 1, 100, (1234).to_bytes(4, "big"))
+            s.write(Area.DB, 1, 100, value.to_bytes(4, "big", signed=True))
             transcript += s.transcript
     return transcript
 

@@ -336,6 +336,7 @@ def s7(out):
         "fresh": (s7_peers.normal_hmi, {"cycles": 10}),
         "stop": (s7_peers.stop_cpu, {}),
         "rogue": (s7_peers.writers, {"hosts": (ROGUE,)}),
+        "setpoint": (s7_peers.writers, {"value": -1000}),
         "scan": (s7_peers.db_scan, {}),
     }
     paths = {}
@@ -373,6 +374,22 @@ def test_s7_write_from_a_new_host_is_a_new_talker(s7):
     assert whys[0] == f"{ROGUE} never sent tcp to {PLC} while learning (tcp iso_tsap)"
     assert f"{ROGUE} never sent s7comm to {PLC} while learning (s7comm setup_communication)" in whys
     assert alerts[0].count >= 10            # its connection, setup and writes, and the PLC's answers
+
+
+def test_s7_setpoint_out_of_range_from_the_hmi(s7):
+    """The HMI wrote DB1.DBD100 = 1501 while learning, and read it (and DB1's other bytes)
+    every cycle; now it writes -1000 (FF FF FC 18). Each byte is learned as a value of its
+    own (the types are not on the wire): the bytes beyond their learned ranges are reported,
+    on the write and on the reads that show it."""
+    learned, paths = s7
+    assert learned.baseline.values[(PLC, "s7comm", ("s7", "DB1", 100))].high == 100
+    alerts = _detect(learned, paths["fresh"], paths["setpoint"])
+    value = _one(alerts, "baseline.value_out_of_range")
+    assert (value.src, value.dst, value.severity) == (HMI, PLC, "high")
+    assert value.evidence[0]["function"] == "write_var" and value.evidence[0]["direction"] == "request"
+    whys = _whys(value)
+    assert whys[:2] == ["DB1.DBB100 = 255, learned 0..100", "DB1.DBB101 = 255, learned 0..101"]
+    assert {a.rule for a in alerts} == {"baseline.value_out_of_range"}
 
 
 def test_s7_db_scan_is_new_targets(s7):
