@@ -54,6 +54,7 @@ class _Sums:
     refused: int = 0
     functions: set = field(default_factory=set)
     targets: set = field(default_factory=set)
+    channels: set = field(default_factory=set)     # distinct requests seen: their functions and targets are in
     new_targets: int = 0
     all_targets: int = 0
     last_request: float | None = None
@@ -118,8 +119,6 @@ class Windows:
         sums.bytes += event.fields.get("pdu_length") or 0
         if request:
             sums.requests += 1
-            function = event.function
-            sums.functions.add(function)
             channel = channel_of(event)
             shape = self.shapes.get(channel)
             if shape is None:
@@ -138,11 +137,15 @@ class Windows:
             sums.last_request = ts
             sums.all_targets += len(found)
             sums.new_targets += unknown
-            for target in found:
-                if len(sums.targets) < MAX_TARGETS and self.tracked < MAX_ALL_TARGETS \
-                        and target not in sums.targets:
-                    sums.targets.add(target)
-                    self.tracked += 1
+            if channel not in sums.channels:               # a poll's repeats add nothing new
+                if len(sums.channels) < MAX_TARGETS:
+                    sums.channels.add(channel)
+                sums.functions.add(event.function)
+                for target in found:
+                    if len(sums.targets) < MAX_TARGETS and self.tracked < MAX_ALL_TARGETS \
+                            and target not in sums.targets:
+                        sums.targets.add(target)
+                        self.tracked += 1
         else:
             sums.responses += 1
             if refused(event.fields):
