@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from icsguard.bounded import made_from, remember
 from icsguard.detection import Alert, Finding, Folding, compact, hashable
-from icsguard.conversations import ANNOUNCEMENTS, peer
+from icsguard.conversations import ANNOUNCEMENTS, LOCAL, peer
 from icsguard.events import CONVERSATIONS, ISO_ON_TCP, Event, function_kind
 from icsguard.rules import signature_id
 
@@ -30,6 +30,7 @@ MAX_INTERVALS = 256        # intervals kept per exchange to estimate its period
 MAX_NODES = 64             # OPC UA nodes of one request considered
 MAX_S7_BYTES = 512         # S7 data bytes of one PDU whose values are learned (as 256 Modbus registers)
 MAX_LAYOUTS = 4096         # value layouts (a poll's registers, a read's nodes) remembered with their bounds
+MAX_QUIET = 16_384         # the values of a layout found in range, remembered (polls repeat a few states)
 VALUE_TOLERANCE = 0.25     # a value may exceed the learned range by this share of its span,
 VALUE_NOISE = 0.01         # or by this share of its size (a reading that sat at 14017 may read 14018)
 RATE_FACTOR = 2.0          # a change this many times faster than any learned one is abnormal
@@ -44,8 +45,9 @@ RATE_MIN_GAP = 1.0         # seconds: rates are taken over at least this (a writ
 TWO_STATE = ("coil", "discrete_input")    # on/off values: their range matters, not their rate
 SILENCE_PERIODS = 5        # a periodic exchange missing for this many periods has gone silent
 SILENCE_MIN_SECONDS = 10.0
-PAUSES_MIN = 3             # learned pauses (intervals past the silence wait) that make a duty cycle
-PAUSE_FACTOR = 2.0         # ... which is silent only after this many times its usual pause
+PAUSES_MIN = 3             # learned pauses (intervals past the silence wait) that make a duty cycle,
+PAUSE_FACTOR = 2.0         # ... which is silent only after this many times its usual pause,
+MAX_PAUSE_SECONDS = 600.0  # ... at most this long (longer gaps are most likely between captures)
 
 MODBUS_TABLES = {
     "read_coils": "coil", "write_single_coil": "coil", "write_multiple_coils": "coil",
@@ -74,12 +76,13 @@ _WRITTEN = replace(_FINDINGS["new_target"], severity="high")
 
 
 # The latest event's targets and channel (the baseline and the model's windows both ask),
-# the targets of each request shape (polls repeat a few shapes all day), and the channel
-# parts made from decoded lists (see _part).
+# the targets of each request shape (polls repeat a few shapes all day), the channel
+# parts made from decoded lists and the S7 values of decoded items (see bounded.made_from).
 _last_targets: list = [None, ()]
 _last_channel: list = [None, ()]
 _shape_targets: dict[tuple, tuple] = {}
 _parts: dict[tuple, tuple] = {}
+_s7_values: dict[tuple, tuple] = {}
 
 
 def targets(event: Event) -> tuple[tuple[str, int | None, int | None], ...]:
@@ -180,10 +183,10 @@ def slots(event: Event) -> tuple[tuple | None, Any]:
             return None, ()
         nodes = tuple(nodes[:MAX_NODES])
         return ("node", nodes), found[:len(nodes)]
-    if event.proto == "s7comm":
-        items = fields.get("items")
+    if event.proto == "s7comm" and not (event.function == "write_var" and event.direction == "response"):
+        items = fields.get("items")         # (a write's acknowledgement repeats what was written)
         if items:
-            return made_from(_parts, _s7_slots, (items,), MAX_CHANNELS)
+            return made_from(_s7_values, _s7_slots, (items,), MAX_LAYOUTS)
     return None, ()
 
 
@@ -196,7 +199,8 @@ def _s7_slots(items) -> tuple[tuple | None, bytes]:
     layout, hexes, room = [], [], MAX_S7_BYTES
     for item in items:
         hexed = item.get("data")
-        if hexed and item.get("area") == "DB" and item.get("transport_size") != "BIT":
+        if hexed and item.get("area") == "DB" and item.get("transport_size") != "BIT" and \
+                item.get("return_code", "success") == "success":
             byte = item.get("byte")
             if byte.__class__ is int:
                 count = min(len(hexed) // 2, room)
@@ -210,7 +214,8 @@ def _s7_slots(items) -> tuple[tuple | None, bytes]:
 
 
 def holders(layout: tuple) -> list[tuple]:
-    """What holds each position of a layout: (unit, table, register) or ("node", node id)."""
+    """What holds each position of a layout: (unit, table, register), ("node", node id) or
+    ("s7", DB, byte)."""
     if layout[0] == "node":
         return [("node", node) for node in layout[1]]
     if layout[0] == "s7":
@@ -272,14 +277,20 @@ class ValueRange:
 
 @dataclass
 class Channel:
-    intervals: list[float] = field(default_factory=list)
+    intervals: list[float] = field(default_factory=list)       # the first MAX_INTERVALS
     count: int = 0
     first_ts: float | None = None
     last_ts: float | None = None
+    pauses: list[float] = field(default_factory=list)          # intervals of SILENCE_MIN_SECONDS to
+                                                               # MAX_PAUSE_SECONDS, the first MAX_INTERVALS
 
     def see(self, ts: float) -> None:
-        if self.last_ts is not None and ts > self.last_ts and len(self.intervals) < MAX_INTERVALS:
-            self.intervals.append(ts - self.last_ts)
+        if self.last_ts is not None and ts > self.last_ts:
+            interval = ts - self.last_ts
+            if len(self.intervals) < MAX_INTERVALS:
+                self.intervals.append(interval)
+            if SILENCE_MIN_SECONDS <= interval <= MAX_PAUSE_SECONDS and len(self.pauses) < MAX_INTERVALS:
+                self.pauses.append(interval)
         if self.first_ts is None:
             self.first_ts = ts
         self.last_ts = ts
@@ -297,10 +308,13 @@ class Channel:
 
     def silence(self, period: float) -> float:
         """How long the exchange may pause before it is silent: a few periods, or, for one
-        that learned to pause again and again (bursts every minute), twice its usual pause."""
+        that learned to pause again and again (bursts every minute), twice its usual pause,
+        up to MAX_PAUSE_SECONDS."""
         wait = max(SILENCE_PERIODS * period, SILENCE_MIN_SECONDS)
-        pauses = [interval for interval in self.intervals if interval > wait]
-        return max(wait, PAUSE_FACTOR * statistics.median(pauses)) if len(pauses) >= PAUSES_MIN else wait
+        pauses = [interval for interval in self.pauses if interval > wait]
+        if len(pauses) < PAUSES_MIN:
+            return wait
+        return max(wait, min(PAUSE_FACTOR * statistics.median(pauses), MAX_PAUSE_SECONDS))
 
 
 @dataclass
@@ -401,7 +415,8 @@ class Baseline:
                         "max_rate": v.max_rate, "count": v.count} for (s, p, h), v in self.values.items()],
             "channels": [{"client": c, "server": s, "proto": p, "function": fn, "detail": _thaw(d),
                           "count": ch.count, "first_ts": ch.first_ts, "last_ts": ch.last_ts,
-                          "intervals": [round(i, 6) for i in ch.intervals]}
+                          "intervals": [round(i, 6) for i in ch.intervals],
+                          "pauses": [round(i, 6) for i in ch.pauses]}
                          for (c, s, p, fn, d), ch in self.channels.items() if len(ch.intervals) >= 2],
         }
 
@@ -421,7 +436,8 @@ class Baseline:
         for row in data["channels"]:
             key = (row["client"], row["server"], row["proto"], row["function"], hashable(row["detail"]))
             baseline.channels[key] = Channel([float(i) for i in row["intervals"]], int(row["count"]),
-                                             optional_time(row["first_ts"]), optional_time(row["last_ts"]))
+                                             optional_time(row["first_ts"]), optional_time(row["last_ts"]),
+                                             [float(i) for i in row["pauses"]])
         return baseline
 
     def periodic(self) -> dict[tuple, float]:
@@ -435,9 +451,9 @@ class Baseline:
         return found
 
 
-def _announced(service: str, learned: dict[str, int]) -> bool:
+def _announced(known: str, service: str, learned: dict[str, int]) -> bool:
     """An announcement to the local network by a host that learned to announce itself."""
-    return service in ANNOUNCEMENTS and not ANNOUNCEMENTS.isdisjoint(learned)
+    return known == LOCAL and service in ANNOUNCEMENTS and not ANNOUNCEMENTS.isdisjoint(learned)
 
 
 def optional_time(value: Any) -> float | None:
@@ -525,7 +541,8 @@ class BaselineDetector:
             found = [(_FINDINGS["new_talker"], client, server,
                       f"{client} never sent {event.proto} to {known} while learning "
                       f"({event.proto} {event.function}{where})")]
-        elif request and event.function not in functions and not _announced(event.function, functions):
+        elif request and event.function not in functions and \
+                not _announced(known, event.function, functions):
             # (only requests: responses name functions their own way)
             used = ", ".join(sorted(functions)[:8])
             finding = _READING if function_kind(event.function) == "read" else _FINDINGS["new_function"]
@@ -602,12 +619,12 @@ class BaselineDetector:
                                       f"learned at most {self.baseline.values[key].max_rate:.3g}/s"))
                     self.values[key] = (value, event.ts)
         if quiet is not None and not found and not followed:
-            remember(self.quiet, quiet, None, MAX_VALUES)
+            remember(self.quiet, quiet, None, MAX_QUIET)
         return found
 
     def _bound(self, key: tuple) -> tuple:
-        """What a register or node may read: (key, lowest, highest, fastest change; 0 for
-        none followed), or () when nothing was learned of it."""
+        """What a register, node or DB byte may read: (key, lowest, highest, fastest change;
+        0 for none followed), or () when nothing was learned of it."""
         known = self.baseline.values.get(key)
         if known is None:
             return ()

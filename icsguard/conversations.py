@@ -66,9 +66,11 @@ def peer(client: str, server: str) -> str:
         network = ipaddress.ip_network(f"{client}/{16 if address.version == 4 else 48}", strict=False)
     except ValueError:
         return server
-    if address.is_multicast or (address.version == 4 and address.packed[3] == 255):
+    if address.is_multicast:
         return LOCAL
-    return INTERNET if address.is_global and address not in network else server
+    if address.is_global and address not in network:
+        return INTERNET
+    return LOCAL if address.version == 4 and address.packed[3] == 255 else server
 
 
 class Conversations:

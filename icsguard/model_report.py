@@ -22,8 +22,8 @@ def render(meta: dict[str, Any], baseline: Baseline, console: Console, brief: bo
     summary.add_row("time span", f"{utc_time(meta['first_ts'])} .. {utc_time(meta['last_ts'])} UTC")
     summary.add_row("packets, events", f"{meta['packets']:,}, {meta['events']:,}")
     periodic = baseline.periodic()
-    summary.add_row("baseline", f"{len(baseline.pairs):,} pairs, {len(baseline.values):,} registers/nodes with "
-                    f"value ranges, {len(periodic):,} periodic exchanges")
+    summary.add_row("baseline", f"{len(baseline.pairs):,} pairs, {len(baseline.values):,} registers/nodes/DB bytes "
+                    f"with value ranges, {len(periodic):,} periodic exchanges")
     if meta["threshold"] is None:
         model = f"none: {meta['training_windows']} windows are too few (the baseline alone detects)"
     else:
@@ -72,10 +72,11 @@ def _targets(baseline: Baseline, console: Console) -> None:
 
 
 def _values(baseline: Baseline, console: Console) -> None:
-    table = Table("server", "proto", "register / node", "min", "max", "max change/s", "seen",
+    table = Table("server", "proto", "register / node / DB byte", "min", "max", "max change/s", "seen",
                   title="Value ranges", title_justify="left")
-    rows = [(s, p, holder_text(h), f"{v.low:g}", f"{v.high:g}", f"{v.max_rate:.3g}", f"{v.count:,}")
-            for (s, p, h), v in sorted(baseline.values.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2])))]
+    rows = [(s, p, holder_text(h), f"{v.low:g}", f"{v.high:g}", "–" if h[0] == "s7" else f"{v.max_rate:.3g}",
+             f"{v.count:,}")
+            for (s, p, h), v in sorted(baseline.values.items(), key=lambda kv: (kv[0][0], kv[0][1], _order(kv[0][2])))]
     _cut(table, rows, console)
 
 
@@ -91,6 +92,11 @@ def _periods(baseline: Baseline, periodic: dict[tuple, float], console: Console)
     _cut(table, rows, console)
 
 
+def _order(holder: tuple) -> tuple:
+    """Registers and bytes in numeric order, whatever mix of numbers and names a holder has."""
+    return tuple((0, part, "") if isinstance(part, int) else (1, 0, str(part)) for part in holder)
+
+
 def _seconds(values: list[float]) -> str:
-    low, high = f"{min(values):.3g}", f"{max(values):.3g}"
+    low, high = (f"{x:.3g}" if x < 1000 else f"{x:.0f}" for x in (min(values), max(values)))
     return f"{low} s" if low == high else f"{low}..{high} s"

@@ -22,7 +22,7 @@ from icsguard.baseline import Baseline, optional_time
 from icsguard.model import Model
 
 FORMAT = "icsguard-model"
-VERSION = 3
+VERSION = 4
 LIBRARIES = ("icsguard", "scikit-learn", "pandas", "numpy")
 
 

@@ -387,6 +387,7 @@ def test_s7_setpoint_out_of_range_from_the_hmi(s7):
     value = _one(alerts, "baseline.value_out_of_range")
     assert (value.src, value.dst, value.severity) == (HMI, PLC, "high")
     assert value.evidence[0]["function"] == "write_var" and value.evidence[0]["direction"] == "request"
+    assert {e["direction"] for e in value.evidence if e["function"] == "write_var"} == {"request"}     # not the ack
     whys = _whys(value)
     assert whys[:2] == ["DB1.DBB100 = 255, learned 0..100", "DB1.DBB101 = 255, learned 0..101"]
     assert {a.rule for a in alerts} == {"baseline.value_out_of_range"}
@@ -555,6 +556,7 @@ def test_plant_hosts_on_public_addresses_stay_themselves():
     assert peer("192.168.1.1", "224.0.0.251") == LOCAL
     assert peer("10.0.0.1", "10.0.0.255") == peer("10.0.0.1", "255.255.255.255") == LOCAL
     assert peer("10.0.0.1", "10.0.1.254") == "10.0.1.254"
+    assert peer("192.168.1.5", "52.20.30.255") == INTERNET                # outside the site first
 
 
 def test_a_host_that_announced_itself_may_announce_itself_another_way():
@@ -573,6 +575,9 @@ def test_a_host_that_announced_itself_may_announce_itself_another_way():
         "smb never used from 192.168.55.5 to the local network (learned: ssdp)"]
     assert [why for *_, why in detector.findings(udp("192.168.41.10", "224.0.0.251", "mdns"))] == [
         "mdns never used from 192.168.41.10 to the local network (learned: dhcp)"]
+    baseline.learn(udp("192.168.55.5", "192.168.50.46", "netbios_name"))         # a WINS server, unicast
+    assert [why for *_, why in BaselineDetector(baseline).findings(udp("192.168.55.5", "192.168.50.46", "mdns"))] == [
+        "mdns never used from 192.168.55.5 to 192.168.50.46 (learned: netbios_name)"]
 
 
 def _poll(ts, function="read_coils", address=0):
@@ -663,6 +668,12 @@ def test_a_duty_cycle_is_silent_only_after_twice_its_pause():
         alerts = [a for start in starts for e in burst(start) for a in detector.feed(e)] + detector.flush()
         return [_whys(a) for a in alerts if a.rule == "baseline.channel_silent"]
     assert silences([5000.0, 5075.0, 5150.0]) == []
+    apart = Baseline()                  # the same bursts learned from captures a day apart: no duty cycle
+    for day in range(4):
+        for event in burst(1000.0 + 86400 * day):
+            apart.learn(event)
+    key, = apart.periodic()
+    assert apart.channels[key].silence(0.5) == SILENCE_MIN_SECONDS
     assert silences([5000.0, 5075.0, 5300.0]) == [["write_single_coil from 127.0.0.10 to 127.0.0.2 every 0.5 s, "
                                                    "silent for 210.5 s"]]
 
