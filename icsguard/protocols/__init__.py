@@ -3,7 +3,9 @@
 A connection is claimed by a protocol when its bytes look like that protocol
 (on any port); bytes on a protocol's well-known port that do not look like it
 are reported, never decoded as if they were. Each direction is cut into PDUs
-by the protocol's length rule; the protocol's session decodes and pairs them.
+by the protocol's length rule; the protocol's session decodes and pairs them. A
+session hands back a fields dict of each PDU's own (what it shares between repeats,
+from its decode cache, sits inside), which this stage completes with ``pdu_length``.
 """
 
 from __future__ import annotations
@@ -188,9 +190,9 @@ class ProtocolStage:
             proto, direction, function, code, fields = decoded
             if "malformed" in fields:
                 self.counters[state.malformed_key] += 1
-            size = len(pdu) + partial.pop(side, 0) if partial else len(pdu)
+            fields["pdu_length"] = len(pdu) + partial.pop(side, 0) if partial else len(pdu)
             events.append(Event(ts, proto, src, sport, dst, dport, direction, function, code,
-                                flow, capture, frame, {**fields, "pdu_length": size}))
+                                flow, capture, frame, fields))
         self.counters[state.pdus_key] += len(events)
         return events
 
