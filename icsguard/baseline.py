@@ -175,7 +175,8 @@ def slots(event: Event) -> tuple[tuple | None, Any]:
             table = MODBUS_TABLES.get(event.function)
         if table is None or not isinstance(start, int) or not found:
             return None, ()
-        found = found[:256]
+        if len(found) > 256:
+            found = found[:256]
         return (fields.get("unit_id"), table, start, len(found)), found
     if event.proto == "opcua":
         nodes, found = fields.get("node_ids"), fields.get("values")
@@ -209,8 +210,7 @@ def _s7_slots(items) -> tuple[tuple | None, bytes]:
                 room -= count
                 if not room:
                     break
-    data = bytes.fromhex("".join(hexes)) if hexes else b""
-    return (("s7", tuple(layout)), data) if data else (None, b"")
+    return (("s7", tuple(layout)), bytes.fromhex("".join(hexes))) if hexes else (None, b"")
 
 
 def holders(layout: tuple) -> list[tuple]:
