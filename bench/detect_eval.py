@@ -45,15 +45,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rules_on_public import PUBLIC, label_of
 
 from icsguard.analysis import decode, learn
-from icsguard.baseline import BaselineDetector, channel_of
-from icsguard.conversations import peer
-from icsguard.detection import AGGREGATE_SECONDS, Detector
+from icsguard.detect.baseline import BaselineDetector, channel_of
+from icsguard.net.conversations import peer
+from icsguard.detect.folding import AGGREGATE_SECONDS, Detector
 from icsguard.events import CONVERSATIONS
-from icsguard.model import ESTIMATORS, ModelDetector
-from icsguard.netstack import NetStack
-from icsguard.rules import load_rules
-from icsguard.site import load_site
-from icsguard.sources import CaptureError, Frame, read_capture
+from icsguard.detect.model import ESTIMATORS, ModelDetector
+from icsguard.net.netstack import NetStack
+from icsguard.detect.rules import load_rules
+from icsguard.detect.site import load_site
+from icsguard.capture.files import CaptureError, Frame, read_capture
 
 DETECTORS = ("rules", "baseline", "model")
 CONFIGS = ("rules", "baseline", "model", "combined")

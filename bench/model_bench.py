@@ -37,12 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rules_on_public import PUBLIC
 
 from icsguard.analysis import decode, learn
-from icsguard.baseline import BaselineDetector
-from icsguard.detection import Detector
-from icsguard.model import ESTIMATORS, ModelDetector
+from icsguard.detect.baseline import BaselineDetector
+from icsguard.detect.folding import Detector
+from icsguard.detect.model import ESTIMATORS, ModelDetector
 from icsguard.pipeline import RunStats
-from icsguard.rules import load_rules
-from icsguard.sources import read_captures
+from icsguard.detect.rules import load_rules
+from icsguard.capture.files import read_captures
 
 TARGET = 0.70
 QUT = "2017QUT_S7comm/attacks"

@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from icsguard.analysis import decode
-from icsguard.detection import Detector
-from icsguard.rules import load_rules, shipped_rules
+from icsguard.detect.folding import Detector
+from icsguard.detect.rules import load_rules, shipped_rules
 
 REPO = Path(__file__).resolve().parent.parent
 PUBLIC = REPO.parent / "shared" / "pcaps" / "public"

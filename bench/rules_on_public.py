@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from icsguard.analysis import decode
-from icsguard.detection import Detector
+from icsguard.detect.folding import Detector
 from icsguard.events import COMMON_FIELDS, Event
 from icsguard.pipeline import RunStats
-from icsguard.rules import load_rules
-from icsguard.site import load_site
-from icsguard.sources import CaptureError
+from icsguard.detect.rules import load_rules
+from icsguard.detect.site import load_site
+from icsguard.capture.files import CaptureError
 
 REPO = Path(__file__).resolve().parent.parent
 PUBLIC = REPO.parent / "shared" / "pcaps" / "public"

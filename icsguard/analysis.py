@@ -6,21 +6,21 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import os
 
-from icsguard import site
-from icsguard.baseline import BaselineDetector
-from icsguard.detection import Detector
+from icsguard.detect import site
+from icsguard.detect.baseline import BaselineDetector
+from icsguard.detect.folding import Detector
 from icsguard.events import CONVERSATIONS, Event
-from icsguard.features import Windows
-from icsguard.model import ModelDetector
-from icsguard.modelfile import LearnedModel
-from icsguard.inventory import Inventory
-from icsguard.netstack import SUPPORTED_LINKS, UnsupportedLink
+from icsguard.detect.features import Windows
+from icsguard.detect.model import ModelDetector
+from icsguard.detect.modelfile import LearnedModel
+from icsguard.output.inventory import Inventory
+from icsguard.net.netstack import SUPPORTED_LINKS, UnsupportedLink
 from icsguard.pipeline import Pipeline, RunStats
-from icsguard.rules import Rule, RuleSet
-from icsguard.sources import CaptureError, Frame, read_capture, read_captures
+from icsguard.detect.rules import Rule, RuleSet
+from icsguard.capture.files import CaptureError, Frame, read_capture, read_captures
 
 if TYPE_CHECKING:
-    from icsguard.store import Store
+    from icsguard.output.store import Store
 
 
 def check_captures(paths: list[str]) -> None:

@@ -16,15 +16,17 @@ from datetime import datetime
 from rich.console import Console
 from rich.table import Table
 
-from icsguard import alert_formats, analysis, model_report, modelfile, report
-from icsguard.model import ESTIMATORS
+from icsguard import analysis
+from icsguard.detect import modelfile
+from icsguard.output import exports, model_report, report
+from icsguard.detect.model import ESTIMATORS
 from icsguard.events import PROTOCOLS
-from icsguard.rules import RuleSet, load_rules, shipped_rules
-from icsguard.site import Site, load_site
-from icsguard.yamlfile import FileError
-from icsguard.progress import DelayedProgress
-from icsguard.sources import CaptureError
-from icsguard.store import DEFAULT_DB, Store, StoreError
+from icsguard.detect.rules import RuleSet, load_rules, shipped_rules
+from icsguard.detect.site import Site, load_site
+from icsguard.detect.yamlfile import FileError
+from icsguard.output.progress import DelayedProgress
+from icsguard.capture.files import CaptureError
+from icsguard.output.store import DEFAULT_DB, Store, StoreError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Passive security monitoring for industrial networks.")
@@ -289,14 +291,14 @@ def alerts(ctx: typer.Context, db: str = DbOption,
     store.close()
     if format is AlertFormat.eve:
         for row in rows:
-            sys.stdout.write(json.dumps(alert_formats.eve(row)) + "\n")
+            sys.stdout.write(json.dumps(exports.eve(row)) + "\n")
         return
-    records = [alert_formats.record(row) for row in rows]
+    records = [exports.record(row) for row in rows]
     if format is AlertFormat.table:
         _print_rows(records, ["id", "severity", "rule", "title", "src", "dst", "count", "first_ts", "last_ts",
                               "status"], ListFormat.table, "Alerts")
     else:
-        _print_rows(records, list(alert_formats.ALERT_FIELDS), ListFormat(format.value), "Alerts")
+        _print_rows(records, list(exports.ALERT_FIELDS), ListFormat(format.value), "Alerts")
 
 
 @alerts_app.command("ack")

@@ -11,12 +11,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from icsguard.conversations import Conversations
+from icsguard.net.conversations import Conversations
 from icsguard.events import Event
-from icsguard.netstack import IPPROTO_TCP, NetStack, UnsupportedLink
+from icsguard.net.netstack import IPPROTO_TCP, NetStack, UnsupportedLink
 from icsguard.protocols import ProtocolStage
-from icsguard.reassembly import Reassembler
-from icsguard.sources import CaptureError, Frame
+from icsguard.net.reassembly import Reassembler
+from icsguard.capture.files import CaptureError, Frame
 
 MAX_HOSTS = 100_000
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from icsguard.netstack import NetStack
-from icsguard.sources import read_capture
+from icsguard.net.netstack import NetStack
+from icsguard.capture.files import read_capture
 
 CLIENT_ISN, SERVER_ISN = 1000, 5000
 

@@ -24,12 +24,12 @@ import pytest
 from conftest import public
 from rewrite import frames, write_pcap
 
-from icsguard import modelfile
+from icsguard.detect import modelfile
 from icsguard.analysis import decode, learn
-from icsguard.baseline import Baseline, BaselineDetector, SILENCE_MIN_SECONDS
+from icsguard.detect.baseline import Baseline, BaselineDetector, SILENCE_MIN_SECONDS
 from icsguard.events import Event
-from icsguard.features import FEATURES, Windows
-from icsguard.model import Z_ALONE, Z_WITH_MODEL, ModelDetector
+from icsguard.detect.features import FEATURES, Windows
+from icsguard.detect.model import Z_ALONE, Z_WITH_MODEL, ModelDetector
 
 REQUESTS = FEATURES.index("requests")
 PLC, HMI, HISTORIAN, ROGUE = "127.0.0.2", "127.0.0.10", "127.0.0.11", "127.0.0.66"
@@ -549,7 +549,7 @@ def test_internet_hosts_are_one_peer():
 
 
 def test_plant_hosts_on_public_addresses_stay_themselves():
-    from icsguard.conversations import INTERNET, LOCAL, peer
+    from icsguard.net.conversations import INTERNET, LOCAL, peer
     assert peer("192.168.55.5", "51.178.91.235") == INTERNET
     assert peer("134.249.53.130", "134.249.61.182") == "134.249.61.182"      # one /16: the plant's own
     assert peer("192.168.55.5", "192.168.50.46") == "192.168.50.46"

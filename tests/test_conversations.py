@@ -12,7 +12,7 @@ import pytest
 from conftest import PCAPS, public
 
 from icsguard.analysis import decode
-from icsguard.conversations import service_name
+from icsguard.net.conversations import service_name
 
 CAPTURES = [
     "Modbus_dataset/exploit_ms08_netapi_modbus_6RTU_with_operate.pcap",    # SMB, a reverse shell, Modbus

@@ -18,9 +18,9 @@ import pytest
 from conftest import PCAPS, run_icsguard
 from rewrite import frames, write_pcap
 
-from icsguard import modelfile
-from icsguard.features import FEATURES
-from icsguard.rules import signature_id
+from icsguard.detect import modelfile
+from icsguard.detect.features import FEATURES
+from icsguard.detect.rules import signature_id
 
 PLC, HMI = "127.0.0.2", "127.0.0.10"
 T0 = 1_800_000_000.0              # a multiple of the 5 s window

@@ -9,9 +9,9 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6
 from scapy.layers.l2 import Ether
 
 from conftest import PCAPS, decoded
-from icsguard import reassembly
-from icsguard.netstack import NetStack, Segment
-from icsguard.reassembly import GAP, Reassembler
+from icsguard.net import reassembly
+from icsguard.net.netstack import NetStack, Segment
+from icsguard.net.reassembly import GAP, Reassembler
 from rewrite import frames, write_pcap
 
 POLLING = PCAPS / "modbus_polling.pcap"

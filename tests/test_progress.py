@@ -7,8 +7,8 @@ import io
 from rich.console import Console
 
 from conftest import PCAPS
-from icsguard import progress
-from icsguard.sources import read_capture
+from icsguard.output import progress
+from icsguard.capture.files import read_capture
 
 POLLING = PCAPS / "modbus_polling.pcap"
 

@@ -13,11 +13,11 @@ from conftest import PCAPS, REPO, run_icsguard
 
 from icsguard.analysis import decode
 
-from icsguard.detection import Detector
+from icsguard.detect.folding import Detector
 from icsguard.events import Event
-from icsguard.rules import load_rules
-from icsguard.site import load_site
-from icsguard.yamlfile import FileError
+from icsguard.detect.rules import load_rules
+from icsguard.detect.site import load_site
+from icsguard.detect.yamlfile import FileError
 
 SITE = """\
 zones: {control: [10.0.0.0/24]}

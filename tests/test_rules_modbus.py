@@ -16,11 +16,11 @@ import pytest
 
 from conftest import PCAPS, REPO, run_icsguard
 
-from icsguard import yamlfile
+from icsguard.detect import yamlfile
 from icsguard.analysis import decode
-from icsguard.detection import Detector
-from icsguard.rules import load_rules
-from icsguard.site import load_site
+from icsguard.detect.folding import Detector
+from icsguard.detect.rules import load_rules
+from icsguard.detect.site import load_site
 
 RULES = REPO / "rules"
 PLC, HMI, ROGUE = "127.0.0.2", "127.0.0.10", "127.0.0.66"

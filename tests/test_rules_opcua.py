@@ -17,10 +17,10 @@ import pytest
 from conftest import PCAPS, REPO, public
 
 from icsguard.analysis import decode
-from icsguard.detection import Detector
+from icsguard.detect.folding import Detector
 from icsguard.events import Event
-from icsguard.rules import load_rules
-from icsguard.site import load_site
+from icsguard.detect.rules import load_rules
+from icsguard.detect.site import load_site
 
 RULES = REPO / "rules" / "opcua.yaml"
 SERVER, CLIENT, ROGUE = "127.0.0.2", "127.0.0.10", "127.0.0.66"

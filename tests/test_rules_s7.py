@@ -19,9 +19,9 @@ import pytest
 from conftest import PCAPS, public, run_icsguard
 
 from icsguard.analysis import decode
-from icsguard.detection import Detector
-from icsguard.rules import load_rules
-from icsguard.site import load_site
+from icsguard.detect.folding import Detector
+from icsguard.detect.rules import load_rules
+from icsguard.detect.site import load_site
 
 PLC, HMI, EWS, STRANGER = "127.0.0.2", "127.0.0.10", "127.0.0.20", "127.0.0.66"
 S7_PACK = PCAPS.parent / "rules" / "s7.yaml"

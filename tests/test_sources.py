@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import PCAPS, decoded, public
-from icsguard.sources import CaptureError, read_capture, read_captures
+from icsguard.capture.files import CaptureError, read_capture, read_captures
 from rewrite import frames, null_header, relink, sll_header, vlan_frames, write_pcap
 
 POLLING = PCAPS / "modbus_polling.pcap"

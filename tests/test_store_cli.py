@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from conftest import PCAPS, run_icsguard
-from icsguard.store import SCHEMA_VERSION, Store
+from icsguard.output.store import SCHEMA_VERSION, Store
 
 POLLING = PCAPS / "modbus_polling.pcap"
 DIAGNOSTICS = PCAPS / "modbus_diagnostics.pcap"

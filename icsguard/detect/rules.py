@@ -48,10 +48,10 @@ from typing import Any, Callable, Iterable
 
 from netaddr import AddrFormatError
 
-from icsguard import yamlfile
+from icsguard.detect import yamlfile
 from icsguard.events import COMMON_FIELDS, PROTOCOL_FIELDS, PROTOCOLS, Event
-from icsguard.site import MAINTENANCE, PORTS, Site
-from icsguard.yamlfile import FileError
+from icsguard.detect.site import MAINTENANCE, PORTS, Site
+from icsguard.detect.yamlfile import FileError
 
 SEVERITIES = ("low", "medium", "high", "critical")
 DIRECTIONS = ("request", "response", "notification")

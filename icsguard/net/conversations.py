@@ -14,8 +14,8 @@ from functools import lru_cache
 
 from icsguard.bounded import remember
 from icsguard.events import Event
-from icsguard.netstack import IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN, Segment
-from icsguard.reassembly import community_id
+from icsguard.net.netstack import IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN, Segment
+from icsguard.net.reassembly import community_id
 
 MAX_CONVERSATIONS = 100_000      # remembered (client, server, transport, port); beyond, the oldest goes
 MAX_FLOWS = 100_000              # 5-tuples already looked at: the fast way past known connections

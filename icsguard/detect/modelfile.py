@@ -18,8 +18,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from icsguard.baseline import Baseline, optional_time
-from icsguard.model import Model
+from icsguard.detect.baseline import Baseline, optional_time
+from icsguard.detect.model import Model
 
 FORMAT = "icsguard-model"
 VERSION = 4

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 from icsguard.bounded import made_from, remember
-from icsguard.detection import Alert, Finding, Folding, compact, hashable
-from icsguard.conversations import ANNOUNCEMENTS, LOCAL, peer
+from icsguard.detect.folding import Alert, Finding, Folding, compact, hashable
+from icsguard.net.conversations import ANNOUNCEMENTS, LOCAL, peer
 from icsguard.events import CONVERSATIONS, ISO_ON_TCP, Event, function_kind
-from icsguard.rules import signature_id
+from icsguard.detect.rules import signature_id
 
 MAX_PAIRS = 100_000
 MAX_SPACES = 1024          # spaces (units, DBs, nodes) per pair and function; beyond, any is accepted

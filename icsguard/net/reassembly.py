@@ -14,7 +14,7 @@ import struct
 from collections import Counter
 from typing import NamedTuple
 
-from icsguard.netstack import TCP_ACK, TCP_RST, TCP_SYN, Segment
+from icsguard.net.netstack import TCP_ACK, TCP_RST, TCP_SYN, Segment
 
 MAX_PENDING_SEGMENTS = 64          # out-of-order segments held per direction
 MAX_PENDING_BYTES = 256 * 1024     # out-of-order bytes held per direction

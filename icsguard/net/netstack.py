@@ -11,7 +11,7 @@ import struct
 from collections import Counter
 from typing import NamedTuple
 
-from icsguard.ipfrag import FragmentReassembler
+from icsguard.net.ipfrag import FragmentReassembler
 
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 VLAN_TAGS = (0x8100, 0x88A8, 0x9100)

@@ -8,7 +8,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from icsguard.sources import Frame
+from icsguard.capture.files import Frame
 
 DELAY = 1.0
 RECORD_OVERHEAD = 16      # a pcap record header; close enough for pcapng

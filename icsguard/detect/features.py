@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
-from icsguard.baseline import channel_of, targets
+from icsguard.detect.baseline import channel_of, targets
 from icsguard.bounded import remember
 from icsguard.events import CONVERSATIONS, Event, function_kind, refused
 

@@ -11,8 +11,8 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from icsguard.detection import Alert
-from icsguard.inventory import Inventory
+from icsguard.detect.folding import Alert
+from icsguard.output.inventory import Inventory
 from icsguard.pipeline import RunStats
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from icsguard.baseline import Baseline, holder_text
-from icsguard.report import utc_time
+from icsguard.detect.baseline import Baseline, holder_text
+from icsguard.output.report import utc_time
 
 SHOWN = 200          # rows per table; the rest are counted
 

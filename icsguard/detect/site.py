@@ -28,10 +28,10 @@ from typing import Any
 
 from netaddr import AddrFormatError, IPSet
 
-from icsguard import yamlfile
+from icsguard.detect import yamlfile
 from icsguard.events import ISO_ON_TCP, PROTOCOLS
-from icsguard.inventory import Inventory
-from icsguard.yamlfile import FileError
+from icsguard.output.inventory import Inventory
+from icsguard.detect.yamlfile import FileError
 
 ROLES = ("plc", "hmi", "ews", "historian", "scada")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from icsguard.bounded import remember
 from icsguard.events import Event
-from icsguard.rules import Rule, RuleSet, resolve
+from icsguard.detect.rules import Rule, RuleSet, resolve
 
 AGGREGATE_SECONDS = 600.0     # a repeat later than this after the last one opens a new alert
 MAX_EVIDENCE = 5

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from icsguard.events import CONVERSATIONS
-from icsguard.store import Store
+from icsguard.output.store import Store
 
 TOP_PAIRS = 25
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan"}

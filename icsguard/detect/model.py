@@ -19,11 +19,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from icsguard.baseline import Baseline
-from icsguard.detection import Alert, Finding, Folding
+from icsguard.detect.baseline import Baseline
+from icsguard.detect.folding import Alert, Finding, Folding
 from icsguard.events import Event
-from icsguard.features import FEATURE_TEXT, FEATURES, WINDOW_SECONDS, Row, Windows
-from icsguard.rules import signature_id
+from icsguard.detect.features import FEATURE_TEXT, FEATURES, WINDOW_SECONDS, Row, Windows
+from icsguard.detect.rules import signature_id
 
 ESTIMATORS = ("isolation_forest", "local_outlier_factor", "one_class_svm", "elliptic_envelope")
 MAX_TRAINING_ROWS = 20_000       # beyond, a fixed-seed sample of them
