@@ -40,7 +40,7 @@ from icsguard.analysis import decode, learn
 from icsguard.detect.baseline import BaselineDetector
 from icsguard.detect.folding import Detector
 from icsguard.detect.model import ESTIMATORS, ModelDetector
-from icsguard.pipeline import RunStats
+from icsguard.runstats import RunStats
 from icsguard.detect.rules import load_rules
 from icsguard.capture.files import read_captures
 

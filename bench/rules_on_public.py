@@ -24,7 +24,7 @@ from pathlib import Path
 from icsguard.analysis import decode
 from icsguard.detect.folding import Detector
 from icsguard.events import COMMON_FIELDS, Event
-from icsguard.pipeline import RunStats
+from icsguard.runstats import RunStats
 from icsguard.detect.rules import load_rules
 from icsguard.detect.site import load_site
 from icsguard.capture.files import CaptureError

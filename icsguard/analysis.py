@@ -15,7 +15,8 @@ from icsguard.detect.model import ModelDetector
 from icsguard.detect.modelfile import LearnedModel
 from icsguard.output.inventory import Inventory
 from icsguard.net.netstack import SUPPORTED_LINKS, UnsupportedLink
-from icsguard.pipeline import Pipeline, RunStats
+from icsguard.pipeline import Pipeline
+from icsguard.runstats import RunStats
 from icsguard.detect.rules import Rule, RuleSet
 from icsguard.capture.files import CaptureError, Frame, read_capture, read_captures
 

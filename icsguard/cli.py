@@ -16,7 +16,6 @@ from datetime import datetime
 from rich.console import Console
 from rich.table import Table
 
-from icsguard import analysis
 from icsguard.detect import modelfile
 from icsguard.output import exports, model_report, report
 from icsguard.detect.model import ESTIMATORS
@@ -79,6 +78,13 @@ class Failure(Exception):
     """Ends the command with this one-line message and exit status 1."""
 
 
+def _analysis():
+    """The library that reads captures, loaded only by the commands that do: it brings in
+    Scapy and every decoder, which listing alerts or assets has no use for."""
+    from icsguard import analysis
+    return analysis
+
+
 def _check_captures(paths: list[str]) -> None:
     for path in paths:
         if not os.path.exists(path):
@@ -104,7 +110,7 @@ def decode(captures: List[str] = CapturesArg,
     _check_captures(captures)
     if proto is not None and proto not in PROTOCOLS:
         raise Failure(f"unknown protocol {proto!r} (choose from {', '.join(PROTOCOLS)})")
-    events = analysis.decode(captures, proto)
+    events = _analysis().decode(captures, proto)
     if format is DecodeFormat.jsonl:
         write = sys.stdout.write
         try:
@@ -163,11 +169,11 @@ def analyze(captures: List[str] = CapturesArg, db: str = DbOption,
     _check_captures(captures)
     ruleset = _rules(rules, _site(site))   # a broken rule, site or model file stops us before any work
     learned = _model(model)
-    analysis.check_captures(captures)      # before the database is touched
+    _analysis().check_captures(captures)      # before the database is touched
     store = _open_store(db)
     progress = DelayedProgress(captures, stderr)
     try:
-        run_id, error = analysis.analyze(captures, store, progress, ruleset, learned)
+        run_id, error = _analysis().analyze(captures, store, progress, ruleset, learned)
     finally:
         progress.close()
     report.render_terminal(report.gather(store, run_id), stdout)
@@ -204,12 +210,12 @@ def learn(captures: List[str] = CapturesArg,
             raise Failure(f"--window {window:g}: {model} was learned with {learned.model.window_seconds:g}-second windows")
     elif os.path.isdir(model):
         raise Failure(f"{model}: is a folder, not a model file")
-    analysis.check_captures(captures)
+    _analysis().check_captures(captures)
     again = sorted({os.path.basename(c) for c in captures} & set(learned.captures if learned else ()))
     if again:
         stderr.print(f"icsguard: note: {', '.join(again)} already learned in {model}: its traffic counts twice",
                      markup=False, highlight=False, soft_wrap=True)
-    learned, error = analysis.learn(captures, learned, site_file, estimator and estimator.value,
+    learned, error = _analysis().learn(captures, learned, site_file, estimator and estimator.value,
                                     false_alarm_rate, window)
     if update:
         learned.updated = time.time()
@@ -358,7 +364,7 @@ def rules_test(rule_id: str = typer.Argument(..., help="the rule to try"), captu
         raise Failure(f"rule {rule_id} {'is inactive: ' + why if why else 'is not among the rules'}")
     matched = 0
     try:
-        for event, reasons in analysis.test_rule(rule, captures):
+        for event, reasons in _analysis().test_rule(rule, captures):
             matched += 1
             stdout.print(f"{event.capture} frame {event.frame} {event.src} -> {event.dst} {event.function}: "
                          + "; ".join(reasons), markup=False, highlight=False)
@@ -375,7 +381,7 @@ def site_init(captures: List[str] = CapturesArg):
     """Print a draft site file from the captures' traffic, to edit and pass as --site."""
     _check_captures(captures)
     try:
-        sys.stdout.write(analysis.draft_site(captures))
+        sys.stdout.write(_analysis().draft_site(captures))
     except CaptureError as exc:
         raise Failure(str(exc)) from None
 

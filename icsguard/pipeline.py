@@ -7,41 +7,17 @@ pipeline only wires the stages together and keeps the run's statistics.
 from __future__ import annotations
 
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from icsguard.net.conversations import Conversations
 from icsguard.events import Event
 from icsguard.net.netstack import IPPROTO_TCP, NetStack, UnsupportedLink
 from icsguard.protocols import ProtocolStage
+from icsguard.runstats import RunStats
 from icsguard.net.reassembly import Reassembler
 from icsguard.capture.files import CaptureError, Frame
 
 MAX_HOSTS = 100_000
-
-
-@dataclass
-class RunStats:
-    """What one run saw; the report and the ``runs`` table are made from it."""
-    captures: list[str] = field(default_factory=list)
-    packets: int = 0
-    bytes: int = 0
-    first_ts: float | None = None
-    last_ts: float | None = None
-    counters: Counter = field(default_factory=Counter)
-    hosts: dict[str, str] = field(default_factory=dict)    # IP → MAC, as seen on the wire
-    started: float = field(default_factory=time.time)
-    finished: float | None = None
-    error: str | None = None
-
-    @property
-    def pdus(self) -> int:
-        return sum(v for k, v in self.counters.items() if k.endswith(".pdus"))
-
-    @property
-    def malformed(self) -> int:
-        return sum(v for k, v in self.counters.items() if k.endswith(".malformed"))
 
 
 class Pipeline:

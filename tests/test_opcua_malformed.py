@@ -13,7 +13,7 @@ from conftest import PCAPS
 from rewrite import corrupt, cut, streams, write_conversation
 
 from icsguard.analysis import decode
-from icsguard.pipeline import RunStats
+from icsguard.runstats import RunStats
 
 CONVERSATION = PCAPS / "opcua_none_anonymous.pcap"
 WRITE, READ = 673, 631

@@ -9,7 +9,7 @@ from collections import Counter
 
 from conftest import PCAPS, decoded
 from icsguard.analysis import decode
-from icsguard.pipeline import RunStats
+from icsguard.runstats import RunStats
 from rewrite import coalesce, cut, streams, write_conversation
 
 POLLING = PCAPS / "modbus_polling.pcap"

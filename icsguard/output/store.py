@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from icsguard.detect.folding import Alert
 from icsguard.output.inventory import Inventory
-from icsguard.pipeline import RunStats
+from icsguard.runstats import RunStats
 
 if TYPE_CHECKING:
     import sqlite_utils
