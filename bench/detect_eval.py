@@ -45,8 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rules_on_public import PUBLIC, label_of
 
 from icsguard.analysis import decode, learn
-from icsguard.detect.baseline import BaselineDetector, channel_of
-from icsguard.net.conversations import peer
+from icsguard.detect.baseline import BaselineDetector
+from icsguard.detect.targets import Targets
+from icsguard.detect.peers import peer
 from icsguard.detect.folding import AGGREGATE_SECONDS, Detector
 from icsguard.events import CONVERSATIONS
 from icsguard.detect.model import ESTIMATORS, ModelDetector
@@ -390,7 +391,10 @@ def learned_verbatim(baseline, event) -> bool:
         return False
     if event.proto in CONVERSATIONS:
         return event.function in baseline.pairs.get((event.src, peer(event.src, event.dst), event.proto), ())
-    return channel_of(event) in baseline.channels
+    return _TARGETS.channel(event) in baseline.channels
+
+
+_TARGETS = Targets()
 
 
 def run_test(path: str, test: Test, learned, rules) -> Run:

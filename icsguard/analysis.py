@@ -11,9 +11,11 @@ from icsguard.detect.baseline import BaselineDetector
 from icsguard.detect.folding import Detector
 from icsguard.events import CONVERSATIONS, Event
 from icsguard.detect.features import Windows
+from icsguard.detect.targets import Targets
 from icsguard.detect.model import ModelDetector
 from icsguard.detect.modelfile import LearnedModel
 from icsguard.output.inventory import Inventory
+from icsguard.output.site_draft import draft_site
 from icsguard.net.netstack import SUPPORTED_LINKS, UnsupportedLink
 from icsguard.pipeline import Pipeline
 from icsguard.runstats import RunStats
@@ -56,9 +58,10 @@ def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | 
     detector = Detector(rules if rules is not None else RuleSet(), muted)
     detectors: list = [detector]
     if learned is not None:
-        detectors.append(BaselineDetector(learned.baseline, muted))
+        targets = Targets()
+        detectors.append(BaselineDetector(learned.baseline, muted, targets))
         if learned.model.ready:
-            detectors.append(ModelDetector(learned.model, learned.baseline, muted))
+            detectors.append(ModelDetector(learned.model, learned.baseline, muted, targets))
     error = None
     try:
         for event in Pipeline(stats, conversations=True).run(read_captures(paths), progress):
@@ -103,7 +106,8 @@ def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site
     baseline = learned.baseline
     # training windows have no never-seen targets by definition: the baseline is still being
     # learned, and counting its first sightings as new would make a scan look normal
-    windows = Windows(learned.model.window_seconds)
+    targets = Targets()
+    windows = Windows(learned.model.window_seconds, targets=targets)
     stats = RunStats(captures=list(paths))
     error = None
     try:
@@ -111,7 +115,7 @@ def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site
             if site_file is not None and site_file.in_maintenance(event.ts):
                 continue
             learned.model.add(windows.feed(event))
-            baseline.learn(event)
+            baseline.learn(event, targets)
     except CaptureError as exc:
         error = str(exc)
     learned.model.add(windows.flush())
@@ -124,12 +128,12 @@ def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site
     return learned, error
 
 
-def draft_site(paths: list[str]) -> str:
+def draft_site_file(paths: list[str]) -> str:
     """A site file drafted from what the captures show."""
     inventory = Inventory()
     for event in decode(paths):
         inventory.feed(event)
-    return site.draft_site(inventory)
+    return draft_site(inventory)
 
 
 def test_rule(rule: Rule, paths: list[str]) -> Iterator[tuple[Event, list[str]]]:

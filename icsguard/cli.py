@@ -381,7 +381,7 @@ def site_init(captures: List[str] = CapturesArg):
     """Print a draft site file from the captures' traffic, to edit and pass as --site."""
     _check_captures(captures)
     try:
-        sys.stdout.write(_analysis().draft_site(captures))
+        sys.stdout.write(_analysis().draft_site_file(captures))
     except CaptureError as exc:
         raise Failure(str(exc)) from None
 

@@ -7,6 +7,7 @@ they are spelled out here once; a protocol sets only the fields its PDU carries.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, Mapping, NamedTuple
 
 import orjson
@@ -27,10 +28,12 @@ _SETTERS = ("set", "modify", "mask", "force")
 _GETTERS = ("read", "get", "list", "browse", "find", "query")
 
 
+@lru_cache(maxsize=4096)
 def function_kind(function: str) -> str:
     """``write``, ``read`` or ``""`` (control, engineering, anything else), from the words of
     a function's name in any protocol: read_write_multiple_registers writes, setup_communication
-    does not, HistoryReadRequest reads."""
+    does not, HistoryReadRequest reads, S7comm-plus set_variable writes. The one answer to
+    "is this a write?" for the baseline, the model, the inventory and the drafted site file."""
     words = [w.lower() for w in _WORDS.findall(function)]
     if "write" in words or (words and words[0] in _SETTERS):
         return "write"

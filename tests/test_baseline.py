@@ -30,6 +30,7 @@ from icsguard.detect.baseline import Baseline, BaselineDetector, SILENCE_MIN_SEC
 from icsguard.events import Event
 from icsguard.detect.features import FEATURES, Windows
 from icsguard.detect.model import Z_ALONE, Z_WITH_MODEL, ModelDetector
+from icsguard.detect.targets import Targets
 
 REQUESTS = FEATURES.index("requests")
 PLC, HMI, HISTORIAN, ROGUE = "127.0.0.2", "127.0.0.10", "127.0.0.11", "127.0.0.66"
@@ -40,6 +41,8 @@ FRESH = T0 + 1000.0              # where the fresh normal capture starts
 ATTACK = FRESH + 2.5             # where an attack starts: amid the fresh capture's first window,
                                  # while the setpoint still holds 1100, as on the attacks' PLC
 SHIFTED = FRESH + 2.5            # the fresh capture again, half a window off the grid
+
+TARGETS = Targets()     # one for the whole module, as a run has one
 
 
 def _retime(source, target, start: float, factor: float = 1.0) -> str:
@@ -509,7 +512,7 @@ def test_period_change_needs_mean_and_median_off():
                      {"unit_id": 1, "address": 0, "quantity": 8})
     baseline = Baseline()
     for second in range(60):
-        baseline.learn(read(1000.0 + second))
+        baseline.learn(read(1000.0 + second), TARGETS)
     assert list(baseline.periodic().values()) == [pytest.approx(1.0)]
 
     def changes(times):
@@ -549,7 +552,7 @@ def test_internet_hosts_are_one_peer():
 
 
 def test_plant_hosts_on_public_addresses_stay_themselves():
-    from icsguard.net.conversations import INTERNET, LOCAL, peer
+    from icsguard.detect.peers import INTERNET, LOCAL, peer
     assert peer("192.168.55.5", "51.178.91.235") == INTERNET
     assert peer("134.249.53.130", "134.249.61.182") == "134.249.61.182"      # one /16: the plant's own
     assert peer("192.168.55.5", "192.168.50.46") == "192.168.50.46"
@@ -566,8 +569,8 @@ def test_a_host_that_announced_itself_may_announce_itself_another_way():
     def udp(src, dst, service):
         return Event(1000.0, "udp", src, 50000, dst, 1, "request", service, 1, "", "x.pcap", 1, {})
     baseline = Baseline()
-    baseline.learn(udp("192.168.55.5", "239.255.255.250", "ssdp"))
-    baseline.learn(udp("192.168.41.10", "192.168.41.255", "dhcp"))
+    baseline.learn(udp("192.168.55.5", "239.255.255.250", "ssdp"), TARGETS)
+    baseline.learn(udp("192.168.41.10", "192.168.41.255", "dhcp"), TARGETS)
     detector = BaselineDetector(baseline)
     assert detector.findings(udp("192.168.55.5", "192.168.55.255", "netbios_datagram")) == []
     assert detector.findings(udp("192.168.55.5", "224.0.0.252", "llmnr")) == []
@@ -575,7 +578,7 @@ def test_a_host_that_announced_itself_may_announce_itself_another_way():
         "smb never used from 192.168.55.5 to the local network (learned: ssdp)"]
     assert [why for *_, why in detector.findings(udp("192.168.41.10", "224.0.0.251", "mdns"))] == [
         "mdns never used from 192.168.41.10 to the local network (learned: dhcp)"]
-    baseline.learn(udp("192.168.55.5", "192.168.50.46", "netbios_name"))         # a WINS server, unicast
+    baseline.learn(udp("192.168.55.5", "192.168.50.46", "netbios_name"), TARGETS)         # a WINS server, unicast
     assert [why for *_, why in BaselineDetector(baseline).findings(udp("192.168.55.5", "192.168.50.46", "mdns"))] == [
         "mdns never used from 192.168.55.5 to 192.168.50.46 (learned: netbios_name)"]
 
@@ -590,8 +593,8 @@ def test_a_channel_is_silent_only_when_its_client_is():
     polling one but goes on with the other, nothing is silent; when it stops altogether, it is."""
     baseline = Baseline()
     for second in range(60):
-        baseline.learn(_poll(1000.0 + second))
-        baseline.learn(_poll(1000.2 + second, "read_holding_registers", 100))
+        baseline.learn(_poll(1000.0 + second), TARGETS)
+        baseline.learn(_poll(1000.2 + second, "read_holding_registers", 100), TARGETS)
     assert len(baseline.periodic()) == 2
 
     def silences(events):
@@ -616,8 +619,8 @@ def test_a_value_may_drift_by_noise_but_not_jump():
                      {"unit_id": 1, "address": 7, "quantity": 1, "values": [value]})
     baseline = Baseline()
     for second in range(30):
-        baseline.learn(answer(1000.0 + second, "holding_register", 14017))
-        baseline.learn(answer(1000.0 + second, "coil", 0))
+        baseline.learn(answer(1000.0 + second, "holding_register", 14017), TARGETS)
+        baseline.learn(answer(1000.0 + second, "coil", 0), TARGETS)
     detector = BaselineDetector(baseline)
 
     def out_of_range(event):
@@ -637,8 +640,8 @@ def test_what_changes_something_is_graded_up():
                      {"unit_id": 1, "address": address, "quantity": 1})
     baseline = Baseline()
     for second in range(10):
-        baseline.learn(request(1000.0 + second, "read_coils", 0))
-        baseline.learn(request(1000.5 + second, "write_single_register", 100))
+        baseline.learn(request(1000.0 + second, "read_coils", 0), TARGETS)
+        baseline.learn(request(1000.5 + second, "write_single_register", 100), TARGETS)
     detector = BaselineDetector(baseline)
     events = [request(2000.0, "read_holding_registers", 0), request(2001.0, "write_single_coil", 0),
               request(2002.0, "read_coils", 50), request(2003.0, "write_single_register", 200),
@@ -658,7 +661,7 @@ def test_a_duty_cycle_is_silent_only_after_twice_its_pause():
     baseline = Baseline()
     for cycle in range(8):
         for event in burst(1000.0 + 75 * cycle):
-            baseline.learn(event)
+            baseline.learn(event, TARGETS)
     key, = baseline.periodic()
     assert baseline.periodic()[key] == pytest.approx(0.5)
     assert baseline.channels[key].silence(0.5) == pytest.approx(2 * 60.5)
@@ -671,7 +674,7 @@ def test_a_duty_cycle_is_silent_only_after_twice_its_pause():
     apart = Baseline()                  # the same bursts learned from captures a day apart: no duty cycle
     for day in range(4):
         for event in burst(1000.0 + 86400 * day):
-            apart.learn(event)
+            apart.learn(event, TARGETS)
     key, = apart.periodic()
     assert apart.channels[key].silence(0.5) == SILENCE_MIN_SECONDS
     assert silences([5000.0, 5075.0, 5300.0]) == [["write_single_coil from 127.0.0.10 to 127.0.0.2 every 0.5 s, "
@@ -684,7 +687,7 @@ def test_addresses_next_to_learned_ones_are_learned():
     baseline = Baseline()
     for second in range(10):
         baseline.learn(Event(1000.0 + second, "modbus", HMI, 40000, PLC, 502, "request", "write_single_coil", 5,
-                             "", "x.pcap", 1, {"unit_id": 1, "address": 1 + second % 2, "value": True}))
+                             "", "x.pcap", 1, {"unit_id": 1, "address": 1 + second % 2, "value": True}), TARGETS)
     key = (HMI, PLC, "modbus", "write_single_coil")
     assert baseline.covers(key, "unit 1 coil", 0, 0)
     assert baseline.covers(key, "unit 1 coil", 10, 10)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import Any
 
-from icsguard.bounded import made_from, remember
+from icsguard.bounded import remember
 from icsguard.detect.folding import Alert, Finding, Folding, compact, hashable
-from icsguard.net.conversations import ANNOUNCEMENTS, LOCAL, peer
+from icsguard.detect.targets import MAX_LAYOUTS, Target, Targets, holders
+from icsguard.detect.peers import LOCAL, peer
+from icsguard.net.conversations import ANNOUNCEMENTS
 from icsguard.events import CONVERSATIONS, ISO_ON_TCP, Event, function_kind
 from icsguard.detect.rules import signature_id
 
@@ -27,9 +29,6 @@ NEIGHBOURS = 8             # addresses this close to learned ones count as learn
 MAX_VALUES = 100_000       # registers and nodes whose values are learned
 MAX_CHANNELS = 50_000      # exchanges whose period is learned or watched
 MAX_INTERVALS = 256        # intervals kept per exchange to estimate its period
-MAX_NODES = 64             # OPC UA nodes of one request considered
-MAX_S7_BYTES = 512         # S7 data bytes of one PDU whose values are learned (as 256 Modbus registers)
-MAX_LAYOUTS = 4096         # value layouts (a poll's registers, a read's nodes) remembered with their bounds
 MAX_QUIET = 16_384         # the values of a layout found in range, remembered (polls repeat a few states)
 VALUE_TOLERANCE = 0.25     # a value may exceed the learned range by this share of its span,
 VALUE_NOISE = 0.01         # or by this share of its size (a reading that sat at 14017 may read 14018)
@@ -49,14 +48,6 @@ PAUSES_MIN = 3             # learned pauses (intervals past the silence wait) th
 PAUSE_FACTOR = 2.0         # ... which is silent only after this many times its usual pause,
 MAX_PAUSE_SECONDS = 600.0  # ... at most this long (longer gaps are most likely between captures)
 
-MODBUS_TABLES = {
-    "read_coils": "coil", "write_single_coil": "coil", "write_multiple_coils": "coil",
-    "read_discrete_inputs": "discrete_input", "read_input_registers": "input_register",
-    "read_holding_registers": "holding_register", "write_single_register": "holding_register",
-    "write_multiple_registers": "holding_register", "mask_write_register": "holding_register",
-    "read_write_multiple_registers": "holding_register",
-}
-
 # id, title, severity, ATT&CK for ICS
 FINDINGS = {
     "new_talker": ("Baseline: new communication pair", "high", ("T0886",)),
@@ -75,71 +66,6 @@ _READING = replace(_FINDINGS["new_function"], severity="medium")
 _WRITTEN = replace(_FINDINGS["new_target"], severity="high")
 
 
-# The latest event's targets and channel (the baseline and the model's windows both ask),
-# the targets of each request shape (polls repeat a few shapes all day), the channel
-# parts made from decoded lists and the S7 values of decoded items (see bounded.made_from).
-_last_targets: list = [None, ()]
-_last_channel: list = [None, ()]
-_shape_targets: dict[tuple, tuple] = {}
-_parts: dict[tuple, tuple] = {}
-_s7_values: dict[tuple, tuple] = {}
-
-
-def targets(event: Event) -> tuple[tuple[str, int | None, int | None], ...]:
-    """What a request touches, as (space, first, last address): a Modbus unit's table and
-    registers, an S7 area or DB and bytes, a block, an SZL; an OPC UA node or an S7comm-plus
-    variable (no address: each is a space of its own)."""
-    if _last_targets[0] is not event:
-        shape = channel_of(event)[2:]
-        found = _shape_targets.get(shape)
-        if found is None:
-            found = tuple(_targets(event))
-            remember(_shape_targets, shape, found, MAX_CHANNELS)
-        _last_targets[:] = [event, found]
-    return _last_targets[1]
-
-
-def _targets(event: Event) -> Iterator[tuple[str, int | None, int | None]]:
-    fields = event.fields
-    proto = event.proto
-    if proto == "modbus":
-        unit = fields.get("unit_id")
-        if "read_address" in fields:
-            yield from _span(f"unit {unit} holding_register", fields["read_address"], fields.get("read_quantity"))
-            yield from _span(f"unit {unit} holding_register", fields.get("write_address"),
-                             len(fields.get("write_values") or ()) or 1)
-            return
-        table = MODBUS_TABLES.get(event.function)
-        if table is not None and fields.get("address") is not None:
-            yield from _span(f"unit {unit} {table}", fields["address"], fields.get("quantity"))
-    elif proto == "s7comm":
-        for item in fields.get("items") or ():
-            area = item.get("area")
-            if area is None:
-                continue
-            space = f"DB{item.get('db')}" if area == "DB" else str(area)
-            length = item.get("length") or 1
-            yield from _span(space, item.get("byte"), length) if isinstance(item.get("byte"), int) else \
-                ((space, None, None),)
-        if fields.get("block_type") is not None:
-            yield from _span(f"block {fields['block_type']}", fields.get("block_number"), 1)
-        if fields.get("szl_id") is not None:
-            yield from _span("SZL", fields["szl_id"], 1)
-    elif proto == "s7comm-plus":
-        for address in (fields.get("addresses") or ())[:MAX_NODES]:     # a variable: its area and LID path
-            area = f"DB{address['db']}" if "db" in address else f"area {address.get('access_area')}"
-            yield f"variable {area} {'.'.join(map(str, address.get('lids') or ()))}", None, None
-    elif proto == "opcua":
-        for node in (fields.get("node_ids") or ())[:MAX_NODES]:
-            yield f"node {node}", None, None
-
-
-def _span(space: str, address: Any, quantity: Any) -> Iterator[tuple[str, int, int]]:
-    if isinstance(address, int):
-        count = quantity if isinstance(quantity, int) and quantity > 1 else 1
-        yield space, address, address + min(count, 65536) - 1
-
-
 def holder_text(holder: tuple) -> str:
     """A register, node or S7 data-block byte as people write it: ``unit 1 holding_register
     100``, ``node ns=2;i=7``, ``DB1.DBB100``."""
@@ -148,109 +74,6 @@ def holder_text(holder: tuple) -> str:
     if holder[0] == "s7":
         return f"{holder[1]}.DBB{holder[2]}"
     return f"unit {holder[0]} {holder[1]} {holder[2]}"
-
-
-def values(event: Event) -> Iterator[tuple[tuple, float]]:
-    """Numeric values the PDU states, as (what holds it, value): Modbus registers read or
-    written, OPC UA node values read, written or notified, S7 data-block bytes read or written.
-    Booleans and text are left out."""
-    layout, found = slots(event)
-    if layout is not None:
-        for holder, value in zip(holders(layout), found):
-            if value.__class__ in (int, float):
-                yield holder, value
-
-
-def slots(event: Event) -> tuple[tuple | None, Any]:
-    """(layout, values): what holds each position of the values a PDU states — (unit, table,
-    first register, count) for Modbus, ("node", node ids) for OPC UA, ("s7", items' DBs,
-    first bytes and counts) for S7 — or (None, ()). Polls repeat a few layouts all day."""
-    fields = event.fields
-    if event.proto == "modbus":
-        if "write_values" in fields:
-            start, found = fields.get("write_address"), fields.get("write_values")
-            table = "holding_register"
-        else:
-            start, found = fields.get("address"), fields.get("values")
-            table = MODBUS_TABLES.get(event.function)
-        if table is None or not isinstance(start, int) or not found:
-            return None, ()
-        if len(found) > 256:
-            found = found[:256]
-        return (fields.get("unit_id"), table, start, len(found)), found
-    if event.proto == "opcua":
-        nodes, found = fields.get("node_ids"), fields.get("values")
-        if not nodes or not found or len(nodes) != len(found):
-            return None, ()
-        nodes = tuple(nodes[:MAX_NODES])
-        return ("node", nodes), found[:len(nodes)]
-    if event.proto == "s7comm" and not (event.function == "write_var" and event.direction == "response"):
-        items = fields.get("items")         # (a write's acknowledgement repeats what was written)
-        if items:
-            return made_from(_s7_values, _s7_slots, (items,), MAX_LAYOUTS)
-    return None, ()
-
-
-def _s7_slots(items) -> tuple[tuple | None, bytes]:
-    """The data-block bytes of S7 items as one run, and where each byte sits. Data blocks
-    hold the numbers (setpoints, measurements); flags, inputs and outputs are bits packed in
-    bytes, and a command bit's value is no range: new ones are new targets. The types are
-    not on the wire (an HMI reads a DB as bytes and knows what they mean), so each byte is a
-    value of its own; a big-endian number out of its range has a byte out of range too."""
-    layout, hexes, room = [], [], MAX_S7_BYTES
-    for item in items:
-        hexed = item.get("data")
-        if hexed and item.get("area") == "DB" and item.get("transport_size") != "BIT" and \
-                item.get("return_code", "success") == "success":
-            byte = item.get("byte")
-            if byte.__class__ is int:
-                count = min(len(hexed) // 2, room)
-                layout.append((f"DB{item.get('db')}", byte, count))
-                hexes.append(hexed[:2 * count])
-                room -= count
-                if not room:
-                    break
-    return (("s7", tuple(layout)), bytes.fromhex("".join(hexes))) if hexes else (None, b"")
-
-
-def holders(layout: tuple) -> list[tuple]:
-    """What holds each position of a layout: (unit, table, register), ("node", node id) or
-    ("s7", DB, byte)."""
-    if layout[0] == "node":
-        return [("node", node) for node in layout[1]]
-    if layout[0] == "s7":
-        return [("s7", space, byte + offset) for space, byte, count in layout[1] for offset in range(count)]
-    unit, table, start, count = layout
-    return [(unit, table, start + offset) for offset in range(count)]
-
-
-def channel_of(event: Event) -> tuple:
-    """The exchange a request belongs to: same pair, function and targets (every field
-    ``targets`` reads is in it)."""
-    if _last_channel[0] is event:
-        return _last_channel[1]
-    fields = event.fields
-    items = fields.get("items")
-    nodes = fields.get("node_ids")
-    addresses = fields.get("addresses")
-    detail = (fields.get("unit_id"), fields.get("address"), fields.get("quantity"), fields.get("szl_id"),
-              fields.get("block_type"), fields.get("block_number"), fields.get("service"),
-              fields.get("read_address"), fields.get("read_quantity"), fields.get("write_address"),
-              len(fields["write_values"]) if "write_values" in fields else None,
-              made_from(_parts, _item_part, (items,), MAX_CHANNELS) if items else None,
-              tuple(nodes[:MAX_NODES]) if nodes else None,
-              made_from(_parts, _address_part, (addresses,), MAX_CHANNELS) if addresses else None)
-    key = (event.src, event.dst, event.proto, event.function, detail)
-    _last_channel[:] = [event, key]
-    return key
-
-
-def _item_part(items) -> tuple:
-    return tuple((i.get("area"), i.get("db"), i.get("byte"), i.get("bit"), i.get("length")) for i in items)
-
-
-def _address_part(addresses) -> tuple:
-    return hashable(addresses[:MAX_NODES])
 
 
 @dataclass
@@ -333,13 +156,13 @@ class Baseline:
     def span(self) -> float:
         return self.last_ts - self.first_ts if self.first_ts is not None else 0.0
 
-    def learn(self, event: Event) -> None:
+    def learn(self, event: Event, targets: Targets) -> None:
         self.events += 1
         if self.first_ts is None:
             self.first_ts = event.ts
         self.last_ts = event.ts
         if event.direction != "request":
-            self._learn_values(event)
+            self._learn_values(event, targets)
             return
         conversation = event.proto in CONVERSATIONS
         pair = (event.src, peer(event.src, event.dst) if conversation else event.dst, event.proto)
@@ -351,9 +174,9 @@ class Baseline:
         functions[event.function] = functions.get(event.function, 0) + 1
         if conversation:
             return
-        self._learn_targets(pair + (event.function,), event)
-        self._learn_values(event)
-        key = channel_of(event)
+        self._learn_targets(pair + (event.function,), targets.of(event))
+        self._learn_values(event, targets)
+        key = targets.channel(event)
         channel = self.channels.get(key)
         if channel is None:
             if len(self.channels) >= MAX_CHANNELS:
@@ -361,11 +184,11 @@ class Baseline:
             channel = self.channels[key] = Channel()
         channel.see(event.ts)
 
-    def _learn_targets(self, key: tuple, event: Event) -> None:
+    def _learn_targets(self, key: tuple, touched: tuple[Target, ...]) -> None:
         if self._answers:
             self._answers.clear()
         spaces = self.spaces.setdefault(key, {})
-        for space, first, last in targets(event):
+        for space, first, last in touched:
             if space not in spaces:
                 if len(spaces) >= MAX_SPACES:
                     self.spaces[key] = {"*": None}
@@ -375,9 +198,9 @@ class Baseline:
             if ranges is not None and first is not None:
                 _add_range(ranges, first, last)
 
-    def _learn_values(self, event: Event) -> None:
+    def _learn_values(self, event: Event, targets: Targets) -> None:
         server = event.dst if event.direction == "request" else event.src
-        for holder, value in values(event):
+        for holder, value in targets.values(event):
             key = (server, event.proto, holder)
             known = self.values.get(key)
             if known is None:
@@ -489,8 +312,11 @@ class BaselineDetector:
     """Checks Events against a Baseline: ``feed(event) -> alerts``, ``flush() -> alerts``."""
     name = "baseline"
 
-    def __init__(self, baseline: Baseline, muted: set[tuple[str, str | None]] | None = None):
+    def __init__(self, baseline: Baseline, muted: set[tuple[str, str | None]] | None = None,
+                 targets: Targets | None = None):
+        """``targets``: the run's, shared with the model's windows so each request is worked out once."""
         self.baseline = baseline
+        self.targets = targets or Targets()
         self.folding = Folding(muted)
         # one entry per periodic exchange, so that a request's channel is looked up once
         self.watch = {key: _Watch(period, baseline.channels[key].silence(period))
@@ -556,7 +382,7 @@ class BaselineDetector:
         if request and pair in self.watched:
             self.active[pair] = event.ts
         if request and not found:
-            channel = channel_of(event)
+            channel = self.targets.channel(event)
             if channel not in self.checked:          # the same request again: its targets are known
                 found += self._check_targets(event)
                 if not found:
@@ -566,7 +392,7 @@ class BaselineDetector:
 
     def _check_targets(self, event: Event) -> list[tuple[Finding, str, str, str]]:
         key = (event.src, event.dst, event.proto, event.function)
-        for space, first, last in targets(event):
+        for space, first, last in self.targets.of(event):
             if not self.baseline.covers(key, space, first, last):
                 at = space if first is None else f"{space} {first}" if first == last else f"{space} {first}-{last}"
                 finding = _WRITTEN if function_kind(event.function) == "write" else _FINDINGS["new_target"]
@@ -578,7 +404,7 @@ class BaselineDetector:
         """Values against their learned ranges and rates. Polls repeat the same values: the
         same values in the same layout, once found in range with no rate to follow, are not
         looked at again."""
-        layout, stated = slots(event)
+        layout, stated = self.targets.slots(event)
         if layout is None:
             return []
         server = event.dst if event.direction == "request" else event.src

@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
-from icsguard.detect.baseline import channel_of, targets
 from icsguard.bounded import remember
+from icsguard.detect.targets import Targets
 from icsguard.events import CONVERSATIONS, Event, function_kind, refused
 
 WINDOW_SECONDS = 60.0
@@ -83,8 +83,10 @@ class Windows:
     leaves empty windows between its bursts."""
 
     def __init__(self, seconds: float = WINDOW_SECONDS,
-                 known: Callable[[tuple, str, int | None, int | None], bool] | None = None):
+                 known: Callable[[tuple, str, int | None, int | None], bool] | None = None,
+                 targets: Targets | None = None):
         self.seconds = seconds
+        self.targets = targets or Targets()
         self.known = known
         self.start: float | None = None      # the open window's start
         self.begin = 0.0                     # when the traffic began covering it
@@ -119,7 +121,7 @@ class Windows:
         sums.bytes += event.fields.get("pdu_length") or 0
         if request:
             sums.requests += 1
-            channel = channel_of(event)
+            channel = self.targets.channel(event)
             shape = self.shapes.get(channel)
             if shape is None:
                 shape = self._shape(key, event)
@@ -157,7 +159,7 @@ class Windows:
         kind (write, read or other), its targets, and how many of them were never learned."""
         function = event.function
         kind = function_kind(function)
-        found = targets(event)
+        found = self.targets.of(event)
         learned = key + (function,)
         unknown = 0 if self.known is None else sum(not self.known(learned, *target) for target in found)
         return kind, found, unknown

@@ -22,6 +22,7 @@ from typing import Any
 from icsguard.detect.baseline import Baseline
 from icsguard.detect.folding import Alert, Finding, Folding
 from icsguard.events import Event
+from icsguard.detect.targets import Targets
 from icsguard.detect.features import FEATURE_TEXT, FEATURES, WINDOW_SECONDS, Row, Windows
 from icsguard.detect.rules import signature_id
 
@@ -167,10 +168,11 @@ class ModelDetector:
     name = "ml"
 
     def __init__(self, model: Model, baseline: Baseline | None = None,
-                 muted: set[tuple[str, str | None]] | None = None):
+                 muted: set[tuple[str, str | None]] | None = None, targets: Targets | None = None):
+        """``targets``: the run's, shared with the baseline detector."""
         self.model = model
         self.folding = Folding(muted)
-        self.windows = Windows(model.window_seconds, baseline.covers if baseline is not None else None)
+        self.windows = Windows(model.window_seconds, baseline.covers if baseline is not None else None, targets)
 
     def feed(self, event: Event) -> list[Alert]:
         rows = self.windows.feed(event)

@@ -9,9 +9,6 @@ inventory see the conversation even when no industrial PDU ever crosses it.
 
 from __future__ import annotations
 
-import ipaddress
-from functools import lru_cache
-
 from icsguard.bounded import remember
 from icsguard.events import Event
 from icsguard.net.netstack import IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN, Segment
@@ -19,8 +16,6 @@ from icsguard.net.reassembly import community_id
 
 MAX_CONVERSATIONS = 100_000      # remembered (client, server, transport, port); beyond, the oldest goes
 MAX_FLOWS = 100_000              # 5-tuples already looked at: the fast way past known connections
-INTERNET = "the Internet"        # every server outside the site, as one peer
-LOCAL = "the local network"      # every broadcast and multicast address, as one peer
 
 # Well-known services, by server port. Names are what an analyst searches for.
 TCP_SERVICES = {
@@ -50,27 +45,6 @@ TRANSPORTS = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp"}
 
 def service_name(transport: int, port: int) -> str:
     return SERVICES.get((transport, port)) or f"port_{port}"
-
-
-@lru_cache(maxsize=65_536)
-def peer(client: str, server: str) -> str:
-    """The server as a baseline knows it: the Internet when it is a public address outside
-    the client's /16 (plants often number their own networks with public addresses); the
-    local network for a multicast or broadcast address (x.x.x.255: a /24's or wider, the
-    usual plant subnets); the address itself otherwise. Which cloud host an update or a
-    licence check reaches changes all the time, and which group an announcement goes to
-    says little; that a control-network host reaches the Internet, or announces itself, at
-    all is what matters."""
-    try:
-        address = ipaddress.ip_address(server)
-        network = ipaddress.ip_network(f"{client}/{16 if address.version == 4 else 48}", strict=False)
-    except ValueError:
-        return server
-    if address.is_multicast:
-        return LOCAL
-    if address.is_global and address not in network:
-        return INTERNET
-    return LOCAL if address.version == 4 and address.packed[3] == 255 else server
 
 
 class Conversations:

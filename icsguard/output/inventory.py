@@ -11,7 +11,7 @@ from functools import lru_cache
 from netaddr import EUI
 from netaddr.core import NotRegisteredError
 
-from icsguard.events import CONVERSATIONS, Event, refused
+from icsguard.events import CONVERSATIONS, Event, function_kind, refused
 
 MAX_PAIRS = 200_000
 # Functions an engineering workstation uses and an HMI rarely does: diagnostics,
@@ -120,9 +120,9 @@ class Inventory:
                 asset.serves += 1
         elif request:
             asset.requests += 1
-            function = event.function.lower()      # OPC UA services are CamelCase
-            if "write" in function:
+            if function_kind(event.function) == "write":
                 asset.writes += 1
+            function = event.function.lower()      # OPC UA services are CamelCase
             if any(word in function for word in ENGINEERING_WORDS):
                 asset.engineering += 1
 
