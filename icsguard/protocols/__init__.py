@@ -183,7 +183,10 @@ class ProtocolStage:
         events = []
         partial = state.partial
         for pdu in pdus:
-            decoded = decode(pdu, from_client)
+            try:
+                decoded = decode(pdu, from_client)
+            except Exception as error:      # a dissector bug or a lying length costs this PDU, never the run
+                decoded = state.analyzer.undecodable(pdu, from_client, error)
             if decoded is None:
                 partial[side] = partial.get(side, 0) + len(pdu)
                 continue

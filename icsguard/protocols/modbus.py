@@ -7,10 +7,11 @@ from typing import Any
 
 from scapy.packet import Raw
 
-from icsguard.bounded import remember
+from icsguard.events import sender_direction
 from icsguard.parsers import modbus as layers
 from icsguard.protocols.decode_cache import DecodeCache
 from icsguard.protocols.framing import looks_like
+from icsguard.protocols.pairing import Outstanding, inherit
 
 NAME = "modbus"
 PORTS = frozenset({502})
@@ -197,7 +198,7 @@ class ModbusSession:
     """Decoding and request/response pairing for one Modbus/TCP connection."""
 
     def __init__(self, cache: DecodeCache):
-        self.outstanding: dict[int, tuple] = {}
+        self.outstanding = Outstanding(MAX_OUTSTANDING)
         self.cache = cache
 
     def decode(self, adu: bytes, request: bool) -> tuple[str, str, str, int, dict[str, Any]]:
@@ -205,31 +206,32 @@ class ModbusSession:
         key = (request, adu[6:])
         decoded = self.cache.get(key)
         if decoded is None:
-            try:
-                fields = normalise(adu, request)
-            except Exception as exc:  # a dissector bug must cost one PDU, not the run
-                fields = {"unit_id": adu[6], "function_code": adu[7] & 0x7F,
-                          "function": layers.function_name(adu[7] & 0x7F),
-                          "malformed": f"undecodable: {type(exc).__name__}"}
+            fields = normalise(adu, request)
             decoded = (fields.pop("function"), fields.pop("function_code"), fields)
             self.cache.put(key, decoded)
         tid = (adu[0] << 8) | adu[1]
         function, code, fields = decoded
         if request:
-            remember(self.outstanding, tid, decoded, MAX_OUTSTANDING)
+            self.outstanding.ask(tid, decoded)
             return NAME, "request", function, code, {"transaction_id": tid, **fields}
-        asked = self.outstanding.pop(tid, None)
+        asked = self.outstanding.answer(tid)
         if asked is None or asked[1] != code:
             return NAME, "response", function, code, {"transaction_id": tid, **fields}
         return NAME, "response", asked[0], code, _paired(tid, code, fields, asked[2])
 
 
+def undecodable(adu: bytes, request: bool, error: Exception) -> tuple[str, str, str, int, dict[str, Any]]:
+    """What an ADU that could not be decoded still says: its unit and function."""
+    code = adu[7] & 0x7F
+    return NAME, sender_direction(request), layers.function_name(code), code, {
+        "transaction_id": (adu[0] << 8) | adu[1], "unit_id": adu[6],
+        "malformed": f"undecodable: {type(error).__name__}"}
+
+
 def _paired(tid: int, code: int, response: dict, request: dict) -> dict:
     """A response carries the addresses its request asked for, so each value is attributable."""
-    paired = {"transaction_id": tid, **response}
-    for key in ("address", "quantity", "read_address", "read_quantity", "mei_type"):
-        if key in request and key not in paired:
-            paired[key] = request[key]
+    paired = inherit({"transaction_id": tid, **response}, request,
+                     ("address", "quantity", "read_address", "read_quantity", "mei_type"))
     if code in (1, 2) and "values" in paired and "quantity" in request:
         paired["values"] = paired["values"][:request["quantity"]]   # drop the last byte's padding bits
     if "read_address" in request and "address" not in response:

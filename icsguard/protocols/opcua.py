@@ -18,6 +18,7 @@ from icsguard.parsers import opcua as ua
 from icsguard.parsers.opcua_status import status_name
 from icsguard.protocols.decode_cache import DecodeCache
 from icsguard.protocols.framing import looks_like
+from icsguard.protocols.pairing import Outstanding, inherit
 
 NAME = "opcua"
 PORTS = frozenset({4840})
@@ -66,6 +67,13 @@ def orient(pdus: list[tuple[tuple, bytes]], peer) -> tuple | None:
     return None
 
 
+def undecodable(message: bytes, from_client: bool, error: Exception) -> tuple:
+    """What a message that could not be decoded still says: its type."""
+    kind = KINDS[message[:3]]
+    return (NAME, sender_direction(from_client), TRANSPORT_NAMES[kind], None,
+            {"message_type": kind, "malformed": f"{kind} does not parse: {error}"})
+
+
 class UASession:
     """One OPC UA connection: chunks per direction, the channel's policy and mode, the
     requests awaiting answers, and the node behind each monitored item's client handle."""
@@ -75,7 +83,7 @@ class UASession:
         self.chunks: dict[bool, list[bytes]] = {True: [], False: []}
         self.policy: str | None = None
         self.mode: str | None = None
-        self.pending: dict[int, tuple[str, dict]] = {}     # request id -> (service, its fields)
+        self.pending = Outstanding(MAX_OUTSTANDING)     # request id -> (service, its fields)
         self.handles: dict[int, str] = {}
 
     def decode(self, message: bytes, from_client: bool) -> tuple | None:
@@ -98,11 +106,7 @@ class UASession:
             # the first chunk's headers, then every chunk's body after its own headers
             message = first + b"".join(c[SYMMETRIC_BODY:] for c in held[1:]) + message[SYMMETRIC_BODY:]
             held.clear()
-        try:
-            return self._decode(kind, message, from_client)
-        except Exception as exc:  # a lying length or a dissector bug must cost one message, not the run
-            return (NAME, sender_direction(from_client), TRANSPORT_NAMES[kind], None,
-                    {"message_type": kind, "malformed": f"{kind} does not parse: {exc}"})
+        return self._decode(kind, message, from_client)
 
     def _decode(self, kind: str, message: bytes, from_client: bool) -> tuple:
         fields: dict[str, Any] = {"message_type": kind}
@@ -178,26 +182,24 @@ class UASession:
                 result = header["service_result"]
                 fields = {"request_handle": header["request_handle"], "status_code": result,
                           "status_name": status_name(result)}
-        except Exception as exc:  # as above
+        except Exception as exc:  # a service header that does not parse is the anomaly: the service is known
             return {"malformed": f"{name} header does not parse: {exc}"}
         body_class = ua.BODIES.get(code)
         if body_class is not None:
             try:
                 fields.update(SERVICE_FIELDS.get(name, _nothing)(ua.dissect(body_class, header["body"])))
-            except Exception as exc:  # as above
+            except Exception as exc:  # so is a body that does not: its header is known
                 fields["malformed"] = f"{name} body does not parse: {exc}"
         return fields
 
     def _pair(self, name: str, direction: str, request_id: int, fields: dict[str, Any]) -> None:
         """Requests leave what their responses should name; responses take it back."""
         if direction == "request":
-            remember(self.pending, request_id, (name, fields), MAX_OUTSTANDING)   # event fields never change later
+            self.pending.ask(request_id, (name, fields))     # event fields never change later
             return
-        asked, request = self.pending.pop(request_id, (None, None))
+        asked, request = self.pending.answer(request_id) or (None, None)
         if request:
-            for key in INHERITED:
-                if key in request and key not in fields:
-                    fields[key] = request[key]
+            inherit(fields, request, INHERITED)
         if name == "ServiceFault" and asked:
             fields["request_service"] = asked
         handles = fields.get("client_handles")

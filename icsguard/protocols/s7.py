@@ -6,13 +6,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from icsguard.bounded import made_from, remember
+from icsguard.bounded import made_from
 from icsguard.events import sender_direction
 from icsguard.parsers import s7comm as s7
 from icsguard.parsers import s7comm_plus as s7p
 from icsguard.parsers import tpkt_cotp as iso
 from icsguard.protocols.decode_cache import DecodeCache
 from icsguard.protocols.framing import looks_like
+from icsguard.protocols.pairing import Outstanding, inherit
 
 NAME = "s7comm"
 PORTS = frozenset({102})
@@ -72,6 +73,22 @@ def orient(pdus: list[tuple[tuple, bytes]], peer) -> tuple | None:
     return None
 
 
+def undecodable(tpdu: bytes, from_client: bool, error: Exception) -> tuple:
+    """What a TPDU that could not be decoded still says: which protocol it carries. (A data
+    unit of several fragments is named by its last one.)"""
+    direction = sender_direction(from_client)
+    cotp_type = tpdu[5] >> 4 if len(tpdu) > 5 else None
+    if cotp_type not in (0xF, 0x1):
+        return "cotp", direction, "malformed", cotp_type, {"malformed": f"undecodable COTP: {type(error).__name__}"}
+    unit = _cotp_payload(tpdu)
+    if unit[:1] == b"\x72":
+        return "s7comm-plus", direction, "malformed", None, \
+            {"malformed": f"undecodable S7comm-plus: {type(error).__name__}"}
+    pdu_ref = (unit[4] << 8) | unit[5] if len(unit) >= 6 else None
+    return "s7comm", direction, "malformed", None, \
+        {"pdu_ref": pdu_ref, "malformed": f"undecodable S7comm: {type(error).__name__}"}
+
+
 def _cotp_payload(tpdu: bytes) -> bytes:
     return tpdu[5 + tpdu[4]:] if len(tpdu) > 4 else b""
 
@@ -82,19 +99,15 @@ class S7Session:
     def __init__(self, cache: DecodeCache):
         self.cache = cache
         self.units: dict[bool, list[bytes]] = {True: [], False: []}
-        self.jobs: dict[int, tuple] = {}         # pdu_ref → (function, code, fields) of the job
-        self.plus_requests: dict[int, tuple] = {}  # seq_num → object ids the request addressed
+        self.jobs = Outstanding(MAX_OUTSTANDING)           # pdu_ref → (function, code, fields) of the job
+        self.plus_requests = Outstanding(MAX_OUTSTANDING)  # seq_num → object ids the request addressed
 
     def decode(self, tpdu: bytes, from_client: bool) -> tuple | None:
         """(proto, direction, function, code, fields) of a TPKT frame, or None for a COTP
         fragment that does not end a data unit yet."""
         cotp_type = tpdu[5] >> 4 if len(tpdu) > 5 else None
         if cotp_type not in (0xF, 0x1):
-            try:
-                return self._cotp(tpdu, from_client)
-            except Exception as exc:  # a dissector bug must cost one PDU, not the run
-                return ("cotp", sender_direction(from_client), "malformed", cotp_type,
-                        {"malformed": f"undecodable COTP: {type(exc).__name__}"})
+            return self._cotp(tpdu, from_client)
         eot = len(tpdu) > 6 and tpdu[6] & 0x80
         fragments = self.units[from_client]
         fragments.append(_cotp_payload(tpdu))
@@ -135,19 +148,15 @@ class S7Session:
         key = (from_client, unit[:4], unit[6:])           # the PDU reference varies; the rest repeats
         decoded = self.cache.get(key)
         if decoded is None:
-            try:
-                decoded = _s7comm_fields(unit)
-            except Exception as exc:  # a dissector bug must cost one PDU, not the run
-                decoded = (sender_direction(from_client), "malformed", None,
-                           {"malformed": f"undecodable S7comm: {type(exc).__name__}"}, None)
+            decoded = _s7comm_fields(unit)
             self.cache.put(key, decoded)
         direction, function, code, fields, szl = decoded
         pdu_ref = (unit[4] << 8) | unit[5] if len(unit) >= 6 else None
         fields = {"pdu_ref": pdu_ref, **fields}
         if direction == "request":
-            remember(self.jobs, pdu_ref, (function, code, fields), MAX_OUTSTANDING)
+            self.jobs.ask(pdu_ref, (function, code, fields))
         elif direction == "response":
-            job_function, job_code, job = self.jobs.pop(pdu_ref, (None, None, None))
+            job_function, job_code, job = self.jobs.answer(pdu_ref) or (None, None, None)
             if szl and not (job and "szl_id" not in job and fields.get("rosctr") == 7):
                 fields.update(_szl_fields(szl))     # not the continuation of an earlier answer
             if job is not None:
@@ -157,16 +166,12 @@ class S7Session:
         return "s7comm", direction, function, code, fields
 
     def _s7plus(self, unit: bytes, from_client: bool) -> tuple:
-        try:
-            direction, function, code, fields = _s7plus_fields(unit)
-        except Exception as exc:  # a dissector bug must cost one PDU, not the run
-            return ("s7comm-plus", sender_direction(from_client), "malformed", None,
-                    {"malformed": f"undecodable S7comm-plus: {type(exc).__name__}"})
+        direction, function, code, fields = _s7plus_fields(unit)
         seq = fields.get("seq_num")
         if seq is not None and direction == "request":
-            remember(self.plus_requests, seq, fields.get("object_ids"), MAX_OUTSTANDING)
+            self.plus_requests.ask(seq, fields.get("object_ids"))
         elif seq is not None and direction == "response":
-            asked = self.plus_requests.pop(seq, None)
+            asked = self.plus_requests.answer(seq)
             if asked and "object_ids" not in fields:
                 fields["object_ids"] = asked
         return "s7comm-plus", direction, function, code, fields
@@ -389,10 +394,7 @@ def _paired(response: dict, job: dict) -> dict:
         paired["items"] = made_from(_paired_items, _pair_items, (job_items, items), MAX_PAIRED)
     elif job_items:
         paired["items"] = job_items
-    for key in ("szl_id", "szl_index", "block_type", "block_number", "pi_service", "filename"):
-        if key in job and key not in paired:
-            paired[key] = job[key]
-    return paired
+    return inherit(paired, job, ("szl_id", "szl_index", "block_type", "block_number", "pi_service", "filename"))
 
 
 def _pair_items(job_items: tuple, items: tuple) -> tuple:
