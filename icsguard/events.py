@@ -76,7 +76,7 @@ PROTOCOL_FIELDS = frozenset({
     "certificate_issuer", "certificate_self_signed", "certificate_not_before", "certificate_not_after",
     "certificate_error",
     "status_name", "results", "request_service", "attribute_ids", "targets", "browse_paths",
-    "application_name", "session_name", "session_id", "endpoints", "servers", "user_name",
+    "application_name", "session_name", "session_node_id", "object_node_ids", "endpoints", "servers", "user_name",
     "password_in_clear", "user_certificate_sha1", "delete_subscriptions", "subscription_id",
     "subscription_ids", "publishing_interval", "client_handles", "notification_sequence",
 })

@@ -332,7 +332,7 @@ class ZeekCheck:
             check("application name", frame, unset(row["text"]), event.get("application_name"))
             check("session name", frame, unset(row["session_name"]), event.get("session_name"))
         for row, event in self.pairs("opcua_binary_create_session", "F", "CreateSessionResponse"):
-            check("session id", event.get("frame"), zeek_node(row, "session_id"), event.get("session_id"))
+            check("session id", event.get("frame"), zeek_node(row, "session_id"), event.get("session_node_id"))
         tokens = {"AnonymousIdentityToken": "anonymous", "UserNameIdentityToken": "username",
                   "X509IdentityToken": "x509", "IssuedIdentityToken": "issued"}
         for row, event in self.pairs("opcua_binary_activate_session", "T", "ActivateSessionRequest"):
@@ -733,7 +733,7 @@ def _create_session_request(check: WiresharkCheck, frame, service, event):
 
 
 def _create_session_response(check: WiresharkCheck, frame, service, event):
-    check.tally.check("session id", frame, service.get("SessionId").node_id(), event.get("session_id"))
+    check.tally.check("session id", frame, service.get("SessionId").node_id(), event.get("session_node_id"))
     check.endpoints(frame, service.select("ServerEndpoints/*"), event)
     _certificate(check, frame, service.get("ServerCertificate"), event)
 
@@ -816,8 +816,8 @@ def _call_request(check: WiresharkCheck, frame, service, event):
     for index, call in enumerate(service.select("MethodsToCall/*")):
         check.values("call argument", frame, [ws_variant(v) for v in call.select("InputArguments/*")],
                      got[index] if index < len(got) else [])
-    return {"object_ids": check.nodes("call object id", frame, service, "MethodsToCall/*/ObjectId",
-                                      event.get("object_ids")),
+    return {"object_node_ids": check.nodes("call object id", frame, service, "MethodsToCall/*/ObjectId",
+                                           event.get("object_node_ids")),
             "node_ids": check.nodes("call method id", frame, service, "MethodsToCall/*/MethodId",
                                     event.get("node_ids"))}
 

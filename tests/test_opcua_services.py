@@ -77,8 +77,8 @@ def _action_problems(t, request, events):
     if action == "write" and (request.get("values"), response.get("results")) != ([t["value"]], ["Good"]):
         problems.append(f"{where}: wrote {request.get('values')}, answered {response.get('results')}")
     if action == "call":
-        if (request.get("object_ids"), request.get("node_ids")) != ([t["object_id"]], [node]):
-            problems.append(f"{where}: called {request.get('object_ids')}.{request.get('node_ids')}")
+        if (request.get("object_node_ids"), request.get("node_ids")) != ([t["object_id"]], [node]):
+            problems.append(f"{where}: called {request.get('object_node_ids')}.{request.get('node_ids')}")
         if response.get("values") != [[t["value"]]]:
             problems.append(f"{where}: returned {response.get('values')}")
     if action == "subscribe":

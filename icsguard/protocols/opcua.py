@@ -307,7 +307,7 @@ def _create_session_request(body) -> dict[str, Any]:
 
 
 def _create_session_response(body) -> dict[str, Any]:
-    fields = {"session_id": body["session_id"],
+    fields = {"session_node_id": body["session_id"],
               "endpoints": [_endpoint(e) for e in body["server_endpoints"] or ()]}
     if body["server_certificate"]:
         fields.update(certificate_fields(body["server_certificate"]))
@@ -367,7 +367,7 @@ def _translate_response(body) -> dict[str, Any]:
 
 def _call_request(body) -> dict[str, Any]:
     calls = body["methods_to_call"] or ()
-    return {"object_ids": [c["object_id"] for c in calls], "node_ids": [c["method_id"] for c in calls],
+    return {"object_node_ids": [c["object_id"] for c in calls], "node_ids": [c["method_id"] for c in calls],
             "values": [c["input_arguments"] or [] for c in calls]}
 
 
@@ -447,7 +447,7 @@ SERVICE_FIELDS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "RepublishResponse": lambda body: _notifications(body["notification_message"]),
 }
 # what a response takes over from its request
-INHERITED = ("node_ids", "object_ids", "attribute_ids", "client_handles", "subscription_id",
+INHERITED = ("node_ids", "object_node_ids", "attribute_ids", "client_handles", "subscription_id",
              "identity_token", "user_name", "browse_paths")
 
 Session = UASession
