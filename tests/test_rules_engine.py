@@ -85,10 +85,10 @@ def test_operators_and_list_fields(tmp_path):
 """)
     event = _event(unit_id=0, values=[5, 1500], node_ids=["ns=2;i=4"], items=[{"area": "DB"}, {"area": "Q"}],
                    certificate_not_after="2023-11-14T00:00:00+00:00")
-    assert {r.id for r in rules.rules if r.matches(event)} == {"eq", "rng", "rx", "nin", "ex", "has", "deep", "late"}
+    assert {r.id for r in rules.rules if r.why(event) is not None} == {"eq", "rng", "rx", "nin", "ex", "has", "deep", "late"}
     quiet = _event(unit_id=1, values=[1, 2], function="read_coils", exception_code=2, node_ids=[],
                    items=[{"area": "DB"}], certificate_not_after="2030-01-01T00:00:00+00:00")
-    assert [r.id for r in rules.rules if r.matches(quiet)] == []
+    assert [r.id for r in rules.rules if r.why(quiet) is not None] == []
     why = rules.by_id("deep").why(event)
     assert why == ["items.area in ['Q', 'M'] (is ['DB', 'Q'])"]
 
@@ -103,8 +103,8 @@ def test_site_groups_permissions_and_maintenance(tmp_path):
     saturday_3am -= 86_400
     hmi = _event(ts=saturday_3am)
     intruder = _event(src="10.0.0.99", ts=saturday_3am + 3600)
-    assert [r.id for r in rules.rules if r.matches(hmi)] == []
-    assert [r.id for r in rules.rules if r.matches(intruder)] == ["writer", "not_hmi", "outside"]
+    assert [r.id for r in rules.rules if r.why(hmi) is not None] == []
+    assert [r.id for r in rules.rules if r.why(intruder) is not None] == ["writer", "not_hmi", "outside"]
     # without a site file, rules that need one are set aside, not guessed at
     unsited = _rules(tmp_path, "- {id: writer, title: t, severity: high, match: {src: {not_permitted: write}}}\n")
     assert unsited.rules == [] and "writer" in unsited.inactive
@@ -174,7 +174,7 @@ def test_rules_index_agrees_with_each_rule_on_real_traffic(tmp_path):
                _event(values=(1, 2, 70000)), _event(function="read_coils", address=None)]
     matched = 0
     for event in events + events:          # twice: the second time from remembered answers
-        expected = [r.id for r in rules.rules if r.matches(event)]
+        expected = [r.id for r in rules.rules if r.why(event) is not None]
         assert [r.id for r in rules.matching(event)] == expected, event
         matched += bool(expected)
     assert matched > 100
@@ -265,12 +265,12 @@ def test_ports_group_is_the_sites_ports_for_the_events_protocol(tmp_path):
     text = "- {id: odd, title: t, severity: low, match: {dport: {not_in: [502, $ports]}}}\n"
     unsited = _rules(tmp_path, text)          # $ports needs no site file: none are given then
     assert [r.id for r in unsited.rules] == ["odd"] and unsited.inactive == {}
-    assert unsited.rules[0].matches(_event()._replace(dport=504))
+    assert unsited.rules[0].why(_event()._replace(dport=504)) is not None
     sited = _rules(tmp_path, text, SITE + "ports: {modbus: [504], s7comm: [1102]}\n")
-    assert not sited.rules[0].matches(_event()._replace(dport=504))
-    assert sited.rules[0].matches(_event()._replace(dport=505))
-    assert sited.rules[0].matches(_event(proto="opcua")._replace(dport=504))      # another protocol's port
-    assert not sited.rules[0].matches(_event(proto="s7comm-plus")._replace(dport=1102))
+    assert sited.rules[0].why(_event()._replace(dport=504)) is None
+    assert sited.rules[0].why(_event()._replace(dport=505)) is not None
+    assert sited.rules[0].why(_event(proto="opcua")._replace(dport=504)) is not None      # another protocol's port
+    assert sited.rules[0].why(_event(proto="s7comm-plus")._replace(dport=1102)) is None
     assert not sited.matching(_event()._replace(dport=504)) and sited.matching(_event()._replace(dport=505))
 
 
@@ -278,10 +278,10 @@ def test_optional_groups_hold_with_a_site_and_are_empty_without(tmp_path):
     text = "- {id: flags, title: t, severity: high, match: {src: {not_in: [\"$hmi?\", \"$ews?\"]}}}\n"
     unsited = _rules(tmp_path, text)
     assert [r.id for r in unsited.rules] == ["flags"] and unsited.inactive == {}
-    assert unsited.rules[0].matches(_event(src="10.0.0.10")) and unsited.rules[0].matches(_event(src="10.0.0.99"))
+    assert unsited.rules[0].why(_event(src="10.0.0.10")) is not None and unsited.rules[0].why(_event(src="10.0.0.99")) is not None
     sited = _rules(tmp_path, text, SITE)
-    assert not sited.rules[0].matches(_event(src="10.0.0.10")) and not sited.rules[0].matches(_event(src="10.0.0.20"))
-    assert sited.rules[0].matches(_event(src="10.0.0.99"))
+    assert sited.rules[0].why(_event(src="10.0.0.10")) is None and sited.rules[0].why(_event(src="10.0.0.20")) is None
+    assert sited.rules[0].why(_event(src="10.0.0.99")) is not None
     with pytest.raises(FileError) as caught:     # with a site, a name it does not have is still a mistake
         _rules(tmp_path, "- {id: a, title: t, severity: low, match: {src: {in: [\"$operators?\"]}}}\n", SITE)
     assert caught.value.line == 1 and "unknown site group $operators" in str(caught.value)

@@ -118,10 +118,6 @@ class Rule:
                 return [f"{'.'.join(c.path)} {c.text} (is {_show(c.value(event))})" for c in conditions]
         return None
 
-    def matches(self, event: Event) -> bool:
-        """One rule against one event, without the index (RuleSet.matching is the fast way)."""
-        return self.why(event) is not None
-
 
 MAX_GROUPS = 4096      # (protocol, function, direction) indexes kept
 MAX_ANSWERS = 4096     # remembered answers per field, and match lists per group
@@ -151,16 +147,14 @@ class _Group:
         self.extra: list[tuple[int, int, Rule, Callable[[Event], bool]]] = []
         self.order: dict[str, int] = {alt.rule.id: alt.order for alt in alternatives}
         self.matches: dict[int, list[Rule]] = {}           # bits -> the plain rules they match
-        bits: dict[int, int] = {}                          # id(test) -> its bit: shared tests share it
+        bit = 1
         for alt in alternatives:
             need, others = 0, []
             for c in alt.rest:
                 if len(c.path) == 1 and c.value_only:
-                    bit = bits.get(id(c.test))
-                    if bit is None:
-                        bit = bits[id(c.test)] = 1 << len(bits)
-                        self.fields.setdefault(c.path[0], ({}, []))[1].append((bit, c.test))
+                    self.fields.setdefault(c.path[0], ({}, []))[1].append((bit, c.test))
                     need |= bit
+                    bit <<= 1
                 else:
                     others.append(c)
             if others:
