@@ -16,6 +16,7 @@ from datetime import datetime
 from rich.console import Console
 from rich.table import Table
 
+from icsguard import __version__
 from icsguard.detect import modelfile
 from icsguard.output import exports, model_report, report
 from icsguard.detect.model import ESTIMATORS
@@ -48,6 +49,18 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(site_app, name="site")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(model_app, name="model")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        stdout.print(f"icsguard {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                          help="Print the version and exit.")) -> None:
+    """Passive security monitoring for industrial networks."""
 
 
 class DecodeFormat(str, Enum):
