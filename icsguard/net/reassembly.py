@@ -26,6 +26,26 @@ IDLE_TIMEOUT = 900.0               # polling links may be quiet for minutes
 SWEEP_INTERVAL = 10.0
 
 DATA, GAP, CLOSE = "data", "gap", "close"
+SEQ_SPACE = 1 << 32                # sequence numbers wrap around here
+
+
+def seq_add(seq: int, count: int) -> int:
+    """The sequence number ``count`` bytes after ``seq``."""
+    return (seq + count) % SEQ_SPACE
+
+
+def seq_diff(a: int, b: int) -> int:
+    """How far ``a`` lies after ``b`` (negative: before), the nearer way round the wrap."""
+    return (a - b + SEQ_SPACE // 2) % SEQ_SPACE - SEQ_SPACE // 2
+
+
+def seq_lt(a: int, b: int) -> bool:
+    return seq_diff(a, b) < 0
+
+
+def seq_distance(a: int, b: int) -> int:
+    """How far ``a`` lies after ``b`` counting forward only (0 to 2**32 - 1)."""
+    return (a - b) % SEQ_SPACE
 
 
 def community_id(src: str, sport: int, dst: str, dport: int, proto: int = 6) -> str:
@@ -109,7 +129,7 @@ class Reassembler:
         flags = seg.flags
         if conn is not None and flags & TCP_SYN and not flags & TCP_ACK:
             previous = conn.directions[side].next_seq
-            if previous is not None and previous != (seg.seq + 1) & 0xFFFFFFFF:
+            if previous is not None and previous != seq_add(seg.seq, 1):
                 self._close(conn, out)      # the 4-tuple is being reused by a new connection
                 conn = None
         if conn is None:
@@ -128,7 +148,7 @@ class Reassembler:
             if not flags & TCP_ACK:
                 conn.client = side
                 conn.saw_syn = True
-            direction.next_seq = (seg.seq + 1) & 0xFFFFFFFF
+            direction.next_seq = seq_add(seg.seq, 1)
             return out
         if flags & TCP_ACK:
             self._acked(conn, (seg.dst, seg.dport), seg.ack, out)
@@ -144,15 +164,15 @@ class Reassembler:
               seq: int, payload: bytes, out: list[Chunk]) -> None:
         if d.next_seq is None:
             self.counters["tcp.midstream"] += 1
-            if d.acked is not None and (d.acked - seq - len(payload)) & 0xFFFFFFFF < 0x80000000:
+            if d.acked is not None and not seq_lt(d.acked, seq_add(seq, len(payload))):
                 # joined mid-stream and these bytes were acknowledged before we saw them: old
                 # data, such as a keep-alive's single byte; the stream starts at the ACK
                 d.next_seq = d.acked
                 self.counters["tcp.retransmitted_segments"] += 1
                 return
             d.next_seq = seq
-        offset = (seq - d.next_seq) & 0xFFFFFFFF
-        if MAX_SEQ_JUMP < offset < 0x100000000 - MAX_SEQ_JUMP:
+        offset = seq_diff(seq, d.next_seq)
+        if abs(offset) > MAX_SEQ_JUMP:
             # No window is that wide: the stream was desynchronised (or forged); restart here.
             self.counters["tcp.sequence_jumps"] += 1
             while d.pending:
@@ -160,8 +180,8 @@ class Reassembler:
             out.append(Chunk(GAP, conn, side, b"", self._origin))
             d.next_seq = seq
             offset = 0
-        if offset >= 0x80000000:          # starts before what was already delivered
-            behind = 0x100000000 - offset
+        if offset < 0:                    # starts before what was already delivered
+            behind = -offset
             if behind >= len(payload):
                 self.counters["tcp.retransmitted_segments"] += 1
                 return
@@ -183,7 +203,7 @@ class Reassembler:
                 self._skip_hole(conn, side, d, out)
             return
         out.append(Chunk(DATA, conn, side, payload, self._origin))
-        d.next_seq = (d.next_seq + len(payload)) & 0xFFFFFFFF
+        d.next_seq = seq_add(d.next_seq, len(payload))
         if d.pending:
             self._drain(conn, side, d, out)
 
@@ -191,31 +211,31 @@ class Reassembler:
         """The receiver acknowledged bytes this sensor never saw: the hole will not be filled."""
         d = conn.directions[side]
         d.acked = ack
-        if d.pending and d.next_seq is not None and 0 < (ack - d.next_seq) & 0xFFFFFFFF < 0x80000000:
+        if d.pending and d.next_seq is not None and seq_lt(d.next_seq, ack):
             self._skip_hole(conn, side, d, out)
 
     def _drain(self, conn: Connection, side: tuple, d: _Direction, out: list[Chunk]) -> None:
         """Deliver buffered segments that now continue the stream; drop what is already covered."""
         while d.pending:
-            seq = min(d.pending, key=lambda s: (s - d.next_seq) & 0xFFFFFFFF)
-            offset = (seq - d.next_seq) & 0xFFFFFFFF
-            if 0 < offset < 0x80000000:
+            seq = min(d.pending, key=lambda s: seq_distance(s, d.next_seq))
+            ahead = seq_diff(seq, d.next_seq)
+            if ahead > 0:
                 return
             payload, origin = self._take(d, seq)
-            behind = (0x100000000 - offset) & 0xFFFFFFFF
+            behind = -ahead
             if behind >= len(payload):
                 self.counters["tcp.retransmitted_segments"] += 1
                 continue
             if behind:
                 self.counters["tcp.overlaps"] += 1
             out.append(Chunk(DATA, conn, side, payload[behind:], origin))
-            d.next_seq = (d.next_seq + len(payload) - behind) & 0xFFFFFFFF
+            d.next_seq = seq_add(d.next_seq, len(payload) - behind)
 
     def _skip_hole(self, conn: Connection, side: tuple, d: _Direction, out: list[Chunk]) -> None:
         """Give up on missing bytes: jump to the first buffered segment and announce a gap."""
-        seq = min(d.pending, key=lambda s: (s - d.next_seq) & 0xFFFFFFFF)
+        seq = min(d.pending, key=lambda s: seq_distance(s, d.next_seq))
         self.counters["tcp.gaps"] += 1
-        self.counters["tcp.gap_bytes"] += (seq - d.next_seq) & 0xFFFFFFFF
+        self.counters["tcp.gap_bytes"] += seq_distance(seq, d.next_seq)
         out.append(Chunk(GAP, conn, side, b"", d.pending[seq][1]))
         d.next_seq = seq
         self._drain(conn, side, d, out)
