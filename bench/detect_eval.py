@@ -48,7 +48,8 @@ from icsguard.analysis import decode, learn
 from icsguard.detect.baseline import BaselineDetector
 from icsguard.detect.targets import Targets
 from icsguard.detect.peers import peer
-from icsguard.detect.folding import AGGREGATE_SECONDS, Detector
+from icsguard.detect.folding import AGGREGATE_SECONDS
+from icsguard.detect.rule_engine import RuleDetector
 from icsguard.events import CONVERSATIONS
 from icsguard.detect.model import ESTIMATORS, ModelDetector
 from icsguard.net.netstack import NetStack
@@ -399,7 +400,7 @@ _TARGETS = Targets()
 
 def run_test(path: str, test: Test, learned, rules) -> Run:
     run = Run(test)
-    detector = Detector(rules)
+    detector = RuleDetector(rules)
     baseline = BaselineDetector(learned.baseline)
     rule_calls, baseline_calls = Recorder(detector.folding), Recorder(baseline.folding)
     model = learned.model if learned.model.ready else None

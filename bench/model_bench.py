@@ -11,8 +11,8 @@ K times as long. For each workload it times, best of N runs, all in process:
 * decode alone (``icsguard.analysis.decode`` with conversations, as analyze reads);
 * learn (``icsguard.analysis.learn``: decode, baseline, windows and the model's fit),
   and the fit alone, reported per million packets learned;
-* analysis without a model: decode + the shipped rules (``Detector``);
-* analysis with a model: decode + ``Detector`` + ``BaselineDetector`` + ``ModelDetector``
+* analysis without a model: decode + the shipped rules (``RuleDetector``);
+* analysis with a model: decode + ``RuleDetector`` + ``BaselineDetector`` + ``ModelDetector``
   (what ``icsguard analyze --model`` runs), with the model learned in the step above.
 
 The target is analysis with a model at no less than 70% of the throughput without one;
@@ -38,7 +38,7 @@ from rules_on_public import PUBLIC
 
 from icsguard.analysis import decode, learn
 from icsguard.detect.baseline import BaselineDetector
-from icsguard.detect.folding import Detector
+from icsguard.detect.rule_engine import RuleDetector
 from icsguard.detect.model import ESTIMATORS, ModelDetector
 from icsguard.runstats import RunStats
 from icsguard.detect.rules import load_rules
@@ -136,7 +136,7 @@ def analyse(paths: list[str], rules, learned=None) -> tuple[int, int, int]:
     packets = events = alerts = 0
     for path in paths:
         stats = RunStats(captures=[path])
-        detectors: list = [Detector(rules)]
+        detectors: list = [RuleDetector(rules)]
         if learned is not None:
             detectors.append(BaselineDetector(learned.baseline))
             if learned.model.ready:

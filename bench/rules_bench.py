@@ -2,12 +2,12 @@
 
     python bench/rules_bench.py [--capture FILE] [--repeat N] [--rules 1000] [--runs 3] [--seed 1]
 
-Times, in process, what `icsguard analyze` does per capture: decode + Detector.feed
+Times, in process, what `icsguard analyze` does per capture: decode + RuleDetector.feed
 for every event + flush (no database, whose cost does not depend on the rules). Best
 of --runs, with the shipped packs and with the shipped packs plus --rules generated
 rules written as YAML to a temporary folder: varied protocols, functions, fields and
 operators, a share with thresholds or several alternatives and a share not tied to a
-function (which the index cannot skip). Also times the Detector alone over the
+function (which the index cannot skip). Also times the RuleDetector alone over the
 already-decoded events, where the rules' share of the cost shows undiluted. Target:
 with 1,000 extra rules, end-to-end throughput within 20% of the shipped packs'.
 
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from icsguard.analysis import decode
-from icsguard.detect.folding import Detector
+from icsguard.detect.rule_engine import RuleDetector
 from icsguard.detect.rules import load_rules, shipped_rules
 
 REPO = Path(__file__).resolve().parent.parent
@@ -187,13 +187,13 @@ def main() -> None:
         rulesets = {"shipped packs": load_rules(), f"shipped + {args.rules} generated": load_rules([folder])}
 
     def analyze(rules) -> None:
-        detector = Detector(rules)
+        detector = RuleDetector(rules)
         for event in decode(paths):
             detector.feed(event)
         detector.flush()
 
     def detect(rules) -> None:
-        detector = Detector(rules)
+        detector = RuleDetector(rules)
         for event in events:
             detector.feed(event)
         detector.flush()
@@ -207,7 +207,7 @@ def main() -> None:
     for name, rules in rulesets.items():
         analyze_s = best(args.runs, lambda: analyze(rules))
         detect_s = best(args.runs, lambda: detect(rules))
-        detector = Detector(rules)
+        detector = RuleDetector(rules)
         alerts = sum(len(detector.feed(e)) for e in events) + len(detector.flush())
         rates.append((len(events) / analyze_s, len(events) / detect_s))
         print(f"| {name} | {len(rules.rules)} | {rates[-1][0]:,.0f} | {rates[-1][1]:,.0f} | {alerts} |")

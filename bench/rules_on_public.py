@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from icsguard.analysis import decode
-from icsguard.detect.folding import Detector
+from icsguard.detect.rule_engine import RuleDetector
 from icsguard.events import COMMON_FIELDS, Event
 from icsguard.runstats import RunStats
 from icsguard.detect.rules import load_rules
@@ -145,7 +145,7 @@ def as_event(record: dict) -> Event:
 def run(path: Path, relative: str, rules, max_events: int | None) -> Result:
     result = Result(relative, label_of(relative))
     stats = RunStats(captures=[str(path)])
-    detector = Detector(rules)
+    detector = RuleDetector(rules)
     alerts = []
     try:
         for event in decode([str(path)], stats=stats):

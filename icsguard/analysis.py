@@ -8,7 +8,7 @@ import os
 
 from icsguard.detect import site
 from icsguard.detect.baseline import BaselineDetector
-from icsguard.detect.folding import Detector
+from icsguard.detect.rule_engine import RuleDetector
 from icsguard.events import CONVERSATIONS, Event
 from icsguard.detect.features import Windows
 from icsguard.detect.targets import Targets
@@ -55,7 +55,7 @@ def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | 
     stats = RunStats(captures=list(paths))
     inventory = Inventory()
     muted = store.mutes()
-    detector = Detector(rules if rules is not None else RuleSet(), muted)
+    detector = RuleDetector(rules if rules is not None else RuleSet(), muted)
     detectors: list = [detector]
     if learned is not None:
         targets = Targets()

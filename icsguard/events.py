@@ -40,6 +40,15 @@ def function_kind(function: str) -> str:
     return "read" if any(w in _GETTERS for w in words) else ""
 
 
+def hashable(value: Any) -> Any:
+    """A value usable as a key: lists become tuples, mappings sorted tuples of items."""
+    if isinstance(value, (list, tuple)):
+        return tuple(hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, hashable(v)) for k, v in value.items()))
+    return value
+
+
 def sender_direction(from_client: bool) -> str:
     """The direction of a PDU known only by who sent it."""
     return "request" if from_client else "response"

@@ -13,7 +13,7 @@ from conftest import PCAPS, REPO, run_icsguard
 
 from icsguard.analysis import decode
 
-from icsguard.detect.folding import Detector
+from icsguard.detect.rule_engine import RuleDetector
 from icsguard.events import Event
 from icsguard.detect.rules import load_rules
 from icsguard.detect.site import load_site
@@ -120,7 +120,7 @@ def test_thresholds_distinct_and_folding(tmp_path):
 - {id: sweep, title: t, severity: medium, match: {unit_id: {exists: true}},
    threshold: {count: 3, seconds: 60, by: [src], distinct: unit_id}}
 """)
-    detector = Detector(rules)
+    detector = RuleDetector(rules)
     answers = [_event(ts=100.0 + i, src="10.0.0.2", dst="10.0.0.66", direction="response", exception_code=2)
                for i in (0, 1, 20, 21, 22, 23)]      # a pair, a pause, then four in a row
     for event in answers:
@@ -136,7 +136,7 @@ def test_thresholds_distinct_and_folding(tmp_path):
 
 def test_repeats_fold_until_a_gap(tmp_path):
     rules = _rules(tmp_path, "- {id: w, title: t, severity: high, match: {function: write_single_register}}\n")
-    detector = Detector(rules)
+    detector = RuleDetector(rules)
     closed = []
     for ts in [0.0, 10.0, 20.0, 30.0, 31.0, 32.0, 2000.0]:
         closed += detector.feed(_event(ts=ts, values=[int(ts)]))

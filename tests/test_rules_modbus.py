@@ -18,7 +18,7 @@ from conftest import PCAPS, REPO, run_icsguard
 
 from icsguard.detect import yamlfile
 from icsguard.analysis import decode
-from icsguard.detect.folding import Detector
+from icsguard.detect.rule_engine import RuleDetector
 from icsguard.detect.rules import load_rules
 from icsguard.detect.site import load_site
 
@@ -46,7 +46,7 @@ def _site(tmp_path, maintenance: str = SATURDAY_LATE, writers: str = "$hmi, $ews
 
 def _alerts(path, site) -> dict[str, object]:
     """Every alert of the whole rules folder on one capture, by rule id."""
-    detector = Detector(load_rules([RULES], site))
+    detector = RuleDetector(load_rules([RULES], site))
     alerts = []
     for event in decode([str(path)]):
         alerts += detector.feed(event)

@@ -17,7 +17,7 @@ import pytest
 from conftest import PCAPS, REPO, public
 
 from icsguard.analysis import decode
-from icsguard.detect.folding import Detector
+from icsguard.detect.rule_engine import RuleDetector
 from icsguard.events import Event
 from icsguard.detect.rules import load_rules
 from icsguard.detect.site import load_site
@@ -51,7 +51,7 @@ def _alerts(events, site) -> dict[str, object]:
     """Alerts by rule id (each rule folds into one alert per client and server here)."""
     rules = load_rules([RULES], site=site)
     assert not rules.inactive
-    detector = Detector(rules)
+    detector = RuleDetector(rules)
     alerts = []
     for event in events:
         alerts += detector.feed(event)
@@ -265,7 +265,7 @@ def test_servers_on_ports_the_site_file_gives_opcua_are_not_unusual(tmp_path, na
     assert {e.dport for e in events if e.proto == "opcua" and e.direction == "request"} == {port}
 
     def unusual(site):
-        detector = Detector(load_rules([generic], site=site))
+        detector = RuleDetector(load_rules([generic], site=site))
         alerts = [a for e in events for a in detector.feed(e)] + detector.flush()
         return [a for a in alerts if a.rule == "generic.unusual_port"]
     assert len(unusual(None)) == 1

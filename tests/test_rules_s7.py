@@ -19,7 +19,7 @@ import pytest
 from conftest import PCAPS, public, run_icsguard
 
 from icsguard.analysis import decode
-from icsguard.detect.folding import Detector
+from icsguard.detect.rule_engine import RuleDetector
 from icsguard.detect.rules import load_rules
 from icsguard.detect.site import load_site
 
@@ -45,7 +45,7 @@ def _site(tmp_path, text: str = SITE, name: str = "site.yaml"):
 
 
 def _alerts(rules, *captures) -> list:
-    detector = Detector(rules)
+    detector = RuleDetector(rules)
     alerts = []
     for event in decode([str(c) for c in captures]):
         alerts += detector.feed(event)
@@ -174,7 +174,7 @@ def test_szl_enumeration_from_an_engineering_station_is_quiet_with_a_site_file(t
 def test_szl_enumeration_needs_four_different_lists(tmp_path):
     """The same traffic cut short after three different SZL lists stays quiet."""
     rules = load_rules([S7_PACK], _site(tmp_path))
-    detector = Detector(rules)
+    detector = RuleDetector(rules)
     seen, alerts = set(), []
     for event in decode([str(PCAPS / "s7_identification.pcap")]):
         if event.function == "read_szl" and event.direction == "request":
@@ -329,7 +329,7 @@ def test_password_guessing_needs_five_tries_in_a_minute(tmp_path):
     rules = load_rules([S7_PACK])
     once = [a.rule for a in _alerts(rules, PCAPS / "s7_control.pcap")]
     assert "s7.password_guessing" not in once
-    detector = Detector(load_rules([S7_PACK]))
+    detector = RuleDetector(load_rules([S7_PACK]))
     login = next(e for e in decode([str(PCAPS / "s7_control.pcap")]) if e.function == "plc_password")
     alerts = []
     for n in range(5):

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from icsguard.bounded import remember
-from icsguard.detect.folding import Alert, Finding, Folding, compact, hashable
+from icsguard.detect.folding import Alert, Finding, Folding, compact
 from icsguard.detect.targets import MAX_LAYOUTS, Target, Targets, holders
 from icsguard.detect.peers import LOCAL, peer
 from icsguard.net.conversations import ANNOUNCEMENTS
-from icsguard.events import CONVERSATIONS, ISO_ON_TCP, Event, function_kind
+from icsguard.events import CONVERSATIONS, ISO_ON_TCP, Event, function_kind, hashable
 from icsguard.detect.rules import signature_id
 
 MAX_PAIRS = 100_000

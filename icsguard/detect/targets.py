@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from icsguard.bounded import made_from, remember
-from icsguard.detect.folding import hashable
+from icsguard.events import hashable
 from icsguard.events import Event
 
 MAX_NODES = 64             # OPC UA nodes and S7comm-plus variables of one request considered

@@ -1,0 +1,81 @@
+"""The rule engine as a detector: Events matched against the rules, thresholds applied,
+findings folded into Alerts.
+
+Rule tests are answered per field and remembered (see RuleSet), so the cost per event
+grows with the fields the rules test, not with the number of rules. Thresholds ("five
+exceptions from one source in 60 s") keep their state per group, bounded.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from icsguard.bounded import remember
+from icsguard.detect.folding import Alert, Finding, Folding, compact
+from icsguard.detect.rules import Rule, RuleSet, resolve
+from icsguard.events import Event, hashable
+
+MAX_GROUPS = 100_000          # threshold groups remembered; beyond, the oldest is forgotten
+
+
+class RuleDetector:
+    """The rule engine as a detector: ``feed(event) -> alerts``, ``flush() -> alerts``."""
+
+    def __init__(self, rules: RuleSet, muted: set[tuple[str, str | None]] | None = None):
+        self.rules = rules
+        self.folding = Folding(muted)
+        self.groups: dict[tuple, deque | dict] = {}
+        self.findings: dict[str, Finding] = {}
+
+    @property
+    def matches(self) -> int:
+        return self.folding.raised
+
+    @property
+    def suppressed(self) -> int:
+        return self.folding.suppressed
+
+    def feed(self, event: Event) -> list[Alert]:
+        """Alerts that are complete now (a repeat came too late to join them)."""
+        closed: list[Alert] = []
+        for rule in self.rules.matching(event):
+            if rule.threshold is not None and not self._over_threshold(rule, event):
+                continue
+            finding = self.findings.get(rule.id)
+            if finding is None:
+                finding = self.findings[rule.id] = Finding(rule.id, rule.title, rule.severity,
+                                                           mitre=rule.mitre, sid=rule.sid)
+            src, dst = actors(event)
+            closed += self.folding.add(finding, event.ts, event.proto, src, dst, lambda: compact(event))
+        return closed
+
+    def flush(self) -> list[Alert]:
+        return self.folding.flush()
+
+    def _over_threshold(self, rule: Rule, event: Event) -> bool:
+        """Whether this match makes ``count`` within ``seconds`` for its group (or, with
+        ``distinct``, is a new value that makes ``count`` different values of that field)."""
+        threshold = rule.threshold
+        group = (rule.id, *(hashable(resolve(event, tuple(name.split(".")))) for name in threshold.by))
+        state = self.groups.get(group)
+        if state is None:
+            state = {} if threshold.distinct else deque(maxlen=threshold.count)
+            remember(self.groups, group, state, MAX_GROUPS)
+        horizon = event.ts - threshold.seconds
+        if threshold.distinct is None:
+            state.append(event.ts)
+            return len(state) == threshold.count and state[0] >= horizon
+        value = hashable(resolve(event, tuple(threshold.distinct.split("."))))
+        new = state.pop(value, None) is None
+        state[value] = event.ts                       # newest last
+        while state and next(iter(state.values())) < horizon:
+            del state[next(iter(state))]
+        while len(state) > threshold.count * 4:       # enough to know the count is reached
+            del state[next(iter(state))]
+        return new and len(state) >= threshold.count  # each further new value counts once
+
+
+def actors(event: Event) -> tuple[str, str]:
+    """Who acted and on whom: on a response (an exception, a refused login) that is the
+    client it answers, not the server that answered."""
+    return (event.dst, event.src) if event.direction == "response" else (event.src, event.dst)
