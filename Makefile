@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_CAPTURE := pcaps/modbus_polling.pcap
 DEBIAN_PACKAGES := tshark tcpdump
 
-.PHONY: demo test install test-deps bench captures clean
+.PHONY: demo test test-fast lint install test-deps bench captures clean
 
 $(BIN)/icsguard: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,14 +28,22 @@ test-deps:
 		apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: install test-deps
-	$(BIN)/python -m pytest -q
+lint: install
+	$(BIN)/ruff check --no-cache .
+
+# Every tier: unit, end-to-end (real peers, live tcpdump, the CLI) and the tshark cross-checks.
+test: lint test-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The unit tier alone: one stage at a time, no subprocess, no capture tools (under a minute).
+test-fast: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m unit
 
 bench: install test-deps
-	$(BIN)/python bench/decode_vs_tshark.py
+	$(BIN)/python -m bench.decode_vs_tshark
 
 captures: install test-deps
-	$(BIN)/python pcaps/make_captures.py
+	$(BIN)/python -m pcaps.make_captures
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache demo.db

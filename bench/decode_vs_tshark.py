@@ -5,7 +5,7 @@ Modbus, python-snap7 for S7, asyncua for OPC UA — then times both tools on it,
 and on its first half to show that icsguard's memory does not grow with the
 capture. Prints a Markdown table for the README.
 
-    python bench/decode_vs_tshark.py [--proto modbus|s7|opcua] [--packets 200000] [--capture FILE]
+    python -m bench.decode_vs_tshark [--proto modbus|s7|opcua] [--packets 200000] [--capture FILE]
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ def main() -> None:
         OUT.mkdir(parents=True, exist_ok=True)
         capture = OUT / name
         if not capture.exists():
-            subprocess.run([sys.executable, str(REPO / "pcaps" / "make_captures.py"),
-                            option, str(args.packets), "--out", str(OUT)], check=True)
+            subprocess.run([sys.executable, "-m", "pcaps.make_captures", option, str(args.packets),
+                            "--out", str(OUT)], check=True, cwd=REPO)
     packets = count_packets(capture)
 
     def icsguard(path: Path) -> list[str]:

@@ -1,6 +1,6 @@
 """Event-wise detection quality of the rules, the learned baseline and the model on labelled public captures.
 
-    python bench/detect_eval.py [--datasets NAME,...] [--drift 1.5,3] [--estimator NAME] [--details]
+    python -m bench.detect_eval [--datasets NAME,...] [--drift 1.5,3] [--estimator NAME] [--details]
 
 A baseline describes one network, so the public captures are grouped into networks
 (NETWORKS below). For each network icsguard learns (``icsguard.analysis.learn``) from
@@ -40,22 +40,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from rules_on_public import PUBLIC, label_of
-
+from bench.rules_on_public import PUBLIC, label_of
 from icsguard.analysis import decode, learn
+from icsguard.capture.files import CaptureError, Frame, read_capture
 from icsguard.detect.baseline import BaselineDetector
-from icsguard.detect.targets import Targets
-from icsguard.detect.peers import peer
 from icsguard.detect.folding import AGGREGATE_SECONDS
-from icsguard.detect.rule_engine import RuleDetector
-from icsguard.events import CONVERSATIONS
 from icsguard.detect.model import ESTIMATORS, ModelDetector
-from icsguard.net.netstack import NetStack
+from icsguard.detect.peers import peer
+from icsguard.detect.rule_engine import RuleDetector
 from icsguard.detect.rules import load_rules
 from icsguard.detect.site import load_site
-from icsguard.capture.files import CaptureError, Frame, read_capture
+from icsguard.detect.targets import Targets
+from icsguard.events import CONVERSATIONS
+from icsguard.net.netstack import NetStack
 
 DETECTORS = ("rules", "baseline", "model")
 CONFIGS = ("rules", "baseline", "model", "combined")

@@ -1,7 +1,7 @@
 """What the learned baseline and model cost: learn time per million packets, and the
 throughput of analysis with a model relative to analysis with the rules alone.
 
-    python bench/model_bench.py [--runs N] [--copies K] [--workloads NAME,...] [--estimator NAME]
+    python -m bench.model_bench [--runs N] [--copies K] [--workloads NAME,...] [--estimator NAME]
 
 The public normal captures last minutes, too short for 60-second windows to train a
 model, so each workload's captures are replayed ``--copies`` times back to back (a
@@ -32,17 +32,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from rules_on_public import PUBLIC
-
+from bench.rules_on_public import PUBLIC, REPO
 from icsguard.analysis import decode, learn
-from icsguard.detect.baseline import BaselineDetector
-from icsguard.detect.rule_engine import RuleDetector
-from icsguard.detect.model import ESTIMATORS, ModelDetector
-from icsguard.runstats import RunStats
-from icsguard.detect.rules import load_rules
 from icsguard.capture.files import read_captures
+from icsguard.detect.baseline import BaselineDetector
+from icsguard.detect.model import ESTIMATORS, ModelDetector
+from icsguard.detect.rule_engine import RuleDetector
+from icsguard.detect.rules import load_rules
+from icsguard.runstats import RunStats
 
 TARGET = 0.70
 QUT = "2017QUT_S7comm/attacks"
@@ -216,9 +213,10 @@ def main() -> None:
         # each workload in a process of its own, as each analyze runs: what one leaves in
         # memory (caches, the collector's long-lived objects) must not slow the next
         for name in names:
-            done = subprocess.run([sys.executable, __file__, "--workloads", name, "--runs", str(args.runs),
-                                   "--copies", str(args.copies), "--estimator", args.estimator, "--json"],
-                                  capture_output=True, text=True, check=True)
+            done = subprocess.run([sys.executable, "-m", "bench.model_bench", "--workloads", name,
+                                   "--runs", str(args.runs), "--copies", str(args.copies),
+                                   "--estimator", args.estimator, "--json"],
+                                  capture_output=True, text=True, check=True, cwd=REPO)
             more_learn, more_analyse, more_notes = json.loads(done.stdout)
             learn_rows += more_learn
             analyse_rows += more_analyse
@@ -240,7 +238,7 @@ def main() -> None:
     print("| workload | packets | events | alerts: rules / with model | rules alone: s, packets/s | "
           "with model: s, packets/s | relative throughput: median of rounds (range) | target ≥ 70% |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
-    for name, what, packets, events, rule_alerts, all_alerts, t_rules, t_model, relative, low, high in analyse_rows:
+    for name, _what, packets, events, rule_alerts, all_alerts, t_rules, t_model, relative, low, high in analyse_rows:
         print(f"| {name} | {packets:,} | {events:,} | {rule_alerts:,} / {all_alerts:,} | "
               f"{t_rules:.2f}, {packets / t_rules:,.0f} | {t_model:.2f}, {packets / t_model:,.0f} | "
               f"{relative:.0%} ({low:.0%}–{high:.0%}) | {'met' if relative >= TARGET else '**not met**'} |")

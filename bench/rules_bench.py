@@ -1,6 +1,6 @@
 """Does detection stay cheap as rules pile up? `analyze` throughput with the shipped packs vs. 1,000 more rules.
 
-    python bench/rules_bench.py [--capture FILE] [--repeat N] [--rules 1000] [--runs 3] [--seed 1]
+    python -m bench.rules_bench [--capture FILE] [--repeat N] [--rules 1000] [--runs 3] [--seed 1]
 
 Times, in process, what `icsguard analyze` does per capture: decode + RuleDetector.feed
 for every event + flush (no database, whose cost does not depend on the rules). Best

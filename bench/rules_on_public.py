@@ -1,6 +1,6 @@
 """What the shipped rule packs say about labelled public ICS captures: hits on attacks, noise on normal traffic.
 
-    python bench/rules_on_public.py [--max-events N] [--skip-larger-than MB] [--per-file] [--site FILE] [CAPTURE ...]
+    python -m bench.rules_on_public [--max-events N] [--skip-larger-than MB] [--per-file] [--site FILE] [CAPTURE ...]
 
 Runs the shipped packs (no site file unless --site, so rules naming site groups stay inactive) over
 every capture under ../shared/pcaps/public (or the given ones, relative to that folder
@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from icsguard.analysis import decode
+from icsguard.capture.files import CaptureError
 from icsguard.detect.rule_engine import RuleDetector
-from icsguard.events import COMMON_FIELDS, Event
-from icsguard.runstats import RunStats
 from icsguard.detect.rules import load_rules
 from icsguard.detect.site import load_site
-from icsguard.capture.files import CaptureError
+from icsguard.events import COMMON_FIELDS, Event
+from icsguard.runstats import RunStats
 
 REPO = Path(__file__).resolve().parent.parent
 PUBLIC = REPO.parent / "shared" / "pcaps" / "public"
@@ -270,7 +270,7 @@ def main() -> None:
     print("| capture | kind | packets | events | hours | alerts (matches) | rules | alerts/hour |")
     print("|---|---|---:|---:|---:|---:|---|---:|")
     normal = [(r, n, hit) for r, n, hit in rows if r.label.role == "normal"]
-    for r, n, hit in normal:
+    for r, _n, _hit in normal:
         print(f"| {r.relative} | {r.label.kind} | {r.packets:,} | {r.events:,} | {r.seconds / 3600:.3f} | "
               f"{sum(r.alerts.values())} ({sum(r.matches.values())}) | {fired(r)} | {per_hour(r)} |")
     hours = sum(r.seconds for r, _, _ in normal) / 3600

@@ -1,14 +1,14 @@
 """How far icsguard's Modbus/TCP, S7comm or OPC UA decoding agrees with Wireshark's, capture by capture.
 
-    python bench/tshark_agreement.py [--proto modbus|s7|opcua|all] [--details] [CAPTURE ...]
+    python -m bench.tshark_agreement [--proto modbus|s7|opcua|all] [--details] [CAPTURE ...]
 
 Without captures it checks every capture under ../shared/pcaps/public that
 tshark finds the protocol in (for OPC UA also on the other server ports that
-tests/tshark_opcua_oracle.py lists), plus pcaps/modbus_*.pcap, pcaps/s7_*.pcap
+tests/support/tshark_opcua_oracle.py lists), plus pcaps/modbus_*.pcap, pcaps/s7_*.pcap
 or pcaps/opcua_*.pcap. Agreement is the share of agreeing PDUs (OPC UA messages)
 among all that either tool reported. The compared tuples and the fairness rules
-are in tests/tshark_oracle.py (Modbus), tests/tshark_s7_oracle.py (S7comm) and
-tests/tshark_opcua_oracle.py (OPC UA).
+are in tests/support/tshark_oracle.py (Modbus), tests/support/tshark_s7_oracle.py (S7comm) and
+tests/support/tshark_opcua_oracle.py (OPC UA).
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import tshark_oracle as oracle  # noqa: E402  (needs the path above)
-import tshark_opcua_oracle as opcua_oracle  # noqa: E402
-import tshark_s7_oracle as s7_oracle  # noqa: E402
+from tests.support import tshark_opcua_oracle as opcua_oracle
+from tests.support import tshark_oracle as oracle
+from tests.support import tshark_s7_oracle as s7_oracle
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap")
 COLUMNS = ("capture", "tshark", "icsguard", "agree", "mismatch", "only tshark", "only icsguard", "agreement")

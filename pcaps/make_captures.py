@@ -1,9 +1,9 @@
 """Regenerate the fixture captures from real peers: pymodbus, python-snap7 and asyncua.
 
-    python pcaps/make_captures.py [--protocol modbus|s7|opcua] [--out DIR]
-    python pcaps/make_captures.py --bench [N] --out DIR
-    python pcaps/make_captures.py --bench-s7 [N] --out DIR
-    python pcaps/make_captures.py --bench-opcua [N] --out DIR
+    python -m pcaps.make_captures [--protocol modbus|s7|opcua] [--out DIR]
+    python -m pcaps.make_captures --bench [N] --out DIR
+    python -m pcaps.make_captures --bench-s7 [N] --out DIR
+    python -m pcaps.make_captures --bench-opcua [N] --out DIR
 
 Needs root (tcpdump, ports 502 and 102; 4840 for OPC UA). Each NAME.pcap gets a NAME.json next to it:
 ``{"pcap", "iface", "server": {...}, "transcript": [...]}`` where the transcript
@@ -22,14 +22,10 @@ import argparse
 import json
 import logging
 import multiprocessing
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import opcua_peers  # noqa: E402  (needs the path above)
-import peers  # noqa: E402
-import s7_peers  # noqa: E402
+from tests.support import opcua_peers, peers, s7_peers
 
 
 def _diagnostics_and_identification(port: int) -> list[dict]:

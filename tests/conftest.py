@@ -1,36 +1,25 @@
-"""Shared helpers: where captures live, and running icsguard as a user would."""
+"""The tiers: each test is marked by the folder it lives in, so ``pytest -m unit`` (make
+test-fast) runs the unit tier alone and ``make test`` runs all three."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-PCAPS = REPO / "pcaps"
-PUBLIC = REPO.parent / "shared" / "pcaps" / "public"
-
-sys.path.insert(0, str(PCAPS))      # the real-peer harness (peers.py) lives beside the captures
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+TIERS = {"unit": "one stage at a time: no subprocess, no capture tools",
+         "e2e": "real peers, live tcpdump, the command line",
+         "crosscheck": "decoding compared with tshark and Zeek's ICSNPP baselines"}
+_HERE = Path(__file__).resolve().parent
 
 
-def public(relative: str) -> Path:
-    """A public capture, read in place; tests that need one skip when the folder is absent."""
-    path = PUBLIC / relative
-    if not path.exists():
-        pytest.skip(f"public capture {relative} is not available")
-    return path
+def pytest_configure(config: pytest.Config) -> None:
+    for tier, text in TIERS.items():
+        config.addinivalue_line("markers", f"{tier}: {text}")
 
 
-def run_icsguard(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "icsguard", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=300)
-
-
-def decoded(*paths) -> list[dict]:
-    """Events of captures as the JSON dicts ``icsguard decode`` prints."""
-    from icsguard.analysis import decode
-    import json
-    return [json.loads(e.to_json()) for e in decode([str(p) for p in paths])]
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(item.path).resolve().relative_to(_HERE).parts[0]
+        if tier in TIERS:
+            item.add_marker(tier)

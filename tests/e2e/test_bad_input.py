@@ -1,0 +1,136 @@
+"""Bad input: one clear line on stderr and a non-zero exit, or a counted malformed PDU — never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import struct
+
+import pytest
+
+from tests.support import PCAPS, public, run_icsguard
+from tests.support.rewrite import cut, streams, write_conversation, write_pcap
+
+POLLING = PCAPS / "modbus_polling.pcap"
+
+
+def _one_line_error(result, *phrases):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("icsguard: ")
+    for phrase in phrases:
+        assert phrase in lines[0]
+
+
+@pytest.mark.parametrize("command", ["decode", "analyze"])
+def test_empty_file(tmp_path, command):
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    _one_line_error(run_icsguard(command, empty, cwd=tmp_path), "empty.pcap", "empty")
+
+
+@pytest.mark.parametrize("command", ["decode", "analyze"])
+def test_text_file(tmp_path, command):
+    text = tmp_path / "readme.txt"
+    text.write_text("Modbus is a serial protocol from 1979.\n" * 20)
+    _one_line_error(run_icsguard(command, text, cwd=tmp_path), "readme.txt", "not a pcap or pcapng")
+
+
+def test_missing_file_and_directory(tmp_path):
+    _one_line_error(run_icsguard("decode", tmp_path / "nope.pcap"), "no such file")
+    _one_line_error(run_icsguard("decode", tmp_path), "is a directory")
+
+
+def test_truncated_capture_keeps_what_came_before(tmp_path):
+    data = POLLING.read_bytes()
+    cut_file = tmp_path / "cut.pcap"
+    cut_file.write_bytes(data[:len(data) * 2 // 3])
+    result = run_icsguard("decode", cut_file)
+    _one_line_error(result, "cut.pcap", "truncated in the middle of packet")
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(events) > 200                    # everything before the cut was decoded
+
+    analyzed = run_icsguard("analyze", "--db", tmp_path / "t.db", cut_file)
+    _one_line_error(analyzed, "truncated")
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        packets, error = db.execute("SELECT packets, error FROM runs").fetchone()
+        requests = db.execute("SELECT sum(requests) FROM communications").fetchone()[0]
+    assert packets > 300 and "truncated" in error and requests > 100
+
+
+def test_unsupported_link_type(tmp_path):
+    path = write_pcap(tmp_path / "usb.pcap", [(1.0, b"\x00" * 64)], link_type=189)
+    _one_line_error(run_icsguard("decode", path), "link type 189 is not supported")
+
+
+def test_non_modbus_bytes_on_port_502_are_flagged_not_decoded(tmp_path):
+    client, server, payloads = streams(POLLING)
+    http = [(True, b"GET / HTTP/1.1\r\nHost: plc\r\n\r\n"), (False, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")] * 5
+    path = write_conversation(tmp_path / "http502.pcap", client, server, cut(http, 1000))
+    result = run_icsguard("decode", path)
+    assert result.returncode == 0 and result.stderr == ""
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(events) == 1
+    assert events[0]["function"] == "malformed"
+    assert events[0]["malformed"] == "payload on port 502 is not modbus"
+    assert events[0]["dport"] == 502 and events[0]["frame"] == 4     # the first payload packet
+
+    report = run_icsguard("analyze", "--db", tmp_path / "h.db", path)
+    assert report.returncode == 0
+    assert "modbus.wrong_protocol_on_port" in report.stdout
+
+
+def test_public_capture_with_other_protocols_on_502():
+    path = public("zeek/traces/modbus/modbus-and-non-modbus-p502.pcap")
+    result = run_icsguard("decode", path)
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    flagged = [e for e in events if e["function"] == "malformed"]
+    assert len([e for e in events if e["proto"] == "modbus" and e["function"] != "malformed"]) == 12
+    assert len(flagged) == 5
+    assert {e["dport"] for e in flagged} == {502}
+    # a scanner's COTP connection request on 502 is recognised for what it is
+    assert [(e["proto"], e["function"], e["dport"]) for e in events if e["proto"] == "cotp"] == \
+        [("cotp", "connection_request", 502)]
+
+
+def test_lying_mbap_lengths_are_counted_and_the_stream_recovers(tmp_path):
+    client, server, payloads = streams(POLLING)
+    broken = list(payloads)
+    for i in (10, 40):                              # two requests claim to be 300 bytes long
+        from_client, data = broken[i]
+        broken[i] = (from_client, data[:4] + struct.pack("!H", 300) + data[6:])
+    path = write_conversation(tmp_path / "lying.pcap", client, server, cut(broken, 10_000))
+    result = run_icsguard("decode", path)
+    assert result.returncode == 0
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    malformed = [e for e in events if e["function"] == "malformed"]
+    assert [e["malformed"] for e in malformed] == ["MBAP length 300 is outside 2..254"] * 2
+    assert len(events) - len(malformed) == len(payloads) - 2
+
+
+def test_byte_counts_that_lie_are_flagged(tmp_path):
+    client, server, payloads = streams(POLLING)
+    from_client, data = payloads[1]                 # a read holding registers response
+    assert not from_client and data[7] == 3
+    payloads[1] = (False, data[:8] + bytes([data[8] + 4]) + data[9:])
+    path = write_conversation(tmp_path / "count.pcap", client, server, cut(payloads[:4], 10_000))
+    events = [json.loads(line) for line in run_icsguard("decode", path).stdout.splitlines()]
+    assert "fields describe" in events[1]["malformed"]
+    assert "malformed" not in events[2]
+
+
+def test_database_that_is_not_ours(tmp_path):
+    foreign = tmp_path / "other.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE t (x)")
+    _one_line_error(run_icsguard("analyze", "--db", foreign, POLLING), "did not create")
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not sqlite at all" * 100)
+    _one_line_error(run_icsguard("analyze", "--db", garbage, POLLING), "not a usable icsguard database")
+    _one_line_error(run_icsguard("report", "--db", tmp_path / "none.db"), "no such database")
+
+
+def test_unknown_protocol_filter():
+    _one_line_error(run_icsguard("decode", "--proto", "dnp3", POLLING), "unknown protocol 'dnp3'")

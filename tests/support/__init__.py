@@ -1,0 +1,42 @@
+"""What the tests share: where captures live, running icsguard as a user would, and (in
+the modules beside this one) the real protocol peers, the tshark oracles and the
+capture rewriting that make malformed and hostile input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PCAPS = REPO / "pcaps"
+PUBLIC = REPO.parent / "shared" / "pcaps" / "public"
+# public captures where Modbus shares the wire with IT traffic and an intrusion
+MIXED_TRAFFIC = [
+    "Modbus_dataset/exploit_ms08_netapi_modbus_6RTU_with_operate.pcap",    # SMB, a reverse shell, Modbus
+    "Modbus_dataset/CnC_uploading_exe_modbus_6RTU_with_operate.pcap",      # TLS and SMB beside Modbus
+    "Modbus_dataset/moving_two_files_modbus_6RTU.pcap",
+]
+
+
+
+def public(relative: str) -> Path:
+    """A public capture, read in place; tests that need one skip when the folder is absent."""
+    path = PUBLIC / relative
+    if not path.exists():
+        pytest.skip(f"public capture {relative} is not available")
+    return path
+
+
+def run_icsguard(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "icsguard", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def decoded(*paths) -> list[dict]:
+    """Events of captures as the JSON dicts ``icsguard decode`` prints."""
+    from icsguard.analysis import decode
+    return [json.loads(e.to_json()) for e in decode([str(p) for p in paths])]

@@ -1,0 +1,63 @@
+"""Lying TPKT, COTP and S7 lengths on a real python-snap7 conversation: counted, never a crash or a hang."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+from tests.support import PCAPS, decoded
+from tests.support.rewrite import corrupt, cut, streams, write_conversation
+
+READS_WRITES = PCAPS / "s7_reads_writes.pcap"
+
+
+def _conversation():
+    client, server, payloads = streams(READS_WRITES)
+    return client, server, [list(p) for p in payloads]
+
+
+def _decode(tmp_path, name, client, server, payloads):
+    return decoded(write_conversation(tmp_path / name, client, server, cut([tuple(p) for p in payloads], 10_000)))
+
+
+def _first_job(payloads, function):
+    """Index of the first client payload that is an S7 job with this parameter function."""
+    return next(i for i, (from_client, data) in enumerate(payloads)
+                if from_client and data[7:8] == b"\x32" and data[8] == 1 and data[17] == function)
+
+
+def test_tpkt_lengths_that_lie(tmp_path):
+    client, server, payloads = _conversation()
+    total = len([p for p in payloads if p[0]])
+    for i, bad in ((4, 0), (20, 3)):              # zero, and shorter than a COTP header
+        payloads[i][1] = payloads[i][1][:2] + struct.pack("!H", bad) + payloads[i][1][4:]
+    events = _decode(tmp_path, "tpkt.pcap", client, server, payloads)
+    reasons = [e["malformed"] for e in events if e["function"] == "malformed"]
+    assert reasons == [f"TPKT length {n} cannot hold a COTP header" for n in (0, 3)]
+    requests = [e for e in events if e["direction"] == "request" and e["proto"] == "s7comm"]
+    assert len(requests) >= total - 3 - 2          # the stream resynchronised after each bad frame
+
+
+def test_s7_lengths_and_item_counts_that_lie(tmp_path):
+    client, server, payloads = _conversation()
+    read = _first_job(payloads, 0x04)
+    data = payloads[read][1]
+    payloads[read][1] = data[:18] + bytes([200]) + data[19:]                   # 200 items announced, 1 sent
+    write = _first_job(payloads, 0x05)
+    data = payloads[write][1]
+    payloads[write][1] = data[:13] + struct.pack("!H", 4000) + data[15:]        # parameter length far too long
+    events = _decode(tmp_path, "s7.pcap", client, server, payloads)
+    by_problem = {e["malformed"]: e for e in events if "malformed" in e}
+    assert any("200 items announced" in reason or "read_var parameters do not parse" in reason
+               for reason in by_problem)
+    assert any("announces" in reason for reason in by_problem)
+    assert len([e for e in events if e["proto"] == "s7comm"]) > 60
+
+
+def test_random_corruption_never_crashes_or_hangs(tmp_path):
+    client, server, payloads = _conversation()
+    rng = random.Random(1)
+    for round_ in range(40):
+        mutated = corrupt(payloads, rng)
+        events = _decode(tmp_path, f"fuzz{round_}.pcap", client, server, mutated)
+        assert len(events) > 20
