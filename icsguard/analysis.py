@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Callable, Iterator
 
-import os
-
+from icsguard.capture.files import CaptureError, Frame, read_capture, read_captures
 from icsguard.detect import site
 from icsguard.detect.baseline import BaselineDetector
-from icsguard.detect.rule_engine import RuleDetector
-from icsguard.events import CONVERSATIONS, Event
 from icsguard.detect.features import Windows
-from icsguard.detect.targets import Targets
 from icsguard.detect.model import ModelDetector
 from icsguard.detect.modelfile import LearnedModel
+from icsguard.detect.rule_engine import RuleDetector
+from icsguard.detect.rules import Rule, RuleSet
+from icsguard.detect.targets import Targets
+from icsguard.events import CONVERSATIONS, Event
+from icsguard.net.netstack import SUPPORTED_LINKS, UnsupportedLink
 from icsguard.output.inventory import Inventory
 from icsguard.output.site_draft import draft_site
-from icsguard.net.netstack import SUPPORTED_LINKS, UnsupportedLink
 from icsguard.pipeline import Pipeline
 from icsguard.runstats import RunStats
-from icsguard.detect.rules import Rule, RuleSet
-from icsguard.capture.files import CaptureError, Frame, read_capture, read_captures
 
 if TYPE_CHECKING:
     from icsguard.output.store import Store

@@ -8,24 +8,24 @@ import json
 import os
 import sys
 import time
+from datetime import datetime
 from enum import Enum
 from typing import List, Optional
 
 import typer
-from datetime import datetime
 from rich.console import Console
 from rich.table import Table
 
 from icsguard import __version__
+from icsguard.capture.files import CaptureError
 from icsguard.detect import modelfile
-from icsguard.output import exports, model_report, report
 from icsguard.detect.model import ESTIMATORS
-from icsguard.events import PROTOCOLS
 from icsguard.detect.rules import RuleSet, load_rules, shipped_rules
 from icsguard.detect.site import Site, load_site
 from icsguard.detect.yamlfile import FileError
+from icsguard.events import PROTOCOLS
+from icsguard.output import exports, model_report, report
 from icsguard.output.progress import DelayedProgress
-from icsguard.capture.files import CaptureError
 from icsguard.output.store import DEFAULT_DB, Store, StoreError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

@@ -9,13 +9,13 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable, Iterator
 
-from icsguard.net.conversations import Conversations
+from icsguard.capture.files import CaptureError, Frame
 from icsguard.events import Event
+from icsguard.net.conversations import Conversations
 from icsguard.net.netstack import IPPROTO_TCP, NetStack, UnsupportedLink
+from icsguard.net.reassembly import Reassembler
 from icsguard.protocols import ProtocolStage
 from icsguard.runstats import RunStats
-from icsguard.net.reassembly import Reassembler
-from icsguard.capture.files import CaptureError, Frame
 
 MAX_HOSTS = 100_000
 

@@ -8,9 +8,9 @@ codes (contrib drops their bytes).
 
 from __future__ import annotations
 
+from scapy.config import conf
 from scapy.contrib import modbus as contrib
 from scapy.fields import ByteEnumField, FieldLenField, StrField, StrLenField, XByteField
-from scapy.config import conf
 from scapy.packet import Packet
 
 # Scapy refuses lists longer than this by default (100); a Modbus response may hold

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import struct
-
 from datetime import datetime, timedelta, timezone
 from typing import Any
 

@@ -7,9 +7,22 @@ the data block carries the values, one item per variable.
 
 from __future__ import annotations
 
-from scapy.fields import (BitEnumField, ByteEnumField, ByteField, ConditionalField,
-                          FieldLenField, IntField, PacketListField, ShortField, StrField,
-                          StrFixedLenField, StrLenField, ThreeBytesField, XByteField, XShortField)
+from scapy.fields import (
+    BitEnumField,
+    ByteEnumField,
+    ByteField,
+    ConditionalField,
+    FieldLenField,
+    IntField,
+    PacketListField,
+    ShortField,
+    StrField,
+    StrFixedLenField,
+    StrLenField,
+    ThreeBytesField,
+    XByteField,
+    XShortField,
+)
 from scapy.packet import Packet
 
 PROTOCOL_ID = 0x32

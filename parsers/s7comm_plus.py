@@ -8,9 +8,23 @@ documented, so only the header is decoded here.
 
 from __future__ import annotations
 
-from scapy.fields import (ByteEnumField, ByteField, ConditionalField, Field, FieldLenField, FieldListField, IntField,
-                          PacketListField, ShortEnumField, ShortField, StrField, StrLenField, XByteField,
-                          XIntField, XShortField)
+from scapy.fields import (
+    ByteEnumField,
+    ByteField,
+    ConditionalField,
+    Field,
+    FieldLenField,
+    FieldListField,
+    IntField,
+    PacketListField,
+    ShortEnumField,
+    ShortField,
+    StrField,
+    StrLenField,
+    XByteField,
+    XIntField,
+    XShortField,
+)
 from scapy.packet import Packet
 
 PROTOCOL_ID = 0x72

@@ -7,8 +7,17 @@ name the PLC's rack and slot.
 
 from __future__ import annotations
 
-from scapy.fields import (BitEnumField, BitField, ByteEnumField, ByteField, ConditionalField, FieldLenField,
-                          PacketListField, StrLenField, XShortField)
+from scapy.fields import (
+    BitEnumField,
+    BitField,
+    ByteEnumField,
+    ByteField,
+    ConditionalField,
+    FieldLenField,
+    PacketListField,
+    StrLenField,
+    XShortField,
+)
 from scapy.packet import Packet
 
 PDU_TYPES = {0x1: "ED", 0x2: "EA", 0x5: "RJ", 0x6: "AK", 0x7: "ER",

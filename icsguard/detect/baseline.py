@@ -15,11 +15,11 @@ from typing import Any
 
 from icsguard.bounded import remember
 from icsguard.detect.folding import Alert, Finding, Folding, compact
-from icsguard.detect.targets import MAX_LAYOUTS, Target, Targets, holders
 from icsguard.detect.peers import LOCAL, peer
-from icsguard.net.conversations import ANNOUNCEMENTS
-from icsguard.events import CONVERSATIONS, ISO_ON_TCP, Event, function_kind, hashable
 from icsguard.detect.rules import signature_id
+from icsguard.detect.targets import MAX_LAYOUTS, Target, Targets, holders
+from icsguard.events import CONVERSATIONS, ISO_ON_TCP, Event, function_kind, hashable
+from icsguard.net.conversations import ANNOUNCEMENTS
 
 MAX_PAIRS = 100_000
 MAX_SPACES = 1024          # spaces (units, DBs, nodes) per pair and function; beyond, any is accepted

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from icsguard.detect.baseline import Baseline
-from icsguard.detect.folding import Alert, Finding, Folding
-from icsguard.events import Event
-from icsguard.detect.targets import Targets
 from icsguard.detect.features import FEATURE_TEXT, FEATURES, WINDOW_SECONDS, Row, Windows
+from icsguard.detect.folding import Alert, Finding, Folding
 from icsguard.detect.rules import signature_id
+from icsguard.detect.targets import Targets
+from icsguard.events import Event
 
 ESTIMATORS = ("isolation_forest", "local_outlier_factor", "one_class_svm", "elliptic_envelope")
 MAX_TRAINING_ROWS = 20_000       # beyond, a fixed-seed sample of them

@@ -49,9 +49,9 @@ from typing import Any, Callable, Iterable
 from netaddr import AddrFormatError
 
 from icsguard.detect import yamlfile
-from icsguard.events import COMMON_FIELDS, PROTOCOL_FIELDS, PROTOCOLS, Event
 from icsguard.detect.site import MAINTENANCE, PORTS, Site
 from icsguard.detect.yamlfile import FileError
+from icsguard.events import COMMON_FIELDS, PROTOCOL_FIELDS, PROTOCOLS, Event
 
 SEVERITIES = ("low", "medium", "high", "critical")
 DIRECTIONS = ("request", "response", "notification")

@@ -29,8 +29,8 @@ from typing import Any
 from netaddr import AddrFormatError, IPSet
 
 from icsguard.detect import yamlfile
-from icsguard.events import ISO_ON_TCP, PROTOCOLS
 from icsguard.detect.yamlfile import FileError
+from icsguard.events import ISO_ON_TCP, PROTOCOLS
 
 ROLES = ("plc", "hmi", "ews", "historian", "scada")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from icsguard.bounded import made_from, remember
-from icsguard.events import hashable
-from icsguard.events import Event
+from icsguard.events import Event, hashable
 
 MAX_NODES = 64             # OPC UA nodes and S7comm-plus variables of one request considered
 MAX_S7_BYTES = 512         # S7 data bytes of one PDU whose values are learned (as 256 Modbus registers)

@@ -68,7 +68,7 @@ class Store:
         self.path = path
         try:
             conn = sqlite3.connect(path, timeout=30)
-            import sqlite_utils   # here: `decode` never needs it, and it may pull in pandas
+            import sqlite_utils  # here: `decode` never needs it, and it may pull in pandas
             self.db = sqlite_utils.Database(conn)
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0 and self.db.table_names():

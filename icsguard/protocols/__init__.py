@@ -14,10 +14,10 @@ from collections import Counter
 from types import ModuleType
 
 from icsguard.events import Event
+from icsguard.net.reassembly import CLOSE, GAP, Chunk, Connection
 from icsguard.protocols import modbus, opcua, s7
 from icsguard.protocols.decode_cache import DecodeCache
 from icsguard.protocols.framing import PduFramer
-from icsguard.net.reassembly import CLOSE, GAP, Chunk, Connection
 
 ANALYZERS: tuple[ModuleType, ...] = (modbus, s7, opcua)
 IDENTIFY_ATTEMPTS = 3        # payloads looked at before a connection is given up on
