@@ -171,8 +171,8 @@ class Reassembler:
                 self.counters["tcp.retransmitted_segments"] += 1
                 return
             d.next_seq = seq
-        offset = seq_diff(seq, d.next_seq)
-        if abs(offset) > MAX_SEQ_JUMP:
+        offset = 0 if seq == d.next_seq else seq_diff(seq, d.next_seq)    # in order: the usual case
+        if offset and abs(offset) > MAX_SEQ_JUMP:
             # No window is that wide: the stream was desynchronised (or forged); restart here.
             self.counters["tcp.sequence_jumps"] += 1
             while d.pending:
