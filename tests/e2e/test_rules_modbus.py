@@ -1,10 +1,7 @@
-"""The shipped Modbus and generic rule packs against real pymodbus traffic.
-
-Every rule in rules/modbus.yaml and rules/generic.yaml fires on traffic a real pymodbus
-client and server (tests/support/peers.py) put on the wire: the committed captures where they
-hold the trigger, otherwise attack scenarios recorded live into tmp_path. The same packs
-stay silent on normal polling. Each case lists the exact alerts of the whole rules folder
-as (rule, src, dst, count), so a rule that starts firing where it should not fails too.
+"""The shipped Modbus and generic rule packs against attack scenarios that a real pymodbus
+client and server (tests/support/peers.py) play live, recorded into tmp_path. Each case
+lists the exact alerts of the whole rules folder as (rule, src, dst, count), so a rule that
+starts firing where it should not fails too.
 """
 
 from __future__ import annotations

@@ -1,17 +1,6 @@
-"""The learned baseline and the model, one rule at a time, on hand-made events and public captures.
-
-icsguard learns what normal looks like from traffic real peers put on the wire (pymodbus,
-python-snap7 and asyncua, tests/support/*peers.py, recorded live with tcpdump), then each attack
-must raise the alert meant for it, saying in its "why" what was new, and fresh normal
-traffic of the same kind must raise nothing at all.
-
-The plant polls every 0.05 s live; those captures are stretched 20 times (tests/support/rewrite.py
-writes the same frames with new timestamps), so the HMI and the historian poll every
-second, a period a SCADA system really uses, and a stopped poller goes silent for longer
-than the 10 s the baseline waits, all without waiting that long. Attack captures keep
-their real timing and are read together with a fresh normal capture, so each attack
-happens in the middle of normal operation. Windows are 5 s (60 s by default); the
-stretched captures start on a window boundary, all but one made to start off it.
+"""The learned baseline and the model, one rule at a time, on hand-made events and public
+captures: window cutting, pace changes, the Internet and the local network as peers,
+announcements, silences, value drift, severities and neighbouring addresses.
 """
 
 from __future__ import annotations

@@ -1,13 +1,11 @@
-"""rules/opcua.yaml against real asyncua traffic: every rule fires on the traffic it is
-about (the committed captures, or scenarios of tests/support/opcua_peers.py recorded live here),
-and stays quiet on an HMI that does things properly.
+"""rules/opcua.yaml on the committed asyncua captures and on crafted events: every rule fires
+on the traffic it is about, each alert names the right client.
 
 What "normal but weakly configured" traffic may raise, by design: asyncua's own
 certificates are self-signed, so the committed Sign and SignAndEncrypt captures raise
 opcua.self_signed_or_expired_certificate (low: a posture finding, the certificate cannot be
 revoked by a CA), and the anonymous Sign session also opcua.anonymous_session. Nothing
-else. With CA-issued certificates and a username login (scenario ca_signed) nothing at all
-fires, writes and calls included, as long as the site file names the host as an HMI.
+else.
 """
 
 from __future__ import annotations

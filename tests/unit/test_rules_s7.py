@@ -1,13 +1,7 @@
-"""The S7 rule pack (rules/s7.yaml) against real traffic: every rule fires on what
-python-snap7 really puts on the wire (the committed captures, or scenarios of s7_peers.py
-recorded live here), an HMI doing its everyday job raises nothing, and each alert names
-the client that acted as its source. S7comm-plus, which python-snap7 cannot speak, comes
-from a public S7-1200 capture.
-
-Normal S7 traffic, for these tests, is what an HMI does all day (s7_peers.normal_hmi):
-identify the CPU once on connecting (two SZL lists), poll DBs, flags, inputs and outputs,
-and write setpoints and command bits into DBs, from the host the site file names as hmi
-and lets write to the PLC.
+"""The S7 rule pack (rules/s7.yaml) on the committed python-snap7 captures and public
+S7comm-plus ones: every rule fires on what it is about, and each alert names the client
+that acted as its source. S7comm-plus, which python-snap7 cannot speak, comes from a public
+S7-1200 capture.
 """
 
 from __future__ import annotations
