@@ -6,6 +6,7 @@ they are spelled out here once; a protocol sets only the fields its PDU carries.
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from typing import Any, Mapping, NamedTuple
@@ -130,7 +131,10 @@ class Event(NamedTuple):
         return out
 
     def to_json(self) -> str:
-        return orjson.dumps(self.to_dict(), option=orjson.OPT_NON_STR_KEYS).decode()
+        try:
+            return orjson.dumps(self.to_dict(), option=orjson.OPT_NON_STR_KEYS).decode()
+        except orjson.JSONEncodeError:     # a number past 64 bits, say, from a hostile PDU
+            return json.dumps(self.to_dict(), default=str, separators=(",", ":"), ensure_ascii=False)
 
 
 COMMON_FIELDS = Event._fields[:-1]

@@ -25,6 +25,7 @@ PDU_TYPES = {0x1: "ED", 0x2: "EA", 0x5: "RJ", 0x6: "AK", 0x7: "ER",
 PDU_NAMES = {"CR": "connection_request", "CC": "connection_confirm", "DR": "disconnect_request",
              "DC": "disconnect_confirm", "DT": "data", "ED": "expedited_data",
              "AK": "data_ack", "EA": "expedited_data_ack", "RJ": "reject", "ER": "tpdu_error"}
+TPDU_SIZE_CODES = range(0x07, 0x0E)     # ISO 8073: 2**7 to 2**13 bytes
 PARAMETERS = {0xC0: "tpdu_size", 0xC1: "src_tsap", 0xC2: "dst_tsap", 0xC4: "checksum",
               0xC6: "additional_options", 0xC7: "alternative_classes", 0x85: "ack_time",
               0xC3: "version", 0xC5: "protection", 0x88: "reassignment_time"}

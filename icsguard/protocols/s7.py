@@ -137,7 +137,11 @@ class S7Session:
                 if name in ("src_tsap", "dst_tsap"):
                     fields[name] = parameter.value.hex()
                 elif name == "tpdu_size" and parameter.value:
-                    fields["tpdu_size"] = 1 << parameter.value[0]
+                    code = parameter.value[0]
+                    if code in iso.TPDU_SIZE_CODES:
+                        fields["tpdu_size"] = 1 << code
+                    else:
+                        fields["malformed"] = f"TPDU size code {code:#04x} is not one of ISO 8073's (0x07-0x0d)"
             rack_slot = iso.tsap_rack_slot(bytes.fromhex(fields.get("dst_tsap", "")))
             if rack_slot and kind in ("CR", "CC"):
                 fields["rack"], fields["slot"] = rack_slot
@@ -340,7 +344,14 @@ def _userdata(parameter: bytes, data: bytes, fields: dict) -> tuple:
     return direction, function, None, fields, szl
 
 
+SZL_HEADER = 8        # SZL id, index, record length, record count
+
+
 def _szl_fields(value: bytes) -> dict[str, Any]:
+    if len(value) < SZL_HEADER:
+        fields: dict[str, Any] = {"szl_id": int.from_bytes(value[:2], "big")} if len(value) >= 2 else {}
+        fields["malformed"] = f"SZL answer of {len(value)} bytes, shorter than its {SZL_HEADER}-byte header"
+        return fields
     szl = s7.S7SZLResponse(value)
     fields: dict[str, Any] = {"szl_id": szl.szl_id, "szl_index": szl.szl_index}
     info = _cpu_info(szl)

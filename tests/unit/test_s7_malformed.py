@@ -61,3 +61,45 @@ def test_random_corruption_never_crashes_or_hangs(tmp_path):
         mutated = corrupt(payloads, rng)
         events = _decode(tmp_path, f"fuzz{round_}.pcap", client, server, mutated)
         assert len(events) > 20
+
+
+def _szl_answer(payloads) -> int:
+    """Index of the first server payload that answers a Read SZL (UserData group 4, subfunction 1)."""
+    for i, (from_client, data) in enumerate(payloads):
+        if not from_client and data[7:9] == b"\x32\x07":
+            parameter_length = struct.unpack("!H", data[13:15])[0]
+            parameter = data[17:17 + parameter_length]
+            if len(parameter) >= 7 and parameter[5] & 0x0F == 4 and parameter[6] == 1:
+                return i
+    raise AssertionError("no SZL answer in the capture")
+
+
+def test_szl_answer_shorter_than_its_header(tmp_path):
+    """An SZL answer whose list is 5 bytes (id, index and half a length): flagged, and the
+    conversation goes on (it raised struct.error out of the decoder)."""
+    client, server, payloads = streams(PCAPS / "s7_identification.pcap")
+    payloads = [list(p) for p in payloads]
+    i = _szl_answer(payloads)
+    data = payloads[i][1]
+    parameter_length = struct.unpack("!H", data[13:15])[0]
+    body = b"\xff\x09\x00\x05" + data[17 + parameter_length + 4:][:5]
+    s7 = data[7:13] + struct.pack("!HH", parameter_length, len(body)) + data[17:17 + parameter_length] + body
+    payloads[i][1] = struct.pack("!BBH", 3, 0, 7 + len(s7)) + data[4:7] + s7
+    events = _decode(tmp_path, "szl.pcap", client, server, payloads)
+    short = [e for e in events if "shorter than its 8-byte header" in e.get("malformed", "")]
+    assert len(short) == 1 and short[0]["function"] == "read_szl" and short[0]["direction"] == "response"
+    assert len([e for e in events if e["function"] == "read_szl"]) >= 4
+
+
+def test_tpdu_size_code_out_of_range(tmp_path):
+    """A COTP connection request asking for a TPDU of 2**64 bytes: flagged, not a number JSON
+    cannot hold."""
+    client, server, payloads = streams(PCAPS / "s7_identification.pcap")
+    payloads = [list(p) for p in payloads]
+    request = payloads[0][1]
+    at = request.index(b"\xc0\x01", 11) + 2
+    payloads[0][1] = request[:at] + b"\x40" + request[at + 1:]
+    events = _decode(tmp_path, "tpdu.pcap", client, server, payloads)
+    connect = next(e for e in events if e["proto"] == "cotp" and e["direction"] == "request")
+    assert "tpdu_size" not in connect and "0x40" in connect["malformed"]
+    assert [e for e in events if e["proto"] == "s7comm"]
