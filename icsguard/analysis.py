@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from icsguard.capture.files import CaptureError, Frame, read_capture, read_captures
+from icsguard.capture.files import CaptureError, Frame, read_capture, read_captures, rereadable
 from icsguard.detect import site
 from icsguard.detect.baseline import BaselineDetector
 from icsguard.detect.features import Windows
@@ -17,6 +18,7 @@ from icsguard.detect.targets import Targets
 from icsguard.events import CONVERSATIONS, Event
 from icsguard.net.netstack import SUPPORTED_LINKS, UnsupportedLink
 from icsguard.output.inventory import Inventory
+from icsguard.output.recorder import RunRecorder
 from icsguard.output.site_draft import draft_site
 from icsguard.pipeline import Pipeline
 from icsguard.runstats import RunStats
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
 def check_captures(paths: list[str]) -> None:
     """Refuse, before any work is recorded, captures that cannot be read at all."""
-    for path in paths:
+    for path in filter(rereadable, paths):     # a pipe is checked as it is read
         first = next(iter(read_capture(path)), None)
         if first is not None and first.link_type not in SUPPORTED_LINKS:
             raise CaptureError(f"{path}: {UnsupportedLink(first.link_type)}")
@@ -45,10 +47,12 @@ def decode(paths: list[str], proto: str | None = None, stats: RunStats | None = 
 
 
 def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | None = None,
-            rules: RuleSet | None = None, learned: LearnedModel | None = None) -> tuple[int, str | None]:
+            rules: RuleSet | None = None, learned: LearnedModel | None = None,
+            stop: threading.Event | None = None) -> tuple[int, str, str | None]:
     """Run the pipeline over the captures, through the rules (and the learned baseline and
-    model, when given), and record it; returns the run id and the error that stopped it
-    early, if any. What was decoded before an error is stored all the same."""
+    model, when given), recording as it goes (at least once a second); returns the run id,
+    how it ended (``finished``; ``interrupted`` when ``stop`` was set; ``failed`` on a broken
+    capture) and why it failed. What was decoded before a stop or an error is stored."""
     check_captures(paths)
     run_id = store.start_run("analyze", list(paths))
     stats = RunStats(captures=list(paths))
@@ -61,29 +65,33 @@ def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | 
         detectors.append(BaselineDetector(learned.baseline, muted, targets))
         if learned.model.ready:
             detectors.append(ModelDetector(learned.model, learned.baseline, muted, targets))
-    error = None
+        stats.counters["baseline.pairs"] = len(learned.baseline.pairs)
+    stats.counters["rules.active"] = len(detector.rules.rules)
+    stats.counters["rules.need_site_file"] = len(detector.rules.inactive)
+
+    def count_findings() -> None:
+        stats.counters["rules.matches"] = detector.matches
+        stats.counters["rules.muted_matches"] = detector.suppressed
+        for each in detectors[1:]:
+            stats.counters[f"{each.name}.findings"] = each.folding.raised
+
+    recorder = RunRecorder(store, run_id, stats, inventory, [each.folding for each in detectors], count_findings)
+    status, error = "finished", None
     try:
         for event in Pipeline(stats, conversations=True).run(read_captures(paths), progress):
             inventory.feed(event)
             for each in detectors:
-                closed = each.feed(event)
-                if closed:
-                    store.add_alerts(run_id, closed)
+                each.feed(event)
+            recorder.tick()
+            if stop is not None and stop.is_set():
+                status = "interrupted"
+                break
     except CaptureError as exc:
-        error = str(exc)
+        status, error = "failed", str(exc)
     for each in detectors:
-        store.add_alerts(run_id, each.flush())
-    stats.counters["rules.active"] = len(detector.rules.rules)
-    stats.counters["rules.need_site_file"] = len(detector.rules.inactive)
-    stats.counters["rules.matches"] = detector.matches
-    stats.counters["rules.muted_matches"] = detector.suppressed
-    for each in detectors[1:]:
-        stats.counters[f"{each.name}.findings"] = each.folding.raised
-    if learned is not None:
-        stats.counters["baseline.pairs"] = len(learned.baseline.pairs)
-    inventory.attach_macs(stats.hosts)
-    store.finish_run(run_id, stats, inventory)
-    return run_id, error
+        each.flush()
+    recorder.commit(status)
+    return run_id, status, error
 
 
 def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site.Site | None = None,

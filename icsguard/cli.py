@@ -6,18 +6,21 @@ import csv
 import io
 import json
 import os
+import signal
+import sqlite3
 import sys
+import threading
 import time
 from datetime import datetime
 from enum import Enum
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from icsguard import __version__
-from icsguard.capture.files import CaptureError
+from icsguard.capture.files import STDIN, CaptureError
 from icsguard.detect import modelfile
 from icsguard.detect.model import ESTIMATORS
 from icsguard.detect.rules import RuleSet, load_rules, shipped_rules
@@ -36,7 +39,8 @@ stderr = Console(stderr=True)
 TABLE_ROWS = 5000
 SHORT_DIRECTION = {"request": "req", "response": "resp", "notification": "notif"}
 
-CapturesArg = typer.Argument(..., help="pcap or pcapng files, optionally gzip-compressed", show_default=False)
+CapturesArg = typer.Argument(..., help="pcap or pcapng files (or pipes; - for standard input), optionally gzip-compressed",
+                             show_default=False)
 DbOption = typer.Option(DEFAULT_DB, "--db", help="SQLite database file")
 RulesOption = typer.Option(None, "--rules", help="rule file or folder (repeatable; default: the shipped packs)")
 SiteOption = typer.Option(None, "--site", help="site file (YAML): zones, roles, writers, maintenance")
@@ -99,20 +103,60 @@ def _analysis():
 
 
 def _check_captures(paths: list[str]) -> None:
+    if paths.count(STDIN) > 1:
+        raise Failure("standard input (-) can be read only once")
     for path in paths:
+        if path == STDIN:
+            continue
         if not os.path.exists(path):
             raise Failure(f"{path}: no such file")
         if os.path.isdir(path):
             raise Failure(f"{path}: is a directory, not a capture")
 
 
-def _open_store(path: str, must_exist: bool = False) -> Store:
-    if must_exist and not os.path.exists(path):
+def _open_store(path: str, must_exist: bool = False, readonly: bool = False) -> Store:
+    """``readonly`` for commands that only read: they work on write-protected copies too."""
+    if (must_exist or readonly) and not os.path.exists(path):
         raise Failure(f"{path}: no such database (run icsguard analyze first)")
+    if os.path.isdir(path):
+        raise Failure(f"{path}: is a folder, not a database")
     try:
-        return Store(path)
+        return Store(path, readonly)
     except StoreError as exc:
         raise Failure(str(exc)) from None
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM stopped the command; the message says what was kept."""
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGINT and SIGTERM ask the run to stop after the PDU at hand, so that it is recorded
+    as interrupted with everything before it; a second one stops at once."""
+    stop = threading.Event()
+
+    def handle(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    return stop
+
+
+def _write_output(path: str, write: Callable[[io.TextIOBase], None]) -> None:
+    """Write a report to a file, or say in one line why it cannot be."""
+    if os.path.isdir(path):
+        raise Failure(f"{path}: is a folder; give a file name for --output")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise Failure(f"{path}: the folder {folder} does not exist")
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            write(f)
+    except OSError as exc:
+        raise Failure(f"{path}: cannot write ({exc.strerror})") from None
 
 
 @app.command()
@@ -185,12 +229,18 @@ def analyze(captures: List[str] = CapturesArg, db: str = DbOption,
     _analysis().check_captures(captures)      # before the database is touched
     store = _open_store(db)
     progress = DelayedProgress(captures, stderr)
+    stop = _stop_on_signals()
     try:
-        run_id, error = _analysis().analyze(captures, store, progress, ruleset, learned)
+        run_id, status, error = _analysis().analyze(captures, store, progress, ruleset, learned, stop)
     finally:
         progress.close()
-    report.render_terminal(report.gather(store, run_id), stdout)
+    data = report.gather(store, run_id)
     store.close()
+    if status == "interrupted":
+        run = data["run"]
+        raise Interrupted(f"interrupted: run {run_id} in {db} keeps what was read before the stop "
+                          f"({run['packets']:,} packets, {len(data['alerts']):,} alerts)")
+    report.render_terminal(data, stdout)
     if error:
         raise Failure(error)
 
@@ -253,20 +303,18 @@ def report_command(db: str = DbOption,
                    format: ReportFormat = typer.Option(ReportFormat.terminal, "--format"),
                    output: Optional[str] = typer.Option(None, "--output", help="write to this file")):
     """Report on the latest run in the database."""
-    store = _open_store(db, must_exist=True)
+    store = _open_store(db, readonly=True)
     data = report.gather(store)
     store.close()
     if format is ReportFormat.terminal:
         if output:
-            with open(output, "w") as f:
-                report.render_terminal(data, Console(file=f, width=120))
+            _write_output(output, lambda f: report.render_terminal(data, Console(file=f, width=120)))
         else:
             report.render_terminal(data, stdout)
         return
     text = report.render_json(data) if format is ReportFormat.json else report.render_markdown(data)
     if output:
-        with open(output, "w") as f:
-            f.write(text)
+        _write_output(output, lambda f: f.write(text))
     else:
         sys.stdout.write(text + "\n")
 
@@ -291,7 +339,7 @@ def _print_rows(rows: list[dict], columns: list[str], format: ListFormat, title:
 @app.command()
 def assets(db: str = DbOption, format: ListFormat = typer.Option(ListFormat.table, "--format")):
     """List the hosts seen, with vendor and a guessed role."""
-    store = _open_store(db, must_exist=True)
+    store = _open_store(db, readonly=True)
     rows = [dict(a, protocols=json.loads(a["protocols"] or "[]")) for a in store.assets()]
     store.close()
     _print_rows(rows, ["ip", "mac", "vendor", "role", "protocols", "first_seen", "last_seen"], format, "Assets")
@@ -305,7 +353,7 @@ def alerts(ctx: typer.Context, db: str = DbOption,
     """List stored alerts, most severe first (or: alerts ack ID, alerts mute RULE_ID)."""
     if ctx.invoked_subcommand:
         return
-    store = _open_store(db, must_exist=True)
+    store = _open_store(db, readonly=True)
     rows = list(store.alerts(since=_parse_time(since) if since else None, severities=severity))
     store.close()
     if format is AlertFormat.eve:
@@ -321,26 +369,34 @@ def alerts(ctx: typer.Context, db: str = DbOption,
 
 
 @alerts_app.command("ack")
-def alerts_ack(alert_id: int = typer.Argument(..., help="the alert's id"), db: str = DbOption):
+def alerts_ack(ctx: typer.Context, alert_id: int = typer.Argument(..., help="the alert's id"), db: str = DbOption):
     """Mark an alert as acknowledged."""
+    db = _group_db(ctx, db)
     store = _open_store(db, must_exist=True)
     found = store.acknowledge(alert_id)
     store.close()
     if not found:
         raise Failure(f"no alert {alert_id} in {db}")
-    stdout.print(f"alert {alert_id} acknowledged")
+    stdout.print(f"alert {alert_id} acknowledged in {db}")
 
 
 @alerts_app.command("mute")
-def alerts_mute(rule: str = typer.Argument(..., help="the rule id"),
+def alerts_mute(ctx: typer.Context, rule: str = typer.Argument(..., help="the rule id"),
                 src: Optional[str] = typer.Option(None, "--src", help="only for this source address"),
                 db: str = DbOption):
     """Stop a rule from raising new alerts (for one source, or for all)."""
-    store = _open_store(db)
+    db = _group_db(ctx, db)
+    store = _open_store(db, must_exist=True)
     marked = store.mute(rule, src)
     store.close()
-    stdout.print(f"{rule} muted {'for ' + src if src else 'for every source'}; "
+    stdout.print(f"{rule} muted in {db} {'for ' + src if src else 'for every source'}; "
                  f"{marked} stored alert(s) marked muted")
+
+
+def _group_db(ctx: typer.Context, db: str) -> str:
+    """``alerts --db X ack 3``: the group's --db holds for its subcommands too."""
+    given = ctx.parent.params.get("db") if ctx is not None and ctx.parent is not None else None
+    return given if db == DEFAULT_DB and given else db
 
 
 @rules_app.command("list")
@@ -415,6 +471,16 @@ def main() -> None:
         app()
     except (Failure, CaptureError) as exc:
         stderr.print(f"icsguard: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except Interrupted as exc:
+        stderr.print(f"icsguard: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        stderr.print("icsguard: stopped at once; what was stored up to the last second is kept",
+                     markup=False, highlight=False, soft_wrap=True)
+        sys.exit(130)
+    except sqlite3.Error as exc:     # a database damaged or changed under us
+        stderr.print(f"icsguard: database error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
     except BrokenPipeError:   # e.g. `icsguard decode x.pcap | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -10,6 +10,7 @@ import gzip
 import heapq
 import os
 import struct
+import sys
 from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
 PCAP_MAGICS = {
@@ -35,22 +36,34 @@ class Frame(NamedTuple):
     number: int
 
 
+STDIN = "-"                # the capture read from standard input
+
+
 def open_capture(path: str) -> BinaryIO:
-    """Open a capture, transparently decompressing gzip."""
+    """Open a capture, transparently decompressing gzip. Files, pipes and standard input
+    alike: the format is told by peeking, never by seeking back."""
     try:
-        raw = open(path, "rb")
+        raw = open(sys.stdin.fileno(), "rb", closefd=False) if path == STDIN else open(path, "rb")
     except OSError as exc:
         raise CaptureError(f"{path}: cannot open: {exc.strerror}") from None
-    head = raw.read(2)
-    raw.seek(0)
-    if head == GZIP_MAGIC:
+    if raw.peek(2)[:2] == GZIP_MAGIC:
         return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
     return raw
 
 
+def capture_name(path: str) -> str:
+    """What events say they came from: the file's name, or ``stdin``."""
+    return "stdin" if path == STDIN else os.path.basename(path)
+
+
+def rereadable(path: str) -> bool:
+    """Whether a capture can be read twice (a file; not a pipe or standard input)."""
+    return path != STDIN and os.path.isfile(path)
+
+
 def read_capture(path: str) -> Iterator[Frame]:
     """Stream the frames of one pcap or pcapng file (optionally gzip'd)."""
-    name = os.path.basename(path)
+    name = capture_name(path)
     with open_capture(path) as f:
         try:
             magic = f.read(4)

@@ -65,6 +65,7 @@ class Folding:
     def __init__(self, muted: set[tuple[str, str | None]] | None = None):
         self.muted = muted or set()
         self.open: dict[tuple[str, str, str, str], Alert] = {}
+        self.touched: dict[int, Alert] = {}     # alerts new or grown since the last drain()
         self.raised = 0
         self.suppressed = 0
 
@@ -87,16 +88,24 @@ class Folding:
             alert.last_ts = ts
             if len(alert.evidence) < MAX_EVIDENCE:
                 alert.evidence.append(evidence())
+            self.touched[id(alert)] = alert
             return closed
         if alert is not None:
             closed.append(self.open.pop(key))
         elif len(self.open) >= MAX_OPEN:
             closed.append(self.open.pop(next(iter(self.open))))
         title = f"{finding.title}: {detail}" if detail else finding.title
-        self.open[key] = Alert(ts, finding.severity, finding.rule, title, proto, src, dst,
-                               detector=finding.detector, mitre=finding.mitre, first_ts=ts, last_ts=ts,
-                               evidence=[evidence()], sid=finding.sid)
+        alert = self.open[key] = Alert(ts, finding.severity, finding.rule, title, proto, src, dst,
+                                       detector=finding.detector, mitre=finding.mitre, first_ts=ts, last_ts=ts,
+                                       evidence=[evidence()], sid=finding.sid)
+        self.touched[id(alert)] = alert
         return closed
+
+    def drain(self) -> list[Alert]:
+        """The alerts raised or grown since the last call, for the store to write as they fold."""
+        alerts = list(self.touched.values())
+        self.touched.clear()
+        return alerts
 
     def flush(self) -> list[Alert]:
         """Every alert still open: at the end of a capture."""

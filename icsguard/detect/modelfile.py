@@ -24,6 +24,7 @@ from icsguard.detect.model import Model
 FORMAT = "icsguard-model"
 VERSION = 4
 LIBRARIES = ("icsguard", "scikit-learn", "pandas", "numpy")
+MAX_JSON_BYTES = 256 * 1024 * 1024     # a model file's JSON at most (a full baseline is well under)
 
 
 class ModelFileError(Exception):
@@ -77,12 +78,18 @@ def load(path: str | Path) -> LearnedModel:
     """A model file read, verified and made ready to detect; ModelFileError otherwise."""
     name = str(path)
     try:
+        size = _unpacked_size(path)
+        if size > MAX_JSON_BYTES:
+            raise ModelFileError(f"{name}: unpacks to more than {MAX_JSON_BYTES >> 20} MiB: not a model file "
+                                 f"icsguard made")
         with gzip.open(path, "rt", encoding="utf-8") as handle:
             envelope = json.load(handle)
     except FileNotFoundError:
         raise ModelFileError(f"{name}: no such model file") from None
     except IsADirectoryError:
         raise ModelFileError(f"{name}: is a folder, not a model file") from None
+    except RecursionError:
+        raise ModelFileError(f"{name}: JSON nested too deep: not a model file icsguard made") from None
     except (gzip.BadGzipFile, EOFError, zlib.error, UnicodeDecodeError, json.JSONDecodeError, OSError):
         raise ModelFileError(f"{name}: not an icsguard model file (not gzip'd JSON, or cut short)") from None
     if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
@@ -103,9 +110,24 @@ def load(path: str | Path) -> LearnedModel:
             optional_time(training["last_ts"]), int(training["packets"]), float(training["created"]),
             optional_time(training["updated"]),
             dict(body["libraries"]))
+    except RecursionError:
+        raise ModelFileError(f"{name}: JSON nested too deep: not a model file icsguard made") from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(f"{name}: unusable model file ({exc})") from None
     return learned
+
+
+def _unpacked_size(path: str | Path) -> int:
+    """The size of the gzip'd contents, counted without keeping them (a small file may unpack
+    to gigabytes); counting stops just past the limit."""
+    total = 0
+    with gzip.open(path, "rb") as handle:
+        while total <= MAX_JSON_BYTES:
+            chunk = handle.read(1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+    return total
 
 
 def describe(learned: LearnedModel) -> dict[str, Any]:

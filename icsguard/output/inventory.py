@@ -82,6 +82,8 @@ class Inventory:
         self.pairs: dict[tuple, Communication] = {}
         self.assets: dict[str, Asset] = {}
         self.dropped_pairs = 0
+        self.changed_pairs: set[tuple] = set()     # since the last take_changes()
+        self.changed_assets: set[str] = set()
 
     def feed(self, event: Event) -> None:
         request = event.direction == "request"
@@ -95,6 +97,7 @@ class Inventory:
                 return
             comm = self.pairs[key] = Communication(first_seen=event.ts)
         comm.last_seen = event.ts
+        self.changed_pairs.add(key)
         fields = event.fields
         if "malformed" in fields:
             comm.malformed += 1
@@ -115,6 +118,7 @@ class Inventory:
             asset = self.assets[ip] = Asset(ip, first_seen=event.ts)
         asset.last_seen = event.ts
         asset.protocols.add(event.proto)
+        self.changed_assets.add(ip)
         if is_server:
             if not request:
                 asset.serves += 1
@@ -126,7 +130,15 @@ class Inventory:
             if any(word in function for word in ENGINEERING_WORDS):
                 asset.engineering += 1
 
-    def attach_macs(self, hosts: dict[str, str]) -> None:
-        for ip, asset in self.assets.items():
-            if ip in hosts and hosts[ip] != "00:00:00:00:00:00":
-                asset.mac = hosts[ip]
+    def take_changes(self, hosts: dict[str, str]) -> tuple[list[tuple[tuple, Communication]], list[Asset]]:
+        """The communications and assets changed since the last call, assets with the MAC
+        address the netstack saw for them (IP -> MAC)."""
+        pairs = [(key, self.pairs[key]) for key in self.changed_pairs]
+        assets = [self.assets[ip] for ip in self.changed_assets]
+        for asset in assets:
+            mac = hosts.get(asset.ip)
+            if mac and mac != "00:00:00:00:00:00":
+                asset.mac = mac
+        self.changed_pairs.clear()
+        self.changed_assets.clear()
+        return pairs, assets

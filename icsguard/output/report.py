@@ -47,8 +47,8 @@ def gather(store: Store, run_id: int | None = None) -> dict[str, Any]:
         pair["last_seen"] = max(pair["last_seen"], c["last_seen"])
     counters = json.loads(run["counters"] or "{}")
     return {
-        "run": {k: run[k] for k in ("id", "captures", "packets", "bytes", "pdus", "malformed",
-                                    "first_ts", "last_ts", "started", "finished", "error")}
+        "run": {k: run[k] for k in ("id", "status", "first_ts", "last_ts", "started", "updated", "finished", "error")}
+               | {k: run[k] or 0 for k in ("packets", "bytes", "pdus", "malformed")}    # none yet: cut short early
                | {"captures": json.loads(run["captures"] or "[]")},
         "functions": [{"proto": p, "function": f, **v}
                       for (p, f), v in sorted(functions.items(), key=lambda kv: -(kv[1]["requests"] + kv[1]["responses"]))],
@@ -61,6 +61,28 @@ def gather(store: Store, run_id: int | None = None) -> dict[str, Any]:
         "problems": {k: v for k, v in sorted(counters.items()) if any(w in k for w in DROP_COUNTERS)},
         "counters": counters,
     }
+
+
+def status_text(run: dict[str, Any]) -> str:
+    """How a run ended, as an analyst needs to read its figures."""
+    if run["status"] == "running":
+        return (f"running, or cut short: results as committed at {utc_time(run['updated'])} UTC "
+                "(a run that was killed stays so)")
+    if run["status"] == "interrupted":
+        return f"interrupted at {utc_time(run['finished'])} UTC: results up to the stop"
+    if run["status"] == "failed":
+        return "failed: results up to the error"
+    return run["status"] or "unknown"
+
+
+_MARKDOWN = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": " ", "\r": " ",
+             **{c: "\\" + c for c in "\\`*_[]|~"}}     # emphasis, code, links, table cells
+
+
+def markdown_text(value: Any) -> str:
+    """A value as plain text in Markdown: file names, hosts, titles and rule ids come from the
+    wire or from users, and must never become markup, links or HTML."""
+    return "".join(_MARKDOWN.get(c, c) for c in str(value))
 
 
 def utc_time(ts: float | None) -> str:
@@ -80,7 +102,7 @@ def render_terminal(data: dict[str, Any], console: Console) -> None:
         console.print("The database holds no runs yet: run [bold]icsguard analyze CAPTURE[/] first.")
         return
     span = (run["last_ts"] or 0) - (run["first_ts"] or 0)
-    elapsed = max((run["finished"] or run["started"]) - run["started"], 1e-9)
+    elapsed = max((run["finished"] or run["updated"] or run["started"]) - run["started"], 1e-9)
     summary = Table.grid(padding=(0, 2))
     summary.add_row("captures", ", ".join(run["captures"]))
     summary.add_row("packets", f"{run['packets']:,} ({run['bytes']:,} bytes) in {elapsed:.2f} s "
@@ -97,6 +119,8 @@ def render_terminal(data: dict[str, Any], console: Console) -> None:
                  else "none (too little training traffic)")
         summary.add_row("learned", f"baseline of {counters['baseline.pairs']:,} pairs: "
                                    f"{counters.get('baseline.findings', 0):,} findings; model: {model}")
+    if run["status"] != "finished":
+        summary.add_row("[yellow]status[/]", f"[yellow]{status_text(run)}[/]")
     if run["error"]:
         summary.add_row("[red]stopped[/]", f"[red]{run['error']}[/]")
     console.rule(f"[bold]icsguard run {run['id']}")
@@ -168,14 +192,19 @@ def render_markdown(data: dict[str, Any]) -> str:
     if run is None:
         return "No runs yet.\n"
     lines = [f"# icsguard run {run['id']}", "",
-             f"- captures: {', '.join(run['captures'])}",
+             f"- captures: {markdown_text(', '.join(run['captures']))}",
              f"- packets: {run['packets']:,}; PDUs: {run['pdus']:,}; malformed: {run['malformed']:,}",
-             f"- traffic: {utc_time(run['first_ts'])} → {utc_time(run['last_ts'])} UTC", ""]
+             f"- traffic: {utc_time(run['first_ts'])} → {utc_time(run['last_ts'])} UTC"]
+    if run["status"] != "finished":
+        lines.append(f"- status: {markdown_text(status_text(run))}")
+    if run["error"]:
+        lines.append(f"- stopped: {markdown_text(run['error'])}")
+    lines.append("")
 
     def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
         lines.extend([f"## {title}", "", "| " + " | ".join(header) + " |",
                       "|" + "---|" * len(header)])
-        lines.extend("| " + " | ".join(str(c) for c in row) + " |" for row in rows)
+        lines.extend("| " + " | ".join(markdown_text(c) for c in row) + " |" for row in rows)
         lines.append("")
 
     table("Protocols and functions", ["proto", "function", "requests", "responses", "exceptions"],

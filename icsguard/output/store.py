@@ -7,12 +7,14 @@ One file, WAL mode, parameterised SQL only. The schema version lives in
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
+import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from icsguard.detect.folding import Alert
-from icsguard.output.inventory import Inventory
+from icsguard.output.inventory import Asset, Communication
 from icsguard.runstats import RunStats
 
 if TYPE_CHECKING:
@@ -58,16 +60,31 @@ def _v2(db: sqlite_utils.Database) -> None:
     db["alerts"].add_column("sid", int)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    """Runs say how they ended (running, finished, interrupted, failed) and when their results
+    were last committed; runs of older versions that never finished were cut short."""
+    db["runs"].add_column("status", str)
+    db["runs"].add_column("updated", float)
+    db.execute("UPDATE runs SET status = CASE WHEN finished IS NULL THEN 'interrupted' "
+               "WHEN error IS NOT NULL THEN 'failed' ELSE 'finished' END, updated = finished")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 ALL_SOURCES = "*"                 # a mute's src when it holds for every source
 SCHEMA_VERSION = len(MIGRATIONS)
+TABLES = ("runs", "communications", "assets", "alerts", "scans", "mutes")
 
 
 class Store:
-    def __init__(self, path: str):
+    """``readonly``: for commands that only read, so that a copy on write-protected media (or
+    in a folder where WAL cannot make its files) can be read, and nothing is ever changed."""
+
+    def __init__(self, path: str, readonly: bool = False):
         self.path = path
         try:
-            conn = sqlite3.connect(path, timeout=30)
+            if not readonly:
+                _check_writable(path)
+            conn = _connect_readonly(path) if readonly else sqlite3.connect(path, timeout=30)
             import sqlite_utils  # here: `decode` never needs it, and it may pull in pandas
             self.db = sqlite_utils.Database(conn)
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -75,8 +92,15 @@ class Store:
                 raise StoreError(f"{path}: an SQLite database that icsguard did not create")
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{path}: made by a newer icsguard (schema {version}, this one knows {SCHEMA_VERSION})")
-            self.db.enable_wal()
-            self._migrate(version)
+            if readonly and version < SCHEMA_VERSION:
+                raise StoreError(f"{path}: made by an older icsguard (schema {version}); run icsguard analyze "
+                                 f"on a writable copy once to bring it up to date")
+            if not readonly:
+                self.db.enable_wal()
+                self._migrate(version)
+            missing = [t for t in TABLES if not self.db[t].exists()]
+            if missing:
+                raise StoreError(f"{path}: damaged icsguard database: table {', '.join(missing)} is missing")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a usable icsguard database ({exc})") from None
 
@@ -90,39 +114,52 @@ class Store:
         self.db.close()
 
     def start_run(self, command: str, captures: list[str]) -> int:
+        now = time.time()
         with self.db.conn:
-            return self.db["runs"].insert({"started": time.time(), "command": command,
+            return self.db["runs"].insert({"started": now, "updated": now, "command": command, "status": "running",
                                            "captures": json.dumps(captures)}).last_pk
 
-    def finish_run(self, run_id: int, stats: RunStats, inventory: Inventory) -> None:
-        """Everything one run learned, in one transaction."""
+    def record(self, run_id: int, stats: RunStats, status: str, alerts: Iterable[Alert],
+               pairs: Iterable[tuple[tuple, Communication]], assets: Iterable[Asset]) -> None:
+        """What a run has found since the last call, in one transaction: its counters and
+        status, alerts new (their ids are set) or grown, communications and assets changed."""
+        now = time.time()
         counters = {k: v for k, v in stats.counters.items() if v}
-        if inventory.dropped_pairs:
-            counters["inventory.dropped_pairs"] = inventory.dropped_pairs
         with self.db.conn:
-            self.db["runs"].update(run_id, {
-                "finished": stats.finished or time.time(), "packets": stats.packets, "bytes": stats.bytes,
-                "pdus": stats.pdus, "malformed": stats.malformed, "first_ts": stats.first_ts,
-                "last_ts": stats.last_ts, "counters": json.dumps(counters, sort_keys=True),
-                "error": stats.error,
-            })
-            self.db["communications"].insert_all(
-                ({"run_id": run_id, "client": k[0], "server": k[1], "port": k[2], "proto": k[3],
-                  "function": k[4], "requests": c.requests, "responses": c.responses,
-                  "exceptions": c.exceptions, "malformed": c.malformed,
-                  "first_seen": c.first_seen, "last_seen": c.last_seen}
-                 for k, c in inventory.pairs.items()), batch_size=1000)
-            for asset in inventory.assets.values():
+            self.db.execute(
+                "UPDATE runs SET status = ?, updated = ?, finished = ?, packets = ?, bytes = ?, pdus = ?, "
+                "malformed = ?, first_ts = ?, last_ts = ?, counters = ?, error = ? WHERE id = ?",
+                [status, now, None if status == "running" else (stats.finished or now), stats.packets, stats.bytes,
+                 stats.pdus, stats.malformed, stats.first_ts, stats.last_ts,
+                 json.dumps(counters, sort_keys=True), stats.error, run_id])
+            self._write_alerts(run_id, alerts)
+            self.db.conn.executemany(
+                "INSERT INTO communications (run_id, client, server, port, proto, function, requests, responses, "
+                "exceptions, malformed, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, client, server, port, proto, function) DO UPDATE SET "
+                "requests = excluded.requests, responses = excluded.responses, exceptions = excluded.exceptions, "
+                "malformed = excluded.malformed, last_seen = excluded.last_seen",
+                [(run_id, *key, c.requests, c.responses, c.exceptions, c.malformed, c.first_seen, c.last_seen)
+                 for key, c in pairs])
+            for asset in assets:
                 self._merge_asset(run_id, asset)
 
-    def add_alerts(self, run_id: int, alerts: Iterable[Alert]) -> None:
-        rows = [{"ts": a.ts, "severity": a.severity, "rule": a.rule, "title": a.title, "proto": a.proto,
-                 "src": a.src, "dst": a.dst, "detector": a.detector, "mitre": json.dumps(list(a.mitre)),
-                 "count": a.count, "first_ts": a.first_ts, "last_ts": a.last_ts,
-                 "evidence": json.dumps(a.evidence, default=str), "status": a.status, "run_id": run_id,
-                 "sid": a.sid} for a in alerts]
-        with self.db.conn:
-            self.db["alerts"].insert_all(rows, batch_size=500)
+    def _write_alerts(self, run_id: int, alerts: Iterable[Alert]) -> None:
+        """New alerts are inserted and take their id; known ones take their count, last time
+        and evidence (folding changes nothing else)."""
+        grown = []
+        for a in alerts:
+            evidence = json.dumps(a.evidence, default=str)
+            if a.id is not None:
+                grown.append((a.count, a.last_ts, evidence, a.id))
+                continue
+            a.id = self.db.execute(
+                "INSERT INTO alerts (ts, severity, rule, title, proto, src, dst, detector, mitre, count, first_ts, "
+                "last_ts, evidence, status, run_id, sid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [a.ts, a.severity, a.rule, a.title, a.proto, a.src, a.dst, a.detector, json.dumps(list(a.mitre)),
+                 a.count, a.first_ts, a.last_ts, evidence, a.status, run_id, a.sid]).lastrowid
+        if grown:
+            self.db.conn.executemany("UPDATE alerts SET count = ?, last_ts = ?, evidence = ? WHERE id = ?", grown)
 
     def acknowledge(self, alert_id: int) -> bool:
         with self.db.conn:
@@ -191,3 +228,26 @@ class Store:
         order = ("CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 "
                  "WHEN 'medium' THEN 2 ELSE 3 END, last_ts DESC")
         return self.db.query(f"SELECT * FROM alerts {where} ORDER BY {order}", params)
+
+
+def _check_writable(path: str) -> None:
+    """A command that writes needs the file and its folder (WAL keeps two files beside it)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise StoreError(f"{path}: the database is read-only; commands that only read (report, alerts, "
+                         f"assets) can still open it")
+    if not os.access(folder, os.W_OK):
+        raise StoreError(f"{path}: cannot write in {folder}")
+
+
+def _connect_readonly(path: str) -> sqlite3.Connection:
+    """Read-only; on write-protected media, where WAL cannot create its shared-memory file,
+    the file is read as immutable (nothing else may be writing to it there)."""
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path))
+    conn = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=30)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        return sqlite3.connect(uri + "?immutable=1", uri=True)

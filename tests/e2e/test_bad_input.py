@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import sqlite3
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -134,3 +138,87 @@ def test_database_that_is_not_ours(tmp_path):
 
 def test_unknown_protocol_filter():
     _one_line_error(run_icsguard("decode", "--proto", "dnp3", POLLING), "unknown protocol 'dnp3'")
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder holding an analysed database, mounted read-only (as a forensic copy on
+    write-protected media is: root can write to a file whose mode says read-only)."""
+    source, mount = tmp_path / "source", tmp_path / "ro"
+    source.mkdir()
+    mount.mkdir()
+    assert run_icsguard("analyze", "--db", source / "case.db", PCAPS / "modbus_diagnostics.pcap").returncode == 0
+    done = subprocess.run(f"mount --bind {source} {mount} && mount -o remount,ro,bind {mount}", shell=True)
+    assert done.returncode == 0, "a read-only bind mount is needed (tests run as root)"
+    yield mount / "case.db"
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_read_only_database(read_only):
+    """Commands that read work on a write-protected copy and change nothing; commands that
+    write say in one line why they cannot."""
+    before = read_only.read_bytes()
+    report = run_icsguard("report", "--db", read_only)
+    assert report.returncode == 0 and "modbus.restart_communications" in report.stdout
+    listed = run_icsguard("alerts", "--db", read_only, "--format", "jsonl")
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 3
+    assert run_icsguard("assets", "--db", read_only, "--format", "jsonl").stdout.count("127.0.0.") == 2
+    _one_line_error(run_icsguard("analyze", "--db", read_only, POLLING), "read-only")
+    _one_line_error(run_icsguard("alerts", "--db", read_only, "ack", "1"), "read-only")
+    _one_line_error(run_icsguard("alerts", "--db", read_only, "mute", "modbus.clear_counters"), "read-only")
+    assert read_only.read_bytes() == before
+
+
+def test_captures_from_standard_input_and_pipes(tmp_path):
+    """- reads standard input; a FIFO is read as a stream (no seeking back), gzip'd or not."""
+    expected = run_icsguard("decode", POLLING).stdout.replace('"capture":"modbus_polling.pcap"', '"capture":"stdin"')
+    piped = subprocess.run([sys.executable, "-m", "icsguard", "decode", "-"], input=POLLING.read_bytes(),
+                           capture_output=True, timeout=120)
+    assert piped.returncode == 0 and piped.stdout.decode() == expected and expected.count("\n") == 500
+    fifo = tmp_path / "tap"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(f"gzip -c {POLLING} > {fifo}", shell=True)
+    analysed = run_icsguard("analyze", "--db", tmp_path / "pipe.db", fifo)
+    writer.wait(timeout=60)
+    assert analysed.returncode == 0 and "500 decoded" in analysed.stdout
+    _one_line_error(run_icsguard("decode", "-", "-"), "standard input")
+
+
+def test_report_output_that_cannot_be_written(tmp_path):
+    db = tmp_path / "x.db"
+    assert run_icsguard("analyze", "--db", db, POLLING).returncode == 0
+    _one_line_error(run_icsguard("report", "--db", db, "--output", tmp_path / "nowhere" / "r.md", "--format", "md"),
+                    "does not exist")
+    _one_line_error(run_icsguard("report", "--db", db, "--output", tmp_path), "is a folder")
+
+
+def test_damaged_schema(tmp_path):
+    db = tmp_path / "x.db"
+    assert run_icsguard("analyze", "--db", db, POLLING).returncode == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE alerts")
+    for command in (["report"], ["alerts"], ["assets"], ["analyze", POLLING]):
+        _one_line_error(run_icsguard(*command[:1], "--db", db, *command[1:]), "damaged", "alerts")
+
+
+def test_model_files_that_unpack_too_big_or_nest_too_deep(tmp_path):
+    """Refused before their contents are held: a 1 MB gzip of 1 GiB, JSON 200,000 levels deep."""
+    bomb = tmp_path / "bomb.model"
+    with gzip.open(bomb, "wb", compresslevel=9) as out:
+        for _ in range(1024):
+            out.write(b" " * (1 << 20))
+    deep = tmp_path / "deep.model"
+    with gzip.open(deep, "wt") as out:
+        out.write("[" * 200_000 + "]" * 200_000)
+    _one_line_error(run_icsguard("model", "show", bomb), "unpacks to more than")
+    _one_line_error(run_icsguard("analyze", "--db", tmp_path / "x.db", "--model", deep, POLLING), "nested too deep")
+
+
+def test_markdown_report_escapes_what_came_from_outside(tmp_path):
+    """A capture named like HTML: the Markdown report shows the name, never the markup."""
+    hostile = tmp_path / "<img src=x onerror=alert(1)>.pcap"
+    hostile.write_bytes(POLLING.read_bytes())
+    db = tmp_path / "x.db"
+    assert run_icsguard("analyze", "--db", db, hostile).returncode == 0
+    text = run_icsguard("report", "--db", db, "--format", "md").stdout
+    assert "&lt;img src=x onerror=alert(1)&gt;.pcap" in text and "<img" not in text
