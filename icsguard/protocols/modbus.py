@@ -11,6 +11,7 @@ from icsguard.events import sender_direction
 from icsguard.parsers import modbus as layers
 from icsguard.protocols.decode_cache import DecodeCache
 from icsguard.protocols.framing import looks_like
+from icsguard.protocols.malformed import reason
 from icsguard.protocols.pairing import Outstanding, inherit
 
 NAME = "modbus"
@@ -168,10 +169,17 @@ def _file_records(body) -> tuple:
         record = {target: item.getfieldval(source) for source, target in _RECORD_FIELDS if source in names}
         for source in ("recordData", "recData"):
             if source in names:
-                record["data"] = bytes(item.getfieldval(source) or b"").hex()
+                record["data"] = _register_bytes(item.getfieldval(source)).hex()
         records.append(record)
         item = item.payload
     return tuple(records)
+
+
+def _register_bytes(value) -> bytes:
+    """Record data as on the wire: Scapy gives it as bytes or as a list of 16-bit registers."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    return b"".join((v & 0xFFFF).to_bytes(2, "big") for v in value or ())
 
 
 def _device_objects(body) -> dict[int, str]:
@@ -225,7 +233,7 @@ def undecodable(adu: bytes, request: bool, error: Exception) -> tuple[str, str, 
     code = adu[7] & 0x7F
     return NAME, sender_direction(request), layers.function_name(code), code, {
         "transaction_id": (adu[0] << 8) | adu[1], "unit_id": adu[6],
-        "malformed": f"undecodable: {type(error).__name__}"}
+        "malformed": reason("Modbus", error)}
 
 
 def _paired(tid: int, code: int, response: dict, request: dict) -> dict:

@@ -18,6 +18,7 @@ from icsguard.parsers import opcua as ua
 from icsguard.parsers.opcua_status import status_name
 from icsguard.protocols.decode_cache import DecodeCache
 from icsguard.protocols.framing import looks_like
+from icsguard.protocols.malformed import reason
 from icsguard.protocols.pairing import Outstanding, inherit
 
 NAME = "opcua"
@@ -71,7 +72,7 @@ def undecodable(message: bytes, from_client: bool, error: Exception) -> tuple:
     """What a message that could not be decoded still says: its type."""
     kind = KINDS[message[:3]]
     return (NAME, sender_direction(from_client), TRANSPORT_NAMES[kind], None,
-            {"message_type": kind, "malformed": f"{kind} does not parse: {error}"})
+            {"message_type": kind, "malformed": f"{reason(kind, error)}: {error}"})
 
 
 class UASession:

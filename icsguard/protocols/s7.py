@@ -13,6 +13,7 @@ from icsguard.parsers import s7comm_plus as s7p
 from icsguard.parsers import tpkt_cotp as iso
 from icsguard.protocols.decode_cache import DecodeCache
 from icsguard.protocols.framing import looks_like
+from icsguard.protocols.malformed import MalformedPDU, reason, require
 from icsguard.protocols.pairing import Outstanding, inherit
 
 NAME = "s7comm"
@@ -20,6 +21,11 @@ PORTS = frozenset({102})
 MAX_UNIT_BYTES = 64 * 1024       # a reassembled COTP data unit; S7 PDUs are at most ~1 KiB (S7-1500: 8 KiB)
 MAX_OUTSTANDING = 256            # unanswered jobs remembered per connection
 MAX_PAIRED = 4096                # (job items, answer items) pairings remembered
+CONNECTION_HEADER = 6            # a CR, CC, DR or DC: type, two references, class or reason
+USERDATA_PARAMETER = 8           # head, length, method, type and group, subfunction, sequence
+S7PLUS_OPERATION = {0x31: 13, 0x33: 5}     # opcode to sequence number (and session id); 9 for others
+VARTAB_HEADER = 6                # parameter and data sizes, (the parameters), the item count
+VARTAB_ITEM = 6
 
 _paired_items: dict[tuple, tuple] = {}
 _BLOCK_SPEC = re.compile(rb"([0-9A-F]{2})(\d{5})([PAB])")
@@ -79,14 +85,12 @@ def undecodable(tpdu: bytes, from_client: bool, error: Exception) -> tuple:
     direction = sender_direction(from_client)
     cotp_type = tpdu[5] >> 4 if len(tpdu) > 5 else None
     if cotp_type not in (0xF, 0x1):
-        return "cotp", direction, "malformed", cotp_type, {"malformed": f"undecodable COTP: {type(error).__name__}"}
+        return "cotp", direction, "malformed", cotp_type, {"malformed": reason("COTP", error)}
     unit = _cotp_payload(tpdu)
     if unit[:1] == b"\x72":
-        return "s7comm-plus", direction, "malformed", None, \
-            {"malformed": f"undecodable S7comm-plus: {type(error).__name__}"}
+        return "s7comm-plus", direction, "malformed", None, {"malformed": reason("S7comm-plus", error)}
     pdu_ref = (unit[4] << 8) | unit[5] if len(unit) >= 6 else None
-    return "s7comm", direction, "malformed", None, \
-        {"pdu_ref": pdu_ref, "malformed": f"undecodable S7comm: {type(error).__name__}"}
+    return "s7comm", direction, "malformed", None, {"pdu_ref": pdu_ref, "malformed": reason("S7comm", error)}
 
 
 def _cotp_payload(tpdu: bytes) -> bytes:
@@ -128,20 +132,29 @@ class S7Session:
         return "cotp", sender_direction(from_client), "data", 0xF, {}
 
     def _cotp(self, tpdu: bytes, from_client: bool) -> tuple:
-        cotp = iso.cotp_class(tpdu[5] >> 4)(tpdu[4:])
-        kind = iso.PDU_TYPES.get(cotp.pdu_type, f"type_{cotp.pdu_type:x}")
+        header_length, code = tpdu[4], tpdu[5] >> 4
+        kind = iso.PDU_TYPES.get(code, f"type_{code:x}")
+        least = CONNECTION_HEADER if iso.cotp_class(code) is iso.COTPConnection else 1
+        if not least <= header_length <= len(tpdu) - 5:
+            return "cotp", sender_direction(from_client), iso.PDU_NAMES.get(kind, kind.lower()), code, \
+                {"malformed": f"COTP {kind} header length {header_length} does not fit "
+                              f"({least} to {len(tpdu) - 5} bytes here)"}
+        cotp = iso.cotp_class(code)(tpdu[4:5 + header_length])
         fields: dict[str, Any] = {}
         if isinstance(cotp, iso.COTPConnection):
             for parameter in cotp.parameters:
+                if not isinstance(parameter, iso.COTPParameter) or len(parameter.value) != parameter.length:
+                    fields["malformed"] = f"COTP {kind} parameters run past its header"
+                    break
                 name = iso.PARAMETERS.get(parameter.code)
                 if name in ("src_tsap", "dst_tsap"):
                     fields[name] = parameter.value.hex()
                 elif name == "tpdu_size" and parameter.value:
-                    code = parameter.value[0]
-                    if code in iso.TPDU_SIZE_CODES:
-                        fields["tpdu_size"] = 1 << code
+                    size_code = parameter.value[0]
+                    if size_code in iso.TPDU_SIZE_CODES:
+                        fields["tpdu_size"] = 1 << size_code
                     else:
-                        fields["malformed"] = f"TPDU size code {code:#04x} is not one of ISO 8073's (0x07-0x0d)"
+                        fields["malformed"] = f"TPDU size code {size_code:#04x} is not one of ISO 8073's (0x07-0x0d)"
             rack_slot = iso.tsap_rack_slot(bytes.fromhex(fields.get("dst_tsap", "")))
             if rack_slot and kind in ("CR", "CC"):
                 fields["rack"], fields["slot"] = rack_slot
@@ -185,6 +198,7 @@ def _s7comm_fields(unit: bytes) -> tuple[str, str, int | None, dict[str, Any], b
     """Direction, function, code and fields of one S7comm PDU (without the PDU reference), and
     the SZL data of a Read SZL answer, which only the pairing can tell a first part from a
     continuation."""
+    require(unit, s7.ACK_HEADER_LENGTH if unit[1:2] in (b"\x02", b"\x03") else s7.HEADER_LENGTH, "S7comm header")
     header = s7.S7Header(unit)
     rosctr = header.rosctr
     fields: dict[str, Any] = {"rosctr": rosctr}
@@ -209,7 +223,8 @@ def _s7comm_fields(unit: bytes) -> tuple[str, str, int | None, dict[str, Any], b
     try:
         _function_fields(code, rosctr, parameter, data, fields)
     except Exception as exc:    # a broken parameter block still names its function
-        fields["malformed"] = f"{function} parameters do not parse ({type(exc).__name__})"
+        fields["malformed"] = f"{function} parameters do not parse " \
+                              f"({exc if isinstance(exc, MalformedPDU) else type(exc).__name__})"
         service = _PI_SERVICE.search(parameter) if code in (0x28, 0x29) else None
         if service:                 # a PLC still runs a malformed _DELE: keep what it asked for
             fields["pi_service"] = service.group().decode()
@@ -243,6 +258,13 @@ def _function_fields(code: int, rosctr: int, parameter: bytes, data: bytes, fiel
         fields["pi_service"] = bytes(s7.S7PLCStop(parameter).service).decode("latin-1")
 
 
+def _whole_items(specs: list) -> list:
+    """Item specifications, every one of them whole."""
+    if any(not isinstance(spec, s7.S7VarItem) or spec.length + 2 != len(spec) for spec in specs):
+        raise MalformedPDU("an item specification is cut short")
+    return specs
+
+
 def _item_spec(spec) -> dict[str, Any]:
     """A Read/Write Var (or cyclic) item specification as Event item fields."""
     if spec.syntax_id == 0x10:
@@ -260,14 +282,17 @@ def _item_spec(spec) -> dict[str, Any]:
 
 
 def _data_items(data: bytes, with_return_code: bool) -> list[dict[str, Any]]:
+    found = s7.S7DataItems(data).items
+    if found and not isinstance(found[-1], s7.S7DataItem):
+        raise MalformedPDU("a data item is cut short")
     return [{"return_code": s7.RETURN_CODES.get(d.return_code, d.return_code), "data": bytes(d.value).hex()}
-            if with_return_code else {"data": bytes(d.value).hex()} for d in s7.S7DataItems(data).items]
+            if with_return_code else {"data": bytes(d.value).hex()} for d in found]
 
 
 def _var_items(code: int, rosctr: int, parameter: bytes, data: bytes, fields: dict) -> None:
     """Read/Write Var: the addressed items, and the data or return codes that go with them."""
     var = s7.S7VarParameter(parameter)
-    items = [_item_spec(spec) for spec in var.items]
+    items = [_item_spec(spec) for spec in _whole_items(var.items)]
     count = var.item_count
     if code == 0x05 and rosctr == 3:           # write response: one return code per item
         results = [{"return_code": s7.RETURN_CODES.get(b, b)} for b in data[:count]]
@@ -283,7 +308,10 @@ def _var_items(code: int, rosctr: int, parameter: bytes, data: bytes, fields: di
 
 def _vartab_items(value: bytes) -> tuple[list[dict[str, Any]], int]:
     """Monitor/modify variable requests: the addresses, and for a modify the values written."""
+    require(value, VARTAB_HEADER + int.from_bytes(value[:2], "big"), "variable table request")
     table = s7.S7VarTabRequest(value)
+    if any(not isinstance(item, s7.S7VarTabItem) or len(item) != VARTAB_ITEM for item in table.items):
+        raise MalformedPDU("a variable table item is cut short")
     items = []
     for item in table.items:
         area = item.memory_area
@@ -302,6 +330,7 @@ def _userdata(parameter: bytes, data: bytes, fields: dict) -> tuple:
     if len(parameter) >= 4 and parameter[3] + 4 > len(parameter):
         # Step 7's mode-transition push announces more parameter bytes than it sends
         parameter = parameter[:3] + bytes([len(parameter) - 4]) + parameter[4:]
+    require(parameter, USERDATA_PARAMETER + (4 if parameter[3:4] >= b"\x08" else 0), "UserData parameters")
     param = s7.S7UserDataParameter(parameter)
     group, sub, kind = param.group, param.subfunction, param.type
     fields.update(userdata_group=group, userdata_subfunction=sub)
@@ -321,7 +350,7 @@ def _userdata(parameter: bytes, data: bytes, fields: dict) -> tuple:
     elif group == 0x2 and sub in (0x01, 0x05, 0x07) and len(value) >= 2:
         if direction == "request":
             cyclic = s7.S7CyclicRequest(value)
-            items, count = [_item_spec(spec) for spec in cyclic.items], cyclic.item_count
+            items, count = [_item_spec(spec) for spec in _whole_items(cyclic.items)], cyclic.item_count
         else:
             items, count = _data_items(value[2:], True), int.from_bytes(value[:2], "big")
         fields["items"], fields["item_count"] = tuple(items), count
@@ -329,6 +358,7 @@ def _userdata(parameter: bytes, data: bytes, fields: dict) -> tuple:
         if direction == "request":
             items, count = _vartab_items(value)
         else:
+            require(value, VARTAB_HEADER + int.from_bytes(value[:2], "big"), "variable table answer")
             answer = s7.S7VarTabAnswer(value)
             items, count = _data_items(bytes(answer.values), True), answer.item_count
         fields["items"], fields["item_count"] = tuple(items), count
@@ -419,6 +449,7 @@ def _s7plus_fields(unit: bytes) -> tuple[str, str, int | None, dict[str, Any]]:
     body = bytes(header.body)
     if header.version == 0xFE or not body:
         return "notification", "keep_alive", None, fields
+    require(body, S7PLUS_OPERATION.get(body[0], 9), "S7comm-plus operation header")
     operation = s7p.S7PlusOperation(body)
     opcode = operation.opcode
     fields["opcode"] = opcode
