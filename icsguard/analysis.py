@@ -7,6 +7,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
+from icsguard.budget import Budget
 from icsguard.capture.files import CaptureError, Frame, read_capture, read_captures, rereadable
 from icsguard.detect import site
 from icsguard.detect.baseline import BaselineDetector
@@ -58,28 +59,34 @@ def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | 
 def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, command: str = "analyze",
                    progress: Callable[[Frame], None] | None = None, rules: RuleSet | None = None,
                    learned: LearnedModel | None = None, stop: threading.Event | None = None,
-                   on_event: Callable[[Event], None] | None = None) -> tuple[int, str, str | None]:
+                   on_event: Callable[[Event], None] | None = None,
+                   budget: Budget | None = None) -> tuple[int, str, str | None]:
     """Run the pipeline over frames, through the rules (and the learned baseline and model,
     when given), recording as it goes (at least once a second); returns the run id, how it
     ended (``finished``; ``interrupted`` when ``stop`` was set; ``failed`` on a broken
     capture) and why it failed. What was decoded before a stop or an error is stored.
-    ``on_event`` sees every Event after the detectors."""
+    ``on_event`` sees every Event after the detectors; ``budget``: the memory every stage
+    shares (by default, for a process of 200 MB)."""
+    budget = budget or Budget()
     run_id = store.start_run(command, captures)
     stats = RunStats(captures=captures)
-    inventory = Inventory()
+    inventory = Inventory(budget)
     muted = store.mutes()
-    detector = RuleDetector(rules if rules is not None else RuleSet(), muted)
+    detector = RuleDetector(rules if rules is not None else RuleSet(), muted, budget)
     detectors: list = [detector]
     if learned is not None:
         targets = Targets()
-        detectors.append(BaselineDetector(learned.baseline, muted, targets))
+        detectors.append(BaselineDetector(learned.baseline, muted, targets, budget))
         if learned.model.ready:
-            detectors.append(ModelDetector(learned.model, learned.baseline, muted, targets))
+            detectors.append(ModelDetector(learned.model, learned.baseline, muted, targets, budget))
         stats.counters["baseline.pairs"] = len(learned.baseline.pairs)
     stats.counters["rules.active"] = len(detector.rules.rules)
     stats.counters["rules.need_site_file"] = len(detector.rules.inactive)
 
     def count_findings() -> None:
+        stats.counters["memory.held_peak_bytes"] = budget.buffers.peak
+        stats.counters["memory.held_refused_bytes"] = budget.buffers.refused
+        stats.counters["inventory.dropped_assets"] = inventory.dropped_assets
         stats.counters["rules.matches"] = detector.matches
         stats.counters["rules.muted_matches"] = detector.suppressed
         for each in detectors[1:]:
@@ -91,7 +98,7 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
                      # collections need not walk it again and again (pauses of 100 ms became 30)
     status, error = "finished", None
     try:
-        for event in Pipeline(stats, conversations=True).run(frames, progress):
+        for event in Pipeline(stats, conversations=True, budget=budget).run(frames, progress):
             inventory.feed(event)
             for each in detectors:
                 each.feed(event)

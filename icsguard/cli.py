@@ -55,9 +55,14 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(model_app, name="model")
 
 
+def _say(line: str) -> None:
+    """One line of plain text, never wrapped (a path or an address is copied from it)."""
+    stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def _print_version(wanted: bool) -> None:
     if wanted:
-        stdout.print(f"icsguard {__version__}", markup=False, highlight=False)
+        _say(f"icsguard {__version__}")
         raise typer.Exit()
 
 
@@ -377,7 +382,7 @@ def alerts_ack(ctx: typer.Context, alert_id: int = typer.Argument(..., help="the
     store.close()
     if not found:
         raise Failure(f"no alert {alert_id} in {db}")
-    stdout.print(f"alert {alert_id} acknowledged in {db}")
+    _say(f"alert {alert_id} acknowledged in {db}")
 
 
 @alerts_app.command("mute")
@@ -389,7 +394,7 @@ def alerts_mute(ctx: typer.Context, rule: str = typer.Argument(..., help="the ru
     store = _open_store(db, must_exist=True)
     marked = store.mute(rule, src)
     store.close()
-    stdout.print(f"{rule} muted in {db} {'for ' + src if src else 'for every source'}; "
+    _say(f"{rule} muted in {db} {'for ' + src if src else 'for every source'}; "
                  f"{marked} stored alert(s) marked muted")
 
 

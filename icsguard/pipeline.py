@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable, Iterator
 
+from icsguard.budget import Budget
 from icsguard.capture.files import CaptureError, Frame
 from icsguard.events import Event
 from icsguard.net.conversations import Conversations
@@ -17,18 +18,19 @@ from icsguard.net.reassembly import Reassembler
 from icsguard.protocols import ProtocolStage
 from icsguard.runstats import RunStats
 
-MAX_HOSTS = 100_000
-
 
 class Pipeline:
-    def __init__(self, stats: RunStats | None = None, conversations: bool = False):
-        """``conversations``: also an Event (``tcp``/``udp``) for each new conversation of any kind."""
+    def __init__(self, stats: RunStats | None = None, conversations: bool = False, budget: Budget | None = None):
+        """``conversations``: also an Event (``tcp``/``udp``) for each new conversation of any kind.
+        ``budget``: the run's memory budget, shared by every stage."""
         self.stats = stats or RunStats()
         counters = self.stats.counters
+        budget = budget or Budget()
+        self.max_hosts = budget.entries("hosts")
         self.netstack = NetStack(counters)
-        self.reassembler = Reassembler(counters)
-        self.protocols = ProtocolStage(counters)
-        self.conversations = Conversations() if conversations else None
+        self.reassembler = Reassembler(counters, budget)
+        self.protocols = ProtocolStage(counters, budget)
+        self.conversations = Conversations(budget, counters) if conversations else None
 
     def run(self, frames: Iterable[Frame], progress: Callable[[Frame], None] | None = None) -> Iterator[Event]:
         """Events in capture order. Errors in the capture end the stream with CaptureError
@@ -57,7 +59,7 @@ class Pipeline:
                     raise CaptureError(f"{frame.capture}: {exc}") from None
                 if segment is None:
                     continue
-                if segment.src_mac and segment.src not in hosts and len(hosts) < MAX_HOSTS:
+                if segment.src_mac and segment.src not in hosts and len(hosts) < self.max_hosts:
                     hosts[segment.src] = segment.src_mac.hex(":")
                 if see is not None:
                     started = see(frame.ts, segment, frame.capture, frame.number)

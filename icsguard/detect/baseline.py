@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from icsguard.bounded import remember
+from icsguard.budget import Budget
 from icsguard.detect.folding import Alert, Finding, Folding, compact
 from icsguard.detect.peers import LOCAL, peer
 from icsguard.detect.rules import signature_id
@@ -313,11 +314,11 @@ class BaselineDetector:
     name = "baseline"
 
     def __init__(self, baseline: Baseline, muted: set[tuple[str, str | None]] | None = None,
-                 targets: Targets | None = None):
+                 targets: Targets | None = None, budget: Budget | None = None):
         """``targets``: the run's, shared with the model's windows so each request is worked out once."""
         self.baseline = baseline
         self.targets = targets or Targets()
-        self.folding = Folding(muted)
+        self.folding = Folding(muted, budget)
         # one entry per periodic exchange, so that a request's channel is looked up once
         self.watch = {key: _Watch(period, baseline.channels[key].silence(period))
                       for key, period in baseline.periodic().items()}

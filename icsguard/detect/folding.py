@@ -8,11 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from icsguard.budget import Budget
 from icsguard.events import Event
 
 AGGREGATE_SECONDS = 600.0     # a repeat later than this after the last one opens a new alert
 MAX_EVIDENCE = 5
-MAX_OPEN = 10_000             # alerts still folding repeats in; beyond, the oldest is closed
+FLOOD_SOURCES = 16           # a finding open on one target from this many sources: more are one flood alert
+MANY = "*"                   # the source of a flood alert: many hosts (as a mute for every source)
 MAX_LIST = 10                 # elements kept of a list field in evidence
 
 
@@ -59,12 +61,17 @@ class Finding:
 
 class Folding:
     """Repeats of one finding (rule and severity) between the same two hosts fold into one
-    alert until a gap of AGGREGATE_SECONDS; muted (rule, source) pairs raise nothing.
-    Shared by the rule engine, the baseline and the model, so their alerts read and count alike."""
+    alert until a gap of AGGREGATE_SECONDS; muted (rule, source) pairs raise nothing. A
+    finding raised on one target from more than FLOOD_SOURCES sources at once (a scan or a
+    flood from spoofed addresses) folds into one alert from MANY. Shared by the rule engine,
+    the baseline and the model, so their alerts read and count alike. Each of the three may
+    keep a third of the budget's alerts still folding repeats in; beyond, the oldest is closed."""
 
-    def __init__(self, muted: set[tuple[str, str | None]] | None = None):
+    def __init__(self, muted: set[tuple[str, str | None]] | None = None, budget: Budget | None = None):
         self.muted = muted or set()
+        self.capacity = (budget or Budget()).entries("open_alerts") // 3
         self.open: dict[tuple[str, str, str, str], Alert] = {}
+        self.crowds: dict[tuple[str, str, str], int] = {}     # (rule, severity, target) -> open alerts
         self.touched: dict[int, Alert] = {}     # alerts new or grown since the last drain()
         self.raised = 0
         self.suppressed = 0
@@ -80,8 +87,12 @@ class Folding:
             self.suppressed += 1
             return []
         self.raised += 1
-        key = (finding.rule, finding.severity, src, subject or dst)
+        target = subject or dst
+        key = (finding.rule, finding.severity, src, target)
         alert = self.open.get(key)
+        if alert is None and self.crowds.get((finding.rule, finding.severity, target), 0) >= FLOOD_SOURCES:
+            src, key = MANY, (finding.rule, finding.severity, MANY, target)
+            alert = self.open.get(key)
         closed = []
         if alert is not None and ts - alert.last_ts <= AGGREGATE_SECONDS:
             alert.count += 1
@@ -91,15 +102,30 @@ class Folding:
             self.touched[id(alert)] = alert
             return closed
         if alert is not None:
-            closed.append(self.open.pop(key))
-        elif len(self.open) >= MAX_OPEN:
-            closed.append(self.open.pop(next(iter(self.open))))
-        title = f"{finding.title}: {detail}" if detail else finding.title
+            closed.append(self._close(key))
+        elif len(self.open) >= self.capacity:
+            closed.append(self._close(next(iter(self.open))))
+        if src == MANY:
+            title = f"{finding.title}: from more than {FLOOD_SOURCES} sources at once"
+        else:
+            title = f"{finding.title}: {detail}" if detail else finding.title
+            crowd = (finding.rule, finding.severity, target)
+            self.crowds[crowd] = self.crowds.get(crowd, 0) + 1
         alert = self.open[key] = Alert(ts, finding.severity, finding.rule, title, proto, src, dst,
                                        detector=finding.detector, mitre=finding.mitre, first_ts=ts, last_ts=ts,
                                        evidence=[evidence()], sid=finding.sid)
         self.touched[id(alert)] = alert
         return closed
+
+    def _close(self, key: tuple[str, str, str, str]) -> Alert:
+        if key[2] != MANY:
+            crowd = (key[0], key[1], key[3])
+            left = self.crowds[crowd] - 1
+            if left:
+                self.crowds[crowd] = left
+            else:
+                del self.crowds[crowd]
+        return self.open.pop(key)
 
     def drain(self) -> list[Alert]:
         """The alerts raised or grown since the last call, for the store to write as they fold."""
@@ -111,4 +137,5 @@ class Folding:
         """Every alert still open: at the end of a capture."""
         alerts = list(self.open.values())
         self.open.clear()
+        self.crowds.clear()
         return alerts

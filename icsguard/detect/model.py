@@ -19,6 +19,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from icsguard.budget import Budget
 from icsguard.detect.baseline import Baseline
 from icsguard.detect.features import FEATURE_TEXT, FEATURES, WINDOW_SECONDS, Row, Windows
 from icsguard.detect.folding import Alert, Finding, Folding
@@ -168,10 +169,11 @@ class ModelDetector:
     name = "ml"
 
     def __init__(self, model: Model, baseline: Baseline | None = None,
-                 muted: set[tuple[str, str | None]] | None = None, targets: Targets | None = None):
+                 muted: set[tuple[str, str | None]] | None = None, targets: Targets | None = None,
+                 budget: Budget | None = None):
         """``targets``: the run's, shared with the baseline detector."""
         self.model = model
-        self.folding = Folding(muted)
+        self.folding = Folding(muted, budget)
         self.windows = Windows(model.window_seconds, baseline.covers if baseline is not None else None, targets)
 
     def feed(self, event: Event) -> list[Alert]:

@@ -11,19 +11,22 @@ from __future__ import annotations
 from collections import deque
 
 from icsguard.bounded import remember
+from icsguard.budget import Budget
 from icsguard.detect.folding import Alert, Finding, Folding, compact
 from icsguard.detect.rules import Rule, RuleSet, resolve
 from icsguard.events import Event, hashable
-
-MAX_GROUPS = 100_000          # threshold groups remembered; beyond, the oldest is forgotten
 
 
 class RuleDetector:
     """The rule engine as a detector: ``feed(event) -> alerts``, ``flush() -> alerts``."""
 
-    def __init__(self, rules: RuleSet, muted: set[tuple[str, str | None]] | None = None):
+    def __init__(self, rules: RuleSet, muted: set[tuple[str, str | None]] | None = None,
+                 budget: Budget | None = None):
+        """``budget``: how many threshold groups are remembered (beyond, the oldest are forgotten)."""
+        budget = budget or Budget()
         self.rules = rules
-        self.folding = Folding(muted)
+        self.folding = Folding(muted, budget)
+        self.max_groups = budget.entries("rule_groups")
         self.groups: dict[tuple, deque | dict] = {}
         self.findings: dict[str, Finding] = {}
 
@@ -60,7 +63,7 @@ class RuleDetector:
         state = self.groups.get(group)
         if state is None:
             state = {} if threshold.distinct else deque(maxlen=threshold.count)
-            remember(self.groups, group, state, MAX_GROUPS)
+            remember(self.groups, group, state, self.max_groups)
         horizon = event.ts - threshold.seconds
         if threshold.distinct is None:
             state.append(event.ts)

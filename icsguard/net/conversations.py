@@ -9,13 +9,13 @@ inventory see the conversation even when no industrial PDU ever crosses it.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from icsguard.bounded import remember
+from icsguard.budget import Budget
 from icsguard.events import Event
 from icsguard.net.netstack import IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN, Segment
 from icsguard.net.reassembly import community_id
-
-MAX_CONVERSATIONS = 100_000      # remembered (client, server, transport, port); beyond, the oldest goes
-MAX_FLOWS = 100_000              # 5-tuples already looked at: the fast way past known connections
 
 # Well-known services, by server port. Names are what an analyst searches for.
 TCP_SERVICES = {
@@ -50,7 +50,12 @@ def service_name(transport: int, port: int) -> str:
 class Conversations:
     """Spots conversations as they start; bounded memory of the ones already seen."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: Budget | None = None, counters: Counter | None = None) -> None:
+        """``budget``: how many conversations (client, server, transport, port) and 5-tuples
+        already looked at (the fast way past known connections) are remembered; beyond, the
+        oldest go."""
+        self.capacity = (budget or Budget()).entries("conversations") // 2
+        self.counters = counters if counters is not None else Counter()
         self.seen: dict[tuple, None] = {}
         self.flows: dict[tuple, None] = {}
 
@@ -59,7 +64,7 @@ class Conversations:
         flow = (segment.src, segment.sport, segment.dst, segment.dport, segment.transport)
         if flow in self.flows:
             return None
-        remember(self.flows, flow, None, MAX_FLOWS)
+        self.counters["conversations.flows_forgotten"] += remember(self.flows, flow, None, self.capacity)
         if (segment.dst, segment.dport, segment.src, segment.sport, segment.transport) in self.flows:
             return None
         client, server = _orient(segment)
@@ -67,7 +72,7 @@ class Conversations:
         key = (transport, client[0], server[0], server[1])
         if key in self.seen:
             return None
-        remember(self.seen, key, None, MAX_CONVERSATIONS)
+        self.counters["conversations.forgotten"] += remember(self.seen, key, None, self.capacity)
         return Event(ts, TRANSPORTS[transport], client[0], client[1], server[0], server[1], "request",
                      service_name(transport, server[1]), server[1],
                      community_id(client[0], client[1], server[0], server[1], transport),

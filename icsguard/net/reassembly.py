@@ -14,14 +14,13 @@ import struct
 from collections import Counter
 from typing import NamedTuple
 
+from icsguard.budget import Budget
 from icsguard.net.netstack import TCP_ACK, TCP_RST, TCP_SYN, Segment
 
 MAX_PENDING_SEGMENTS = 64          # out-of-order segments held per direction
 MAX_PENDING_BYTES = 256 * 1024     # out-of-order bytes held per direction
-MAX_TOTAL_PENDING = 64 * 1024 * 1024
 MAX_PENDING_AGE = 5.0              # seconds a hole may stay open
 MAX_SEQ_JUMP = 1 << 20             # further than this from the expected byte is not reordering
-MAX_CONNECTIONS = 100_000
 IDLE_TIMEOUT = 900.0               # polling links may be quiet for minutes
 SWEEP_INTERVAL = 10.0
 
@@ -109,10 +108,15 @@ class Chunk(NamedTuple):
 
 
 class Reassembler:
-    def __init__(self, counters: Counter | None = None):
+    """``budget``: how many connections may be followed at once (the least recently active go
+    first), and the pool that out-of-order bytes are held from."""
+
+    def __init__(self, counters: Counter | None = None, budget: Budget | None = None):
         self.counters = counters if counters is not None else Counter()
+        budget = budget or Budget()
+        self.max_connections = budget.entries("connections")
+        self.pool = budget.buffers
         self.connections: dict[tuple, Connection] = {}
-        self.total_pending = 0
         self._next_sweep = 0.0
         self._origin: object = None
 
@@ -135,7 +139,7 @@ class Reassembler:
         if conn is None:
             if flags & TCP_RST or (not seg.payload and not flags & TCP_SYN):
                 return out
-            if len(self.connections) >= MAX_CONNECTIONS:
+            if len(self.connections) >= self.max_connections:
                 oldest = next(iter(self.connections))
                 self._close(self.connections.pop(oldest), out)
                 self.counters["tcp.connections_evicted"] += 1
@@ -193,13 +197,18 @@ class Reassembler:
                 if not d.pending:
                     d.pending_since = ts
                 old = d.pending.get(seq)
-                d.pending[seq] = (payload, self._origin)
                 grow = len(payload) - (len(old[0]) if old else 0)
-                d.pending_bytes += grow
-                self.total_pending += grow
-                self.counters["tcp.out_of_order_segments"] += 1
+                if self.pool.take(grow):
+                    d.pending[seq] = (payload, self._origin)
+                    d.pending_bytes += grow
+                    self.counters["tcp.out_of_order_segments"] += 1
+                else:           # the memory budget is spent: the hole is given up now
+                    self.counters["tcp.out_of_order_over_budget"] += 1
+                    if d.pending:
+                        self._skip_hole(conn, side, d, out)
+                    return
             if (len(d.pending) > MAX_PENDING_SEGMENTS or d.pending_bytes > MAX_PENDING_BYTES
-                    or self.total_pending > MAX_TOTAL_PENDING or ts - d.pending_since > MAX_PENDING_AGE):
+                    or ts - d.pending_since > MAX_PENDING_AGE):
                 self._skip_hole(conn, side, d, out)
             return
         out.append(Chunk(DATA, conn, side, payload, self._origin))
@@ -245,7 +254,7 @@ class Reassembler:
     def _take(self, d: _Direction, seq: int) -> tuple[bytes, object]:
         payload, origin = d.pending.pop(seq)
         d.pending_bytes -= len(payload)
-        self.total_pending -= len(payload)
+        self.pool.give(len(payload))
         return payload, origin
 
     def _close(self, conn: Connection, out: list[Chunk]) -> None:

@@ -11,9 +11,9 @@ from functools import lru_cache
 from netaddr import EUI
 from netaddr.core import NotRegisteredError
 
+from icsguard.budget import Budget
 from icsguard.events import CONVERSATIONS, Event, function_kind, refused
 
-MAX_PAIRS = 200_000
 # Functions an engineering workstation uses and an HMI rarely does: diagnostics,
 # identification, program transfer, CPU control.
 ENGINEERING_WORDS = ("diagnostics", "device_identification", "report_server_id", "comm_event",
@@ -77,7 +77,13 @@ def vendor_of(mac: str) -> str | None:
 
 
 class Inventory:
-    def __init__(self) -> None:
+    def __init__(self, budget: Budget | None = None) -> None:
+        """``budget``: how many communications and assets are kept; beyond, new ones are
+        counted as dropped (what was kept is already in the store)."""
+        budget = budget or Budget()
+        self.max_pairs = budget.entries("pairs")
+        self.max_assets = budget.entries("assets")
+        self.dropped_assets = 0
         # (client, server, server port, proto, function) → Communication
         self.pairs: dict[tuple, Communication] = {}
         self.assets: dict[str, Asset] = {}
@@ -92,7 +98,7 @@ class Inventory:
         key = (client, server, port, event.proto, event.function)
         comm = self.pairs.get(key)
         if comm is None:
-            if len(self.pairs) >= MAX_PAIRS:
+            if len(self.pairs) >= self.max_pairs:
                 self.dropped_pairs += 1
                 return
             comm = self.pairs[key] = Communication(first_seen=event.ts)
@@ -115,6 +121,9 @@ class Inventory:
     def _asset(self, ip: str, event: Event, is_server: bool, request: bool) -> None:
         asset = self.assets.get(ip)
         if asset is None:
+            if len(self.assets) >= self.max_assets:
+                self.dropped_assets += 1
+                return
             asset = self.assets[ip] = Asset(ip, first_seen=event.ts)
         asset.last_seen = event.ts
         asset.protocols.add(event.proto)

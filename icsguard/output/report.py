@@ -78,7 +78,8 @@ def status_text(run: dict[str, Any]) -> str:
 
 
 _MARKDOWN = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": " ", "\r": " ",
-             **{c: "\\" + c for c in "\\`*_[]|~"}}     # emphasis, code, links, table cells
+             **{c: "\\" + c for c in "\\`*[]|~"}}      # emphasis, code, links, table cells ("_" is
+                                                            # no emphasis inside a word; names are full of it)
 
 
 def markdown_text(value: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
@@ -85,8 +86,7 @@ class Store:
             if not readonly:
                 _check_writable(path)
             conn = _connect_readonly(path) if readonly else sqlite3.connect(path, timeout=30)
-            import sqlite_utils  # here: `decode` never needs it, and it may pull in pandas
-            self.db = sqlite_utils.Database(conn)
+            self.db = _sqlite_utils().Database(conn)
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0 and self.db.table_names():
                 raise StoreError(f"{path}: an SQLite database that icsguard did not create")
@@ -228,6 +228,20 @@ class Store:
         order = ("CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 "
                  "WHEN 'medium' THEN 2 ELSE 3 END, last_ts DESC")
         return self.db.query(f"SELECT * FROM alerts {where} ORDER BY {order}", params)
+
+
+def _sqlite_utils():
+    """sqlite-utils, imported when a database is opened (decode never needs it), and without
+    the pandas it would load for column types icsguard never stores: 55 MB of a sensor's
+    memory. Code that wants pandas (the model) still imports it as usual."""
+    if "sqlite_utils" not in sys.modules and "pandas" not in sys.modules:
+        sys.modules["pandas"] = None          # makes sqlite-utils' optional import fail, as if absent
+        try:
+            import sqlite_utils
+        finally:
+            del sys.modules["pandas"]
+    import sqlite_utils
+    return sqlite_utils
 
 
 def _check_writable(path: str) -> None:

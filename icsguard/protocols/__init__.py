@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from types import ModuleType
 
+from icsguard.budget import Budget, Pool
 from icsguard.events import Event
 from icsguard.net.reassembly import CLOSE, GAP, Chunk, Connection
 from icsguard.protocols import modbus, opcua, s7
@@ -28,14 +29,30 @@ IGNORED = object()
 
 
 class _Unclaimed:
-    """A connection not recognised yet: the first bytes of each direction, kept (bounded)
-    so that nothing is lost once the protocol is known."""
-    __slots__ = ("attempts", "buffers", "seen")
+    """A connection not recognised yet: the first bytes of each direction, kept (bounded,
+    and held from the run's pool) so that nothing is lost once the protocol is known."""
+    __slots__ = ("attempts", "buffers", "seen", "pool")
 
-    def __init__(self, ts: float, capture: str, frame: int) -> None:
+    def __init__(self, ts: float, capture: str, frame: int, pool: Pool) -> None:
         self.attempts = 0
         self.buffers: dict[tuple, bytes] = {}
         self.seen = (ts, capture, frame)      # where its first payload was, for the report
+        self.pool = pool
+
+    def hold(self, side: tuple, data: bytes) -> bool:
+        """Keep these first bytes of one side, in place of what was kept; False when the pool
+        cannot hold them."""
+        grow = len(data) - len(self.buffers.get(side, b""))
+        if grow > 0 and not self.pool.take(grow):
+            return False
+        if grow < 0:
+            self.pool.give(-grow)
+        self.buffers[side] = data
+        return True
+
+    def release(self) -> None:
+        self.pool.give(sum(map(len, self.buffers.values())))
+        self.buffers = {}
 
 
 class _Claimed:
@@ -55,9 +72,13 @@ class _Claimed:
 
 
 class ProtocolStage:
-    def __init__(self, counters: Counter | None = None):
+    def __init__(self, counters: Counter | None = None, budget: Budget | None = None):
+        """``budget``: the decode caches' share, and the pool that partial PDUs, chunks,
+        fragments and unanswered requests are held from."""
         self.counters = counters if counters is not None else Counter()
-        self.caches = {a.NAME: DecodeCache() for a in ANALYZERS}
+        budget = budget or Budget()
+        self.pool = budget.buffers
+        self.caches = {a.NAME: DecodeCache(budget.entries("decoded") // len(ANALYZERS)) for a in ANALYZERS}
 
     def feed(self, chunk: Chunk, ts: float, capture: str, frame: int) -> list[Event]:
         conn = chunk.conn
@@ -66,18 +87,26 @@ class ProtocolStage:
             return []
         if chunk.kind == CLOSE:
             conn.session = IGNORED
-            if state.__class__ is _Unclaimed and state.buffers:
-                if all(len(held) <= 1 for held in state.buffers.values()):
+            if state.__class__ is _Unclaimed:
+                buffers = state.buffers
+                state.release()
+                if not buffers:
+                    return []
+                if all(len(held) <= 1 for held in buffers.values()):
                     self.counters["tcp.keepalive_only_connections"] += 1   # a byte is no PDU of anything
                     return []
-                return self._give_up(conn, next(iter(state.buffers)), *state.seen)
-            if state.__class__ is _Claimed and state.unoriented:
-                return self._orient(state, conn, _guess_client(conn))
+                return self._give_up(conn, next(iter(buffers)), *state.seen)
+            if state.__class__ is _Claimed:
+                events = self._orient(state, conn, _guess_client(conn)) if state.unoriented else []
+                for framer in state.framers.values():
+                    framer.release()
+                state.session.release()
+                return events
             return []
         if state is None or state.__class__ is _Unclaimed:
             if chunk.kind == GAP:
                 if state is not None:
-                    state.buffers.pop(chunk.src, None)
+                    state.hold(chunk.src, b"")
                 return []
             return self._identify(conn, chunk, state, ts, capture, frame)
         if chunk.kind == GAP:
@@ -89,7 +118,7 @@ class ProtocolStage:
     def _identify(self, conn: Connection, chunk: Chunk, state, ts, capture, frame) -> list[Event]:
         """Claim the connection for the protocol its bytes look like, then decode what was held back."""
         if state is None:
-            state = conn.session = _Unclaimed(ts, capture, frame)
+            state = conn.session = _Unclaimed(ts, capture, frame, self.pool)
         held = state.buffers.get(chunk.src, b"") + chunk.data
         ports = {conn.key[1], conn.key[3]}
         verdicts = []
@@ -99,17 +128,23 @@ class ProtocolStage:
             if verdict is False and len(held) > len(chunk.data) and analyzer.signature(chunk.data, on_port):
                 held, verdict = chunk.data, True   # what came before was the tail of a PDU; a segment starts one
             if verdict:
-                state.buffers[chunk.src] = held
-                return self._claim(conn, analyzer, state.buffers, ts, capture, frame)
+                buffers = {**state.buffers, chunk.src: held}
+                state.release()
+                return self._claim(conn, analyzer, buffers, ts, capture, frame)
             verdicts.append(verdict)
-        if None in verdicts and len(held) <= MAX_HELD:
-            state.buffers[chunk.src] = held          # too short to tell yet
+        waiting = None in verdicts and len(held) <= MAX_HELD        # too short to tell yet
+        if not state.hold(chunk.src, held if waiting else held[-MAX_HELD:]):
+            self.counters["tcp.unidentified_over_budget"] += 1
+            state.release()
+            conn.session = IGNORED
             return []
-        state.buffers[chunk.src] = held[-MAX_HELD:]
+        if waiting:
+            return []
         state.attempts += 1
         if state.attempts < IDENTIFY_ATTEMPTS:
             return []
         conn.session = IGNORED
+        state.release()
         return self._give_up(conn, chunk.src, *state.seen)
 
     def _give_up(self, conn: Connection, src: tuple, ts, capture, frame) -> list[Event]:
@@ -129,7 +164,7 @@ class ProtocolStage:
             self.counters[f"{analyzer.NAME}.on_unusual_port"] += 1
         self.counters[f"{analyzer.NAME}.connections"] += 1
         client = _client_side(conn, analyzer)
-        state = conn.session = _Claimed(analyzer, analyzer.Session(self.caches[analyzer.NAME]), client)
+        state = conn.session = _Claimed(analyzer, analyzer.Session(self.caches[analyzer.NAME], self.pool), client)
         events = []
         for side in sorted(held, key=lambda side: side != client):     # requests before responses
             events += self._events(state, conn, side, held[side], ts, capture, frame)
@@ -140,7 +175,7 @@ class ProtocolStage:
         name = state.analyzer.NAME
         framer = state.framers.get(side)
         if framer is None:
-            framer = state.framers[side] = PduFramer(state.analyzer.pdu_length)
+            framer = state.framers[side] = PduFramer(state.analyzer.pdu_length, self.pool)
         pdus = framer.feed(data)
         events = []
         if framer.problems:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Callable, Union
 
+from icsguard.budget import Pool
+
 # A protocol's length rule: the PDU's total length at this offset, 0 when more
 # bytes are needed to tell, or a reason string when these bytes cannot be a header.
 # ``strict`` asks for a stricter judgement while hunting for a header after a gap.
@@ -20,10 +22,11 @@ class PduFramer:
     there. Failing that, it slides byte by byte to the next header the rule's
     strict form accepts, instead of reporting every byte as malformed.
     """
-    __slots__ = ("rule", "buffer", "in_step", "after_gap", "problems", "skipped")
+    __slots__ = ("rule", "pool", "buffer", "in_step", "after_gap", "problems", "skipped")
 
-    def __init__(self, rule: LengthRule):
+    def __init__(self, rule: LengthRule, pool: Pool):
         self.rule = rule
+        self.pool = pool            # the bytes of a partial PDU are held from it
         self.buffer = b""
         self.in_step = True
         self.after_gap = False      # the buffer starts where the bytes after a gap start
@@ -66,8 +69,22 @@ class PduFramer:
             self.problems.append(f"PDU larger than {MAX_BUFFER} bytes discarded")
             rest = b""
             self.in_step = False
+        grow = len(rest) - len(self.buffer)
+        if grow > 0 and not self.pool.take(grow):
+            self.skipped += len(rest)
+            self.problems.append("partial PDU dropped: the memory budget for held bytes is spent")
+            self.pool.give(len(self.buffer))
+            rest = b""
+            self.in_step = False
+        elif grow < 0:
+            self.pool.give(-grow)
         self.buffer = rest
         return pdus
+
+    def release(self) -> None:
+        """The connection is gone: give back what was held."""
+        self.pool.give(len(self.buffer))
+        self.buffer = b""
 
     def _confirmed(self, data: bytes, after: int, end: int) -> bool | None:
         """Out of step, a plausible header is trusted only if a plausible header follows it
@@ -81,6 +98,7 @@ class PduFramer:
         return True if following else None
 
     def gap(self) -> None:
+        self.pool.give(len(self.buffer))
         self.buffer = b""
         self.in_step = False
         self.after_gap = True

@@ -7,6 +7,7 @@ from typing import Any
 
 from scapy.packet import Raw
 
+from icsguard.budget import Pool
 from icsguard.events import sender_direction
 from icsguard.parsers import modbus as layers
 from icsguard.protocols.decode_cache import DecodeCache
@@ -205,9 +206,12 @@ def _checked(fields: dict, pdu: bytes, request: bool, body=None) -> dict:
 class ModbusSession:
     """Decoding and request/response pairing for one Modbus/TCP connection."""
 
-    def __init__(self, cache: DecodeCache):
-        self.outstanding = Outstanding(MAX_OUTSTANDING)
+    def __init__(self, cache: DecodeCache, pool: Pool):
+        self.outstanding = Outstanding(MAX_OUTSTANDING, pool)
         self.cache = cache
+
+    def release(self) -> None:
+        self.outstanding.release()
 
     def decode(self, adu: bytes, request: bool) -> tuple[str, str, str, int, dict[str, Any]]:
         """Protocol, direction, function, code and fields of one ADU; a response is paired with its request."""

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from cryptography import x509
 
 from icsguard.bounded import remember
+from icsguard.budget import Pool
 from icsguard.events import sender_direction
 from icsguard.parsers import opcua as ua
 from icsguard.parsers.opcua_status import status_name
@@ -79,13 +80,24 @@ class UASession:
     """One OPC UA connection: chunks per direction, the channel's policy and mode, the
     requests awaiting answers, and the node behind each monitored item's client handle."""
 
-    def __init__(self, cache: DecodeCache):
+    def __init__(self, cache: DecodeCache, pool: Pool):
         self.cache = cache
-        self.chunks: dict[bool, list[bytes]] = {True: [], False: []}
+        self.pool = pool
+        self.chunks: dict[bool, list[bytes]] = {True: [], False: []}    # chunks held, per direction
         self.policy: str | None = None
         self.mode: str | None = None
-        self.pending = Outstanding(MAX_OUTSTANDING)     # request id -> (service, its fields)
+        self.pending = Outstanding(MAX_OUTSTANDING, pool)     # request id -> (service, its fields)
         self.handles: dict[int, str] = {}
+
+    def release(self) -> None:
+        for from_client in self.chunks:
+            self._drop_chunks(from_client)
+        self.pending.release()
+
+    def _drop_chunks(self, from_client: bool) -> None:
+        held = self.chunks[from_client]
+        self.pool.give(sum(map(len, held)))
+        held.clear()
 
     def decode(self, message: bytes, from_client: bool) -> tuple | None:
         kind = KINDS[message[:3]]
@@ -93,11 +105,15 @@ class UASession:
         if chunk != FINAL and kind in ("MSG", "CLO"):
             held = self.chunks[from_client]
             if chunk == ABORT:
-                held.clear()
+                self._drop_chunks(from_client)
                 return None
+            if not self.pool.take(len(message)):
+                self._drop_chunks(from_client)
+                return (NAME, sender_direction(from_client), TRANSPORT_NAMES[kind], None,
+                        {"message_type": kind, "malformed": "chunks dropped: the memory budget for held bytes is spent"})
             held.append(message)
             if len(held) > MAX_CHUNKS or sum(map(len, held)) > MAX_MESSAGE_BYTES:
-                held.clear()
+                self._drop_chunks(from_client)
                 return (NAME, sender_direction(from_client), TRANSPORT_NAMES[kind], None,
                         {"message_type": kind, "malformed": "message of too many chunks"})
             return None
@@ -106,7 +122,7 @@ class UASession:
             first = held[0]
             # the first chunk's headers, then every chunk's body after its own headers
             message = first + b"".join(c[SYMMETRIC_BODY:] for c in held[1:]) + message[SYMMETRIC_BODY:]
-            held.clear()
+            self._drop_chunks(from_client)
         return self._decode(kind, message, from_client)
 
     def _decode(self, kind: str, message: bytes, from_client: bool) -> tuple:

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from icsguard.bounded import made_from
+from icsguard.budget import Pool
 from icsguard.events import sender_direction
 from icsguard.parsers import s7comm as s7
 from icsguard.parsers import s7comm_plus as s7p
@@ -100,11 +101,23 @@ def _cotp_payload(tpdu: bytes) -> bytes:
 class S7Session:
     """One ISO-on-TCP connection: COTP data units per direction, S7 job/ack pairing."""
 
-    def __init__(self, cache: DecodeCache):
+    def __init__(self, cache: DecodeCache, pool: Pool):
         self.cache = cache
-        self.units: dict[bool, list[bytes]] = {True: [], False: []}
-        self.jobs = Outstanding(MAX_OUTSTANDING)           # pdu_ref → (function, code, fields) of the job
-        self.plus_requests = Outstanding(MAX_OUTSTANDING)  # seq_num → object ids the request addressed
+        self.pool = pool
+        self.units: dict[bool, list[bytes]] = {True: [], False: []}    # COTP fragments held, per direction
+        self.jobs = Outstanding(MAX_OUTSTANDING, pool)           # pdu_ref → (function, code, fields) of the job
+        self.plus_requests = Outstanding(MAX_OUTSTANDING, pool)  # seq_num → object ids the request addressed
+
+    def release(self) -> None:
+        for from_client in self.units:
+            self._drop_fragments(from_client)
+        self.jobs.release()
+        self.plus_requests.release()
+
+    def _drop_fragments(self, from_client: bool) -> None:
+        fragments = self.units[from_client]
+        self.pool.give(sum(map(len, fragments)))
+        fragments.clear()
 
     def decode(self, tpdu: bytes, from_client: bool) -> tuple | None:
         """(proto, direction, function, code, fields) of a TPKT frame, or None for a COTP
@@ -114,15 +127,23 @@ class S7Session:
             return self._cotp(tpdu, from_client)
         eot = len(tpdu) > 6 and tpdu[6] & 0x80
         fragments = self.units[from_client]
-        fragments.append(_cotp_payload(tpdu))
+        payload = _cotp_payload(tpdu)
         if not eot:
+            if not self.pool.take(len(payload)):
+                self._drop_fragments(from_client)
+                return ("cotp", sender_direction(from_client), "data", 0xF,
+                        {"malformed": "COTP fragments dropped: the memory budget for held bytes is spent"})
+            fragments.append(payload)
             if sum(map(len, fragments)) > MAX_UNIT_BYTES:
-                fragments.clear()
+                self._drop_fragments(from_client)
                 return ("cotp", sender_direction(from_client), "data", 0xF,
                         {"malformed": f"COTP data unit longer than {MAX_UNIT_BYTES} bytes"})
             return None
-        unit = fragments[0] if len(fragments) == 1 else b"".join(fragments)
-        fragments.clear()
+        if fragments:
+            unit = b"".join(fragments) + payload
+            self._drop_fragments(from_client)
+        else:
+            unit = payload
         if unit[:1] == b"\x32":
             return self._s7comm(unit, from_client)
         if unit[:1] == b"\x72":

@@ -72,12 +72,12 @@ def test_out_of_order_flood_stays_within_the_caps():
         assert len(d.pending) <= reassembly.MAX_PENDING_SEGMENTS + 1
         assert d.pending_bytes <= reassembly.MAX_PENDING_BYTES + 100
     assert r.counters["tcp.gaps"] >= 1
-    assert r.total_pending <= reassembly.MAX_PENDING_BYTES
+    assert r.pool.held <= reassembly.MAX_PENDING_BYTES
 
 
-def test_connection_table_is_capped_and_idle_connections_expire(monkeypatch):
-    monkeypatch.setattr(reassembly, "MAX_CONNECTIONS", 100)
+def test_connection_table_is_capped_and_idle_connections_expire():
     r = Reassembler()
+    r.max_connections = 100
     for port in range(1000, 1300):
         r.feed(1.0, _segment(1, b"\x00\x01\x00\x00\x00\x06\x01\x03\x00\x00\x00\x01", sport=port))
     assert len(r.connections) == 100
