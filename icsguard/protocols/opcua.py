@@ -73,7 +73,8 @@ def undecodable(message: bytes, from_client: bool, error: Exception) -> tuple:
     """What a message that could not be decoded still says: its type."""
     kind = KINDS[message[:3]]
     return (NAME, sender_direction(from_client), TRANSPORT_NAMES[kind], None,
-            {"message_type": kind, "malformed": f"{reason(kind, error)}: {error}"})
+            {"message_type": kind, "malformed": f"{kind} does not parse: {error}" if isinstance(error, ua.DecodeError)
+             else f"{reason(kind, error)}: {error}"})
 
 
 class UASession:
