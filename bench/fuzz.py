@@ -25,7 +25,6 @@ import gc
 import io
 import random
 import re
-import struct
 import tempfile
 import time
 import traceback
@@ -37,6 +36,7 @@ from types import ModuleType
 
 from rich.console import Console
 
+from bench.frames import handshake, tcp_frame
 from icsguard.analysis import analyze_frames, learn
 from icsguard.capture.files import Frame, read_capture
 from icsguard.detect.modelfile import LearnedModel
@@ -156,14 +156,6 @@ def mutate(proto: str, pdu: bytes, others: list[bytes], rng: random.Random) -> t
     return kind, bytes(data)
 
 
-def _frame(src: tuple, dst: tuple, seq: int, ack: int, flags: int, payload: bytes = b"") -> bytes:
-    ip_total = 40 + len(payload)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, ip_total, 0, 0x4000, 64, 6, 0,
-                     bytes(map(int, src[0].split("."))), bytes(map(int, dst[0].split("."))))
-    tcp = struct.pack("!HHIIBBHHH", src[1], dst[1], seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0)
-    return b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + tcp + payload
-
-
 class Cases:
     """The frames of every case, one connection each, timed: a case's time runs from its
     first frame until the pipeline asks for the next case's (its events detected)."""
@@ -190,13 +182,12 @@ class Cases:
             client = (f"10.0.0.{case % CLIENTS + 1}", 20000 + case % 40000)     # a fresh connection each
             server = ("10.255.0.1", self.port)
             seqs = {True: 1000, False: 5000}
-            packets = [(client, server, 999, 0, 0x02, b""), (server, client, 4999, 1000, 0x12, b""),
-                       (client, server, 1000, 5000, 0x10, b"")]
+            packets = handshake(client, server)
             for from_client, pdu in pdus:
                 src, dst = (client, server) if from_client else (server, client)
-                packets.append((src, dst, seqs[from_client], seqs[not from_client], 0x18, pdu))
+                packets.append(tcp_frame(src, dst, seqs[from_client], seqs[not from_client], 0x18, pdu))
                 seqs[from_client] += len(pdu)
-            packets.append((client, server, seqs[True], seqs[False], 0x11, b""))
+            packets.append(tcp_frame(client, server, seqs[True], seqs[False], 0x11))
             now = time.perf_counter()
             if started is not None:
                 self.result.times_ms.append((now - started - self.committing - self.collecting) * 1000)
@@ -205,7 +196,7 @@ class Cases:
             for packet in packets:
                 number += 1
                 ts += 0.001
-                yield Frame(ts, 1, _frame(*packet), f"fuzz-{self.proto}", number)
+                yield Frame(ts, 1, packet, f"fuzz-{self.proto}", number)
         if started is not None:
             self.result.times_ms.append((time.perf_counter() - started) * 1000)
 

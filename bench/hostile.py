@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from bench.frames import handshake, tcp_frame, write_pcap
+
 REPO = Path(__file__).resolve().parent.parent
 TARGET_MB = 200
 SERVER = "10.0.0.2"
@@ -36,57 +38,35 @@ def _ip(n: int) -> str:
     return f"{10 + (n >> 24 & 0x7F)}.{n >> 16 & 0xFF}.{n >> 8 & 0xFF}.{n & 0xFF or 1}"
 
 
-def _frame(src: tuple, dst: tuple, seq: int, ack: int, flags: int, payload: bytes = b"") -> bytes:
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0x4000, 64, 6, 0,
-                     bytes(map(int, src[0].split("."))), bytes(map(int, dst[0].split("."))))
-    tcp = struct.pack("!HHIIBBHHH", src[1], dst[1], seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0)
-    return b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + tcp + payload
-
-
-def _write(path: Path, frames: Iterator[bytes]) -> None:
-    with open(path, "wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
-        ts = 1_800_000_000_000_000
-        for data in frames:
-            ts += 10
-            out.write(struct.pack("<IIII", ts // 1_000_000, ts % 1_000_000, len(data), len(data)))
-            out.write(data)
-
-
-def _handshake(client: tuple, server: tuple) -> list[bytes]:
-    return [_frame(client, server, 999, 0, 0x02), _frame(server, client, 4999, 1000, 0x12),
-            _frame(client, server, 1000, 5000, 0x10)]
-
-
 def syn_flood(scale: float) -> Iterator[bytes]:
     for n in range(int(1_000_000 * scale)):
-        yield _frame((_ip(n + 1000), 1024 + n % 60000), (SERVER, 502), n * 7919, 0, 0x02)
+        yield tcp_frame((_ip(n + 1000), 1024 + n % 60000), (SERVER, 502), n * 7919, 0, 0x02)
 
 
 def half_mbap(scale: float) -> Iterator[bytes]:
     for n in range(int(100_000 * scale)):
         client = (_ip(n + 1000), 1024 + n % 60000)
-        yield from _handshake(client, (SERVER, 502))
-        yield _frame(client, (SERVER, 502), 1000, 5000, 0x18, struct.pack("!HH", n & 0xFFFF, 0)[:3])
+        yield from handshake(client, (SERVER, 502))
+        yield tcp_frame(client, (SERVER, 502), 1000, 5000, 0x18, struct.pack("!HH", n & 0xFFFF, 0)[:3])
 
 
 def opcua_huge_chunks(scale: float) -> Iterator[bytes]:
     body = bytes(1400)
     for n in range(int(2000 * scale)):
         client, server = (_ip(n + 1000), 1024 + n % 60000), (SERVER, 4840)
-        yield from _handshake(client, server)
+        yield from handshake(client, server)
         size = 0xFFFFFFFF if n % 2 else 16 << 20
         seq = 1000
         header = b"MSGC" + struct.pack("<I", size) + struct.pack("<IIII", 1, 1, n, n)
         for i in range(47):                   # 64 KiB of the announced message
             payload = (header if i == 0 else b"") + body
-            yield _frame(client, server, seq, 5000, 0x10, payload)
+            yield tcp_frame(client, server, seq, 5000, 0x10, payload)
             seq += len(payload)
 
 
 def out_of_order(scale: float) -> Iterator[bytes]:
     client, server = ("10.0.0.10", 40000), (SERVER, 502)
-    yield from _handshake(client, server)
+    yield from handshake(client, server)
     request = struct.pack("!HHHBBHH", 1, 0, 6, 1, 3, 0, 10)
     segments, seq = [], 1000
     for _ in range(int(50_000_000 * scale) // 1400):
@@ -98,7 +78,7 @@ def out_of_order(scale: float) -> Iterator[bytes]:
         window = segments[start:start + 64]
         del window[rng.randrange(len(window))]            # a hole
         for seg_seq, payload in reversed(window):
-            yield _frame(client, server, seg_seq, 5000, 0x10, payload)
+            yield tcp_frame(client, server, seg_seq, 5000, 0x10, payload)
 
 
 CAPTURES: dict[str, Callable[[float], Iterator[bytes]]] = {
@@ -131,7 +111,7 @@ def main() -> None:
     for name in args.only.split(","):
         path = args.out / f"{name}{'' if args.scale == 1 else f'_x{args.scale:g}'}.pcap"
         if not path.exists():
-            _write(path, CAPTURES[name](args.scale))
+            write_pcap(path, CAPTURES[name](args.scale))
         packets = sum(1 for _ in _records(path))
         peak, seconds, code, last = measure(path)
         print(f"| {name} | {packets:,} | {path.stat().st_size / 1e6:,.0f} MB | {peak:,.0f} MB | {seconds:,.1f} s "

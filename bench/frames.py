@@ -1,0 +1,35 @@
+"""Ethernet, IPv4 and TCP frames made by hand, for the benchmarks that build their traffic."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+
+ETHERNET = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00"
+
+
+def tcp_frame(src: tuple[str, int], dst: tuple[str, int], seq: int, ack: int, flags: int,
+              payload: bytes = b"") -> bytes:
+    """One TCP segment in IPv4 in Ethernet (checksums left at 0: icsguard does not check them)."""
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0x4000, 64, 6, 0,
+                     bytes(map(int, src[0].split("."))), bytes(map(int, dst[0].split("."))))
+    tcp = struct.pack("!HHIIBBHHH", src[1], dst[1], seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0)
+    return ETHERNET + ip + tcp + payload
+
+
+def handshake(client: tuple[str, int], server: tuple[str, int]) -> list[bytes]:
+    """SYN, SYN-ACK, ACK: the client's first byte is sequence number 1000, the server's 5000."""
+    return [tcp_frame(client, server, 999, 0, 0x02), tcp_frame(server, client, 4999, 1000, 0x12),
+            tcp_frame(client, server, 1000, 5000, 0x10)]
+
+
+def write_pcap(path: Path, frames: Iterable[bytes], start_us: int = 1_800_000_000_000_000, step_us: int = 10) -> None:
+    """A classic microsecond pcap of Ethernet frames, ``step_us`` apart."""
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        ts = start_us
+        for data in frames:
+            ts += step_us
+            out.write(struct.pack("<IIII", ts // 1_000_000, ts % 1_000_000, len(data), len(data)))
+            out.write(data)
