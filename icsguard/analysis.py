@@ -106,10 +106,16 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
                 on_event(event)
             recorder.tick()
             if stop is not None and stop.is_set():
-                status = "interrupted"
                 break
     except CaptureError as exc:
         status, error = "failed", str(exc)
+    except BaseException as exc:        # a bug or a second Ctrl-C: keep what was found, say how it ended
+        recorder.commit("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        raise
+    finally:
+        gc.unfreeze()
+    if stop is not None and stop.is_set():
+        status = "interrupted"
     for each in detectors:
         each.flush()
     recorder.commit(status)

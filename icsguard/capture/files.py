@@ -21,6 +21,7 @@ PCAP_MAGICS = {
 }
 PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 GZIP_MAGIC = b"\x1f\x8b"
+PCAPNG_BODY = {1: 8, 2: 20, 3: 4, 6: 20}     # the fixed part of each kind of block read here
 MAX_RECORD = 256 * 1024  # larger than any real snap length; guards against lying lengths
 
 
@@ -145,6 +146,8 @@ def _read_pcapng(f: BinaryIO, path: str, name: str) -> Iterator[Frame]:
         if length < 12 or length > MAX_RECORD or length % 4:
             raise CaptureError(f"{path}: corrupt pcapng block length {length}")
         body = _read_exact(f, length - 8, path, "a block")[:-4]
+        if len(body) < PCAPNG_BODY.get(block_type, 0):
+            raise CaptureError(f"{path}: corrupt pcapng block: type {block_type} of {length} bytes")
         if block_type == 1:  # interface description
             link_type = struct.unpack(endian + "H", body[:2])[0]
             interfaces.append((link_type, _ts_resolution(body[8:], endian)))

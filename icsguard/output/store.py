@@ -6,12 +6,16 @@ One file, WAL mode, parameterised SQL only. The schema version lives in
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import sqlite3
 import sys
+import tempfile
 import time
 import urllib.parse
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from icsguard.detect.folding import Alert
@@ -64,8 +68,9 @@ def _v2(db: sqlite_utils.Database) -> None:
 def _v3(db: sqlite_utils.Database) -> None:
     """Runs say how they ended (running, finished, interrupted, failed) and when their results
     were last committed; runs of older versions that never finished were cut short."""
-    db["runs"].add_column("status", str)
-    db["runs"].add_column("updated", float)
+    for column, kind in (("status", str), ("updated", float)):
+        if column not in db["runs"].columns_dict:        # (a migration cut short by an older icsguard)
+            db["runs"].add_column(column, kind)
     db.execute("UPDATE runs SET status = CASE WHEN finished IS NULL THEN 'interrupted' "
                "WHEN error IS NOT NULL THEN 'failed' ELSE 'finished' END, updated = finished")
 
@@ -106,16 +111,29 @@ class Store:
 
     def _migrate(self, version: int) -> None:
         for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self.db.conn:
+            with self.transaction():
                 migration(self.db)
                 self.db.execute(f"PRAGMA user_version = {int(number)}")
 
     def close(self) -> None:
         self.db.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction, committed whole or not at all (sqlite-utils commits each statement
+        of its own unless a transaction is open)."""
+        conn = self.db.conn
+        conn.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
     def start_run(self, command: str, captures: list[str]) -> int:
         now = time.time()
-        with self.db.conn:
+        with self.transaction():
             return self.db["runs"].insert({"started": now, "updated": now, "command": command, "status": "running",
                                            "captures": json.dumps(captures)}).last_pk
 
@@ -125,7 +143,7 @@ class Store:
         status, alerts new (their ids are set) or grown, communications and assets changed."""
         now = time.time()
         counters = {k: v for k, v in stats.counters.items() if v}
-        with self.db.conn:
+        with self.transaction():
             self.db.execute(
                 "UPDATE runs SET status = ?, updated = ?, finished = ?, packets = ?, bytes = ?, pdus = ?, "
                 "malformed = ?, first_ts = ?, last_ts = ?, counters = ?, error = ? WHERE id = ?",
@@ -147,28 +165,35 @@ class Store:
     def _write_alerts(self, run_id: int, alerts: Iterable[Alert]) -> None:
         """New alerts are inserted and take their id; known ones take their count, last time
         and evidence (folding changes nothing else)."""
-        grown = []
-        for a in alerts:
-            evidence = json.dumps(a.evidence, default=str)
-            if a.id is not None:
-                grown.append((a.count, a.last_ts, evidence, a.id))
-                continue
-            a.id = self.db.execute(
-                "INSERT INTO alerts (ts, severity, rule, title, proto, src, dst, detector, mitre, count, first_ts, "
-                "last_ts, evidence, status, run_id, sid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [a.ts, a.severity, a.rule, a.title, a.proto, a.src, a.dst, a.detector, json.dumps(list(a.mitre)),
-                 a.count, a.first_ts, a.last_ts, evidence, a.status, run_id, a.sid]).lastrowid
-        if grown:
-            self.db.conn.executemany("UPDATE alerts SET count = ?, last_ts = ?, evidence = ? WHERE id = ?", grown)
+        grown, inserted = [], []
+        try:
+            for a in alerts:
+                evidence = json.dumps(a.evidence, default=str)
+                if a.id is not None:
+                    grown.append((a.count, a.last_ts, evidence, a.id))
+                    continue
+                a.id = self.db.conn.execute(
+                    "INSERT INTO alerts (ts, severity, rule, title, proto, src, dst, detector, mitre, count, "
+                    "first_ts, last_ts, evidence, status, run_id, sid) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [a.ts, a.severity, a.rule, a.title, a.proto, a.src, a.dst, a.detector, json.dumps(list(a.mitre)),
+                     a.count, a.first_ts, a.last_ts, evidence, a.status, run_id, a.sid]).lastrowid
+                inserted.append(a)
+            if grown:
+                self.db.conn.executemany("UPDATE alerts SET count = ?, last_ts = ?, evidence = ? WHERE id = ?", grown)
+        except BaseException:         # the transaction is rolled back: those rows are not there
+            for a in inserted:
+                a.id = None
+            raise
 
     def acknowledge(self, alert_id: int) -> bool:
-        with self.db.conn:
+        with self.transaction():
             cursor = self.db.execute("UPDATE alerts SET status = 'acknowledged' WHERE id = ?", [alert_id])
         return cursor.rowcount == 1
 
     def mute(self, rule: str, src: str | None) -> int:
         """Mute a rule for one source (or all); its stored alerts from there are marked muted."""
-        with self.db.conn:
+        with self.transaction():
             self.db["mutes"].upsert({"rule": rule, "src": src or ALL_SOURCES, "ts": time.time()}, pk=("rule", "src"))
             if src is None:
                 cursor = self.db.execute("UPDATE alerts SET status = 'muted' WHERE rule = ?", [rule])
@@ -255,13 +280,24 @@ def _check_writable(path: str) -> None:
 
 
 def _connect_readonly(path: str) -> sqlite3.Connection:
-    """Read-only; on write-protected media, where WAL cannot create its shared-memory file,
-    the file is read as immutable (nothing else may be writing to it there)."""
+    """Read-only. On write-protected media WAL cannot create its shared-memory file: the file
+    is then read as immutable, or, when its write-ahead log still holds changes (a copy of a
+    running sensor's database), the two are copied aside and the copy is read."""
     uri = "file:" + urllib.parse.quote(os.path.abspath(path))
     conn = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=30)
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         return conn
-    except sqlite3.OperationalError:
+    except sqlite3.OperationalError as exc:
         conn.close()
+        if "locked" in str(exc):
+            raise
+    wal = path + "-wal"
+    if not (os.path.exists(wal) and os.path.getsize(wal)):
         return sqlite3.connect(uri + "?immutable=1", uri=True)
+    aside = tempfile.mkdtemp(prefix="icsguard-")
+    copy = os.path.join(aside, os.path.basename(path))
+    shutil.copyfile(path, copy)
+    shutil.copyfile(wal, copy + "-wal")
+    atexit.register(shutil.rmtree, aside, True)
+    return sqlite3.connect("file:" + urllib.parse.quote(copy) + "?mode=ro", uri=True)

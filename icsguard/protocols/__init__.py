@@ -50,6 +50,10 @@ class _Unclaimed:
         self.buffers[side] = data
         return True
 
+    def forget(self, side: tuple) -> None:
+        """A gap: what was kept of this side no longer leads anywhere."""
+        self.pool.give(len(self.buffers.pop(side, b"")))
+
     def release(self) -> None:
         self.pool.give(sum(map(len, self.buffers.values())))
         self.buffers = {}
@@ -58,7 +62,8 @@ class _Unclaimed:
 class _Claimed:
     """A connection being decoded: a framer per direction, the protocol's session, and —
     until it is known which side is the client — the PDUs waiting for that answer."""
-    __slots__ = ("analyzer", "session", "client", "framers", "unoriented", "partial", "pdus_key", "malformed_key")
+    __slots__ = ("analyzer", "session", "client", "framers", "unoriented", "unoriented_bytes", "partial", "pdus_key",
+                 "malformed_key")
 
     def __init__(self, analyzer: ModuleType, session, client: tuple | None):
         self.analyzer = analyzer
@@ -66,6 +71,7 @@ class _Claimed:
         self.client = client
         self.framers: dict[tuple, PduFramer] = {}
         self.unoriented: list[tuple] = []
+        self.unoriented_bytes = 0            # ... held from the pool
         self.partial: dict[tuple, int] = {}      # side -> bytes of the fragments of a unit not complete yet
         self.pdus_key = f"{analyzer.NAME}.pdus"
         self.malformed_key = f"{analyzer.NAME}.malformed"
@@ -106,7 +112,7 @@ class ProtocolStage:
         if state is None or state.__class__ is _Unclaimed:
             if chunk.kind == GAP:
                 if state is not None:
-                    state.hold(chunk.src, b"")
+                    state.forget(chunk.src)
                 return []
             return self._identify(conn, chunk, state, ts, capture, frame)
         if chunk.kind == GAP:
@@ -192,7 +198,9 @@ class ProtocolStage:
         if state.client is None:
             state.unoriented += [(side, pdu, ts, capture, frame) for pdu in pdus]
             client = state.analyzer.orient([(s, p) for s, p, *_ in state.unoriented], conn.peer)
-            if client is None and len(state.unoriented) < MAX_UNORIENTED:
+            held = sum(len(pdu) for pdu in pdus)
+            if client is None and len(state.unoriented) < MAX_UNORIENTED and self.pool.take(held):
+                state.unoriented_bytes += held
                 return events
             return events + self._orient(state, conn, client or _guess_client(conn))
         return events + self._emit(state, conn, side, pdus, ts, capture, frame)
@@ -201,6 +209,8 @@ class ProtocolStage:
         """The client is known now: decode the PDUs that waited for it."""
         state.client = client
         waiting, state.unoriented = state.unoriented, []
+        self.pool.give(state.unoriented_bytes)
+        state.unoriented_bytes = 0
         events = []
         for side, pdu, ts, capture, frame in waiting:
             events += self._emit(state, conn, side, [pdu], ts, capture, frame)

@@ -10,6 +10,7 @@ from icsguard.bounded import remember
 from icsguard.budget import Pool
 
 ENTRY_BYTES = 256          # what a remembered request costs the memory pool, about
+_NOT_ASKED = object()
 
 
 class Outstanding:
@@ -30,9 +31,10 @@ class Outstanding:
 
     def answer(self, key: Hashable) -> Any:
         """The request this key answers, once; None when it was never seen."""
-        request = self.asked.pop(key, None)
-        if request is not None:
-            self.pool.give(ENTRY_BYTES)
+        request = self.asked.pop(key, _NOT_ASKED)
+        if request is _NOT_ASKED:
+            return None
+        self.pool.give(ENTRY_BYTES)
         return request
 
     def release(self) -> None:

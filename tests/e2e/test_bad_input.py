@@ -222,3 +222,27 @@ def test_markdown_report_escapes_what_came_from_outside(tmp_path):
     assert run_icsguard("analyze", "--db", db, hostile).returncode == 0
     text = run_icsguard("report", "--db", db, "--format", "md").stdout
     assert "&lt;img src=x onerror=alert(1)&gt;.pcap" in text and "<img" not in text
+
+
+def test_read_only_copy_of_a_database_still_in_its_write_ahead_log(tmp_path):
+    """A copy of a running sensor's database: the recent results are only in its -wal file.
+    On write-protected media they are read all the same."""
+    from icsguard import analysis
+    from icsguard.detect.rules import load_rules
+    from icsguard.output.store import Store
+    source, mount = tmp_path / "source", tmp_path / "ro"
+    source.mkdir()
+    mount.mkdir()
+    live = Store(str(tmp_path / "live.db"))            # held open: nothing is checkpointed
+    analysis.analyze([str(PCAPS / "modbus_diagnostics.pcap")], live, None, load_rules(), None)
+    wal = tmp_path / "live.db-wal"
+    assert wal.stat().st_size > 0
+    (source / "case.db").write_bytes((tmp_path / "live.db").read_bytes())
+    (source / "case.db-wal").write_bytes(wal.read_bytes())
+    live.close()
+    assert subprocess.run(f"mount --bind {source} {mount} && mount -o remount,ro,bind {mount}", shell=True).returncode == 0
+    try:
+        listed = run_icsguard("alerts", "--db", mount / "case.db", "--format", "jsonl")
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 3

@@ -8,6 +8,7 @@ from icsguard.budget import Budget
 from icsguard.capture.files import read_captures
 from icsguard.detect.folding import MANY, Finding, Folding
 from icsguard.pipeline import Pipeline
+from icsguard.protocols.pairing import ENTRY_BYTES, Outstanding
 from icsguard.runstats import RunStats
 from tests.support import PCAPS
 from tests.support.rewrite import cut, streams, write_conversation
@@ -49,3 +50,17 @@ def test_a_flood_from_many_sources_is_one_alert():
     assert flood[0].count == 1000 - 16 and flood[0].dst == "10.0.0.2" and "16 sources" in flood[0].title
     folding.add(finding, 2000.0, "modbus", "10.9.9.9", "10.0.0.3", dict)      # another target: its own alert
     assert [a.src for a in folding.flush()] == ["10.9.9.9"]
+
+
+def test_unanswered_requests_are_charged_and_given_back_once():
+    """A request remembered with nothing to pass on (an S7comm-plus request with no object id)
+    is still given back when it is answered."""
+    pool = Budget().buffers
+    outstanding = Outstanding(4, pool)
+    for key in range(10):
+        outstanding.ask(key, None if key % 2 else {"function": "read"})
+    assert pool.held == 4 * ENTRY_BYTES                  # the six oldest made room, given back
+    assert outstanding.answer(9) is None and pool.held == 3 * ENTRY_BYTES
+    assert outstanding.answer(8) == {"function": "read"} and outstanding.answer(8) is None
+    outstanding.release()
+    assert pool.held == 0
