@@ -22,7 +22,7 @@ PORTS = frozenset({102})
 MAX_UNIT_BYTES = 64 * 1024       # a reassembled COTP data unit; S7 PDUs are at most ~1 KiB (S7-1500: 8 KiB)
 MAX_OUTSTANDING = 256            # unanswered jobs remembered per connection
 MAX_PAIRED = 4096                # (job items, answer items) pairings remembered
-CONNECTION_HEADER = 6            # a CR, CC, DR or DC: type, two references, class or reason
+CONNECTION_HEADERS = {"CR": 6, "CC": 6, "DR": 6, "DC": 5}   # type, two references, class or reason (not DC)
 USERDATA_PARAMETER = 8           # head, length, method, type and group, subfunction, sequence
 S7PLUS_OPERATION = {0x31: 13, 0x33: 5}     # opcode to sequence number (and session id); 9 for others
 VARTAB_HEADER = 6                # parameter and data sizes, (the parameters), the item count
@@ -155,7 +155,7 @@ class S7Session:
     def _cotp(self, tpdu: bytes, from_client: bool) -> tuple:
         header_length, code = tpdu[4], tpdu[5] >> 4
         kind = iso.PDU_TYPES.get(code, f"type_{code:x}")
-        least = CONNECTION_HEADER if iso.cotp_class(code) is iso.COTPConnection else 1
+        least = CONNECTION_HEADERS.get(kind, 1)
         if not least <= header_length <= len(tpdu) - 5:
             return "cotp", sender_direction(from_client), iso.PDU_NAMES.get(kind, kind.lower()), code, \
                 {"malformed": f"COTP {kind} header length {header_length} does not fit "
@@ -165,8 +165,7 @@ class S7Session:
         if isinstance(cotp, iso.COTPConnection):
             for parameter in cotp.parameters:
                 if not isinstance(parameter, iso.COTPParameter) or len(parameter.value) != parameter.length:
-                    fields["malformed"] = f"COTP {kind} parameters run past its header"
-                    break
+                    break          # user data, not parameters (an RDP connection request's cookie)
                 name = iso.PARAMETERS.get(parameter.code)
                 if name in ("src_tsap", "dst_tsap"):
                     fields[name] = parameter.value.hex()

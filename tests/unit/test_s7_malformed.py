@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import struct
 
-from tests.support import PCAPS, decoded
+from tests.support import PCAPS, decoded, public
 from tests.support.rewrite import corrupt, cut, streams, write_conversation
 
 READS_WRITES = PCAPS / "s7_reads_writes.pcap"
@@ -103,3 +103,15 @@ def test_tpdu_size_code_out_of_range(tmp_path):
     connect = next(e for e in events if e["proto"] == "cotp" and e["direction"] == "request")
     assert "tpdu_size" not in connect and "0x40" in connect["malformed"]
     assert [e for e in events if e["proto"] == "s7comm"]
+
+
+def test_well_formed_conversations_raise_no_malformed_flag():
+    """The checks for PDUs cut short must not flag real ones: a COTP disconnect confirm
+    (5-byte header), an RDP connection request on another port (user data where COTP
+    parameters would be)."""
+    events = decoded(*sorted(PCAPS.glob("s7_*.pcap")))
+    assert {e["function"] for e in events if e["proto"] == "cotp"} >= {"connection_request", "disconnect_confirm"}
+    assert [e for e in events if e["proto"] == "cotp" and "malformed" in e] == []
+    rdp = decoded(public("zeek/traces/modbus/modbus-and-non-modbus-p502.pcap"))
+    request = [e for e in rdp if e["proto"] == "cotp"]
+    assert request and all("malformed" not in e for e in request)
