@@ -254,6 +254,25 @@ Estimator = Enum("Estimator", {name: name for name in ESTIMATORS}, type=str)
 
 
 @app.command()
+def replay(captures: List[str] = CapturesArg,
+           iface: str = typer.Option(..., "--iface", help="the interface to write the frames onto"),
+           speed: float = typer.Option(1.0, "--speed", help="times the captured pace (2: twice as fast)"),
+           topspeed: bool = typer.Option(False, "--topspeed", help="as fast as the interface takes them"),
+           loop: int = typer.Option(1, "--loop", help="times to replay the captures"),
+           force: bool = typer.Option(False, "--force", help="replay onto an interface that has an IP address")):
+    """Write captured frames onto an interface, paced as captured: to test a sensor."""
+    from icsguard.capture.replay import ReplayError
+    from icsguard.capture.replay import replay as send
+    _check_captures(captures)
+    try:
+        done = send(captures, iface, speed, topspeed, loop, force)
+    except ReplayError as exc:
+        raise Failure(str(exc)) from None
+    skipped = f"; {done.skipped:,} frames skipped (not Ethernet)" if done.skipped else ""
+    _say(f"sent {done.packets:,} packets ({done.bytes:,} bytes) in {done.seconds:.2f} s onto {iface}{skipped}")
+
+
+@app.command()
 def learn(captures: List[str] = CapturesArg,
           model: str = typer.Option(..., "--model", help="model file to write"),
           site: Optional[str] = SiteOption,

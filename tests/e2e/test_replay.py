@@ -1,0 +1,77 @@
+"""icsguard replay onto a veth pair between two network namespaces the test makes (never any
+other network): what tcpdump records on the far end decodes as the original does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.support import PCAPS, decoded, run_icsguard
+
+POLLING = PCAPS / "modbus_polling.pcap"
+
+
+def _sh(command: str) -> None:
+    subprocess.run(command, shell=True, check=True, capture_output=True)
+
+
+@pytest.fixture
+def wire():
+    """Namespaces igr1 and igr2, joined by the veth pair igr1a-igr2a, with no addresses."""
+    _sh("ip netns del igr1 2>/dev/null; ip netns del igr2 2>/dev/null; true")
+    _sh("ip netns add igr1 && ip netns add igr2 && ip link add igr1a type veth peer name igr2a"
+        " && ip link set igr1a netns igr1 && ip link set igr2a netns igr2")
+    for ns, dev in (("igr1", "igr1a"), ("igr2", "igr2a")):
+        _sh(f"ip netns exec {ns} sysctl -qw net.ipv6.conf.{dev}.disable_ipv6=1 && ip -n {ns} link set {dev} up")
+    yield
+    _sh("ip netns del igr1; ip netns del igr2")
+
+
+def _replay(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "netns", "exec", "igr1", sys.executable, "-m", "icsguard", "replay", *map(str, args),
+                           "--iface", "igr1a"], capture_output=True, text=True, timeout=120)
+
+
+def _view(events: list[dict]) -> list[tuple]:
+    drop = {"ts", "capture", "frame"}
+    return [tuple(sorted((k, str(v)) for k, v in e.items() if k not in drop)) for e in events]
+
+
+def test_replayed_frames_decode_as_the_capture_does(wire, tmp_path):
+    recorded = tmp_path / "far.pcap"
+    tcpdump = subprocess.Popen(["ip", "netns", "exec", "igr2", "tcpdump", "-i", "igr2a", "--immediate-mode", "-U",
+                                "-w", str(recorded)], stderr=subprocess.PIPE)
+    time.sleep(1.0)                                       # tcpdump listening
+    sent = _replay(POLLING, "--topspeed")
+    time.sleep(1.0)
+    tcpdump.terminate()
+    tcpdump.wait(timeout=30)
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.startswith("sent 508 packets (41,144 bytes) in ") and "onto igr1a" in sent.stdout
+    original = decoded(POLLING)
+    assert len(original) == 500 and _view(decoded(recorded)) == _view(original)
+
+
+def test_paced_by_the_captured_times(wire):
+    """The capture spans 1.1 s: at twice the speed the replay takes about half of that."""
+    sent = _replay(POLLING, "--speed", "2")
+    seconds = float(sent.stdout.split(" in ")[1].split(" s ")[0])
+    assert sent.returncode == 0 and 0.5 <= seconds < 1.5
+
+
+def test_an_interface_with_an_address_is_refused(wire):
+    _sh("ip -n igr1 addr add 192.0.2.1/24 dev igr1a")
+    refused = _replay(POLLING)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        "icsguard: igr1a carries 192.0.2.1: replaying onto a live network could drive real devices; "
+        "use an interface without addresses, or --force"]
+    assert _replay(POLLING, "--topspeed", "--force").returncode == 0
+
+
+def test_no_such_interface():
+    done = run_icsguard("replay", POLLING, "--iface", "no-such-if0")
+    assert done.returncode == 1 and done.stderr.strip() == "icsguard: no-such-if0: no such interface"
