@@ -93,18 +93,22 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
             stats.counters[f"{each.name}.findings"] = each.folding.raised
 
     recorder = RunRecorder(store, run_id, stats, inventory, [each.folding for each in detectors], count_findings)
+
+    def on_frame(frame: Frame) -> None:          # (a live source sends heartbeats while the tap is idle)
+        if progress is not None:
+            progress(frame)
+        recorder.tick()
     gc.collect()
     gc.freeze()      # what was loaded so far (Scapy, the rules, the model) lives for the run: full
                      # collections need not walk it again and again (pauses of 100 ms became 30)
     status, error = "finished", None
     try:
-        for event in Pipeline(stats, conversations=True, budget=budget).run(frames, progress):
+        for event in Pipeline(stats, conversations=True, budget=budget).run(frames, on_frame):
             inventory.feed(event)
             for each in detectors:
                 each.feed(event)
             if on_event is not None:
                 on_event(event)
-            recorder.tick()
             if stop is not None and stop.is_set():
                 break
     except CaptureError as exc:

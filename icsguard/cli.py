@@ -254,6 +254,30 @@ Estimator = Enum("Estimator", {name: name for name in ESTIMATORS}, type=str)
 
 
 @app.command()
+def sense(iface: str = typer.Option(..., "--iface", help="the interface to listen on (a SPAN port or a tap)"),
+          bpf: Optional[str] = typer.Option(None, "--bpf", help="a capture filter, e.g. 'tcp port 502'"),
+          db: str = DbOption, rules: Optional[List[str]] = RulesOption, site: Optional[str] = SiteOption,
+          model: Optional[str] = ModelOption):
+    """Listen on an interface until stopped (Ctrl-C, SIGTERM): decode, check and store as analyze does."""
+    from icsguard.capture.live import LiveCapture
+    ruleset = _rules(rules, _site(site))
+    learned = _model(model)
+    live = LiveCapture(iface, bpf)
+    store = _open_store(db)
+    stop = _stop_on_signals()
+    run_id, _status, error = _analysis().analyze_frames(live.frames(stop), [live.name], store, "sense",
+                                                          rules=ruleset, learned=learned, stop=stop)
+    counters = json.loads(store.run(run_id)["counters"] or "{}")
+    store.close()
+    captured, kernel, interface = live.drops()
+    ours = sum(v for k, v in counters.items() if k.endswith("_over_budget"))
+    _say(f"captured {captured:,} packets, {kernel + interface:,} dropped by the kernel, {ours:,} by icsguard "
+         f"(run {run_id} in {db})")
+    if error:
+        raise Failure(error)
+
+
+@app.command()
 def replay(captures: List[str] = CapturesArg,
            iface: str = typer.Option(..., "--iface", help="the interface to write the frames onto"),
            speed: float = typer.Option(1.0, "--speed", help="times the captured pace (2: twice as fast)"),

@@ -45,6 +45,10 @@ class Pipeline:
         failure = None
         try:
             for frame in frames:
+                if not frame.data:                 # a live source's heartbeat: no packet came
+                    if progress is not None:
+                        progress(frame)
+                    continue
                 last = frame
                 stats.packets += 1
                 stats.bytes += len(frame.data)

@@ -1,0 +1,98 @@
+"""icsguard sense on one end of a veth pair between two network namespaces the test makes (never
+any other network), icsguard replay of the project's captures into the other: what the sensor
+stores is what analyze finds in the captures."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.support import PCAPS, run_icsguard
+
+CAPTURES = [PCAPS / "s7_control.pcap", PCAPS / "modbus_diagnostics.pcap", PCAPS / "opcua_none_plaintext_password.pcap"]
+
+
+def _sh(command: str) -> None:
+    subprocess.run(command, shell=True, check=True, capture_output=True)
+
+
+@pytest.fixture
+def tap():
+    """Namespaces igs1 and igs2 joined by the veth pair igs1a-igs2a, with no addresses (and the MTU of
+    loopback, where the captures were recorded)."""
+    _sh("ip netns del igs1 2>/dev/null; ip netns del igs2 2>/dev/null; true")
+    _sh("ip netns add igs1 && ip netns add igs2 && ip link add igs1a type veth peer name igs2a"
+        " && ip link set igs1a netns igs1 && ip link set igs2a netns igs2")
+    for ns, dev in (("igs1", "igs1a"), ("igs2", "igs2a")):
+        _sh(f"ip netns exec {ns} sysctl -qw net.ipv6.conf.{dev}.disable_ipv6=1 && ip -n {ns} link set {dev} mtu 65535 up")
+    yield
+    _sh("ip netns del igs1; ip netns del igs2")
+
+
+def _sensing(db) -> subprocess.Popen:
+    sensor = subprocess.Popen(["ip", "netns", "exec", "igs2", sys.executable, "-m", "icsguard", "sense",
+                               "--iface", "igs2a", "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sensor.poll() is None:
+        if db.exists():
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                try:
+                    if conn.execute("SELECT count(*) FROM runs").fetchone()[0]:
+                        return sensor
+                except sqlite3.OperationalError:
+                    pass
+        time.sleep(0.1)
+    pytest.fail(f"sense did not start: {sensor.stderr.read() if sensor.poll() is not None else 'timeout'}")
+
+
+def _alerts(db) -> set[tuple]:
+    out = run_icsguard("alerts", "--db", db, "--format", "jsonl")
+    assert out.returncode == 0, out.stderr
+    return {(a["rule"], a["src"], a["dst"]) for a in map(json.loads, out.stdout.splitlines())}
+
+
+def test_the_sensor_stores_what_analyze_finds(tap, tmp_path):
+    sensor = _sensing(tmp_path / "sensor.db")
+    for capture in CAPTURES:
+        sent = subprocess.run(["ip", "netns", "exec", "igs1", sys.executable, "-m", "icsguard", "replay", str(capture),
+                               "--iface", "igs1a"], capture_output=True, text=True, timeout=120)
+        assert sent.returncode == 0, sent.stderr
+    time.sleep(1.5)
+    sensor.send_signal(signal.SIGTERM)
+    stdout, stderr = sensor.communicate(timeout=60)
+    assert sensor.returncode == 0, stderr
+    packets = sum(int(subprocess.run(["capinfos", "-c", "-M", "-T", str(c)], capture_output=True, text=True)
+                      .stdout.splitlines()[-1].split("\t")[1]) for c in CAPTURES)
+    assert stdout.strip().startswith(f"captured {packets:,} packets, 0 dropped by the kernel, 0 by icsguard")
+    assert run_icsguard("analyze", "--db", tmp_path / "file.db", *CAPTURES).returncode == 0
+    expected = _alerts(tmp_path / "file.db")
+    assert expected and _alerts(tmp_path / "sensor.db") == expected
+    report = run_icsguard("report", "--db", tmp_path / "sensor.db")
+    assert report.returncode == 0 and "interrupted" in report.stdout
+
+
+def test_an_idle_tap_still_commits_and_stops(tap, tmp_path):
+    """Nothing on the wire: the run is committed every second all the same, and SIGTERM stops it."""
+    db = tmp_path / "idle.db"
+    sensor = _sensing(db)
+    time.sleep(2.5)
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        started, updated = conn.execute("SELECT started, updated FROM runs").fetchone()
+    assert updated - started >= 1.0
+    sensor.send_signal(signal.SIGTERM)
+    stdout, _ = sensor.communicate(timeout=30)
+    assert sensor.returncode == 0 and stdout.startswith("captured 0 packets, 0 dropped by the kernel")
+
+
+def test_bad_interface_and_filter():
+    bad = run_icsguard("sense", "--iface", "no-such-if0", "--db", "/dev/null/x.db")
+    assert bad.returncode == 1 and bad.stderr.strip() == "icsguard: no-such-if0: no such interface"
+    bad = run_icsguard("sense", "--iface", "lo", "--bpf", "tcp port nonsense")
+    assert bad.returncode == 1 and bad.stderr.strip().startswith("icsguard: --bpf 'tcp port nonsense': ")
