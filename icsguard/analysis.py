@@ -12,6 +12,7 @@ from icsguard.capture.files import CaptureError, Frame, read_capture, read_captu
 from icsguard.detect import site
 from icsguard.detect.baseline import BaselineDetector
 from icsguard.detect.features import Windows
+from icsguard.detect.health import HealthDetector
 from icsguard.detect.model import ModelDetector
 from icsguard.detect.modelfile import LearnedModel
 from icsguard.detect.rule_engine import RuleDetector
@@ -60,13 +61,14 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
                    progress: Callable[[Frame], None] | None = None, rules: RuleSet | None = None,
                    learned: LearnedModel | None = None, stop: threading.Event | None = None,
                    on_event: Callable[[Event], None] | None = None,
-                   budget: Budget | None = None) -> tuple[int, str, str | None]:
+                   budget: Budget | None = None, health: HealthDetector | None = None) -> tuple[int, str, str | None]:
     """Run the pipeline over frames, through the rules (and the learned baseline and model,
     when given), recording as it goes (at least once a second); returns the run id, how it
     ended (``finished``; ``interrupted`` when ``stop`` was set; ``failed`` on a broken
     capture) and why it failed. What was decoded before a stop or an error is stored.
     ``on_event`` sees every Event after the detectors; ``budget``: the memory every stage
-    shares (by default, for a process of 200 MB)."""
+    shares (by default, for a process of 200 MB); ``health``: a live source's own alerts
+    (packets dropped, a silent tap), told of every frame."""
     budget = budget or Budget()
     run_id = store.start_run(command, captures)
     stats = RunStats(captures=captures)
@@ -80,6 +82,8 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
         if learned.model.ready:
             detectors.append(ModelDetector(learned.model, learned.baseline, muted, targets, budget))
         stats.counters["baseline.pairs"] = len(learned.baseline.pairs)
+    if health is not None:
+        detectors.append(health)
     stats.counters["rules.active"] = len(detector.rules.rules)
     stats.counters["rules.need_site_file"] = len(detector.rules.inactive)
 
@@ -91,12 +95,16 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
         stats.counters["rules.muted_matches"] = detector.suppressed
         for each in detectors[1:]:
             stats.counters[f"{each.name}.findings"] = each.folding.raised
+        if health is not None:
+            stats.counters.update(health.counters)
 
     recorder = RunRecorder(store, run_id, stats, inventory, [each.folding for each in detectors], count_findings)
 
     def on_frame(frame: Frame) -> None:          # (a live source sends heartbeats while the tap is idle)
         if progress is not None:
             progress(frame)
+        if health is not None:
+            health.observe(frame)
         recorder.tick()
     gc.collect()
     gc.freeze()      # what was loaded so far (Scapy, the rules, the model) lives for the run: full

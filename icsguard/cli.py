@@ -257,16 +257,21 @@ Estimator = Enum("Estimator", {name: name for name in ESTIMATORS}, type=str)
 def sense(iface: str = typer.Option(..., "--iface", help="the interface to listen on (a SPAN port or a tap)"),
           bpf: Optional[str] = typer.Option(None, "--bpf", help="a capture filter, e.g. 'tcp port 502'"),
           db: str = DbOption, rules: Optional[List[str]] = RulesOption, site: Optional[str] = SiteOption,
-          model: Optional[str] = ModelOption):
-    """Listen on an interface until stopped (Ctrl-C, SIGTERM): decode, check and store as analyze does."""
+          model: Optional[str] = ModelOption,
+          silent: float = typer.Option(300.0, "--silent-after", help="seconds without a packet before a health alert"),
+          buffer_mb: int = typer.Option(64, "--buffer-mb", help="the kernel's capture buffer, for bursts")):
+    """Listen on an interface until stopped (Ctrl-C, SIGTERM): decode, check and store as analyze does,
+    with health alerts when the kernel drops packets or the tap goes silent."""
     from icsguard.capture.live import LiveCapture
+    from icsguard.detect.health import HealthDetector
     ruleset = _rules(rules, _site(site))
     learned = _model(model)
-    live = LiveCapture(iface, bpf)
+    live = LiveCapture(iface, bpf, buffer_mb)
     store = _open_store(db)
     stop = _stop_on_signals()
+    health = HealthDetector(live.name, live.drops, silent)
     run_id, _status, error = _analysis().analyze_frames(live.frames(stop), [live.name], store, "sense",
-                                                          rules=ruleset, learned=learned, stop=stop)
+                                                          rules=ruleset, learned=learned, stop=stop, health=health)
     counters = json.loads(store.run(run_id)["counters"] or "{}")
     store.close()
     captured, kernel, interface = live.drops()

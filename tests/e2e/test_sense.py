@@ -35,10 +35,10 @@ def tap():
     _sh("ip netns del igs1; ip netns del igs2")
 
 
-def _sensing(db) -> subprocess.Popen:
+def _sensing(db, *options) -> subprocess.Popen:
     sensor = subprocess.Popen(["ip", "netns", "exec", "igs2", sys.executable, "-m", "icsguard", "sense",
-                               "--iface", "igs2a", "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+                               "--iface", "igs2a", "--db", str(db), *options], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and sensor.poll() is None:
         if db.exists():
@@ -78,17 +78,39 @@ def test_the_sensor_stores_what_analyze_finds(tap, tmp_path):
     assert report.returncode == 0 and "interrupted" in report.stdout
 
 
-def test_an_idle_tap_still_commits_and_stops(tap, tmp_path):
-    """Nothing on the wire: the run is committed every second all the same, and SIGTERM stops it."""
+def test_an_idle_tap_still_commits_stops_and_says_it_is_silent(tap, tmp_path):
+    """Nothing on the wire: the run is committed every second all the same, the silence is a
+    health alert, and SIGTERM stops it."""
     db = tmp_path / "idle.db"
-    sensor = _sensing(db)
-    time.sleep(2.5)
+    sensor = _sensing(db, "--silent-after", "1")
+    time.sleep(3.0)
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         started, updated = conn.execute("SELECT started, updated FROM runs").fetchone()
+        silent = conn.execute("SELECT rule, src, title FROM alerts").fetchall()
     assert updated - started >= 1.0
+    assert [(rule, src) for rule, src, _ in silent] == [("sensor.tap_silent", "iface igs2a")]
     sensor.send_signal(signal.SIGTERM)
     stdout, _ = sensor.communicate(timeout=30)
     assert sensor.returncode == 0 and stdout.startswith("captured 0 packets, 0 dropped by the kernel")
+
+
+def test_a_burst_past_a_small_buffer_is_reported(tap, tmp_path):
+    """A burst at top speed into a 1 MiB kernel buffer while the sensor is busy decoding: the
+    kernel drops packets, and the sensor says so, as a health alert and in its last line."""
+    db = tmp_path / "burst.db"
+    sensor = _sensing(db, "--buffer-mb", "1")
+    burst = subprocess.run(["ip", "netns", "exec", "igs1", sys.executable, "-m", "icsguard", "replay",
+                            *map(str, CAPTURES), "--iface", "igs1a", "--topspeed", "--loop", "300"],
+                           capture_output=True, text=True, timeout=300)
+    assert burst.returncode == 0, burst.stderr
+    time.sleep(8)                                         # the drop counters are read every 5 s
+    sensor.send_signal(signal.SIGTERM)
+    stdout, stderr = sensor.communicate(timeout=120)
+    assert sensor.returncode == 0, stderr
+    dropped = int(stdout.split(" packets, ")[1].split(" dropped")[0].replace(",", ""))
+    assert dropped > 0, stdout
+    rules = {a[0] for a in _alerts(db)}
+    assert "sensor.packets_dropped" in rules
 
 
 def test_bad_interface_and_filter():
