@@ -79,7 +79,8 @@ def test_kill_9_loses_at_most_a_second(tmp_path, captures, whole, after):
     assert killed_at - state["updated"] <= 1.5              # the last commit: at most a second (and a bit) before
     assert state["packets"] < whole["packets"]
     if after >= 1.5:                                        # a second in: committed results
-        assert state["packets"] > 0 and 0 < state["pairs"] <= whole["pairs"] and state["alerts"] > 0
+        assert state["packets"] > 0 and 0 < state["pairs"] <= whole["pairs"]
+        assert state["alerts"] <= whole["alerts"]
     report = run_icsguard("report", "--db", db)
     assert report.returncode == 0 and "running, or cut short" in report.stdout
     assert run_icsguard("alerts", "--db", db, "--format", "jsonl").stdout.count("\n") == state["alerts"]
@@ -100,7 +101,7 @@ def test_ctrl_c_and_sigterm_end_the_run_as_interrupted(tmp_path, captures, whole
     assert len(lines) == 1 and lines[0].startswith("icsguard: interrupted: run 1") and "Traceback" not in stderr
     state = _state(db)
     assert state["status"] == "interrupted"
-    assert 0 < state["packets"] < whole["packets"] and state["alerts"] > 0
+    assert 0 < state["packets"] < whole["packets"] and state["alerts"] <= whole["alerts"]
     report = run_icsguard("report", "--db", db)
     assert report.returncode == 0 and "interrupted at" in report.stdout
 
