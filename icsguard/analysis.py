@@ -61,14 +61,16 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
                    progress: Callable[[Frame], None] | None = None, rules: RuleSet | None = None,
                    learned: LearnedModel | None = None, stop: threading.Event | None = None,
                    on_event: Callable[[Event], None] | None = None,
-                   budget: Budget | None = None, health: HealthDetector | None = None) -> tuple[int, str, str | None]:
+                   budget: Budget | None = None, health: HealthDetector | None = None,
+                   on_commit: Callable[[int, list, dict], None] | None = None) -> tuple[int, str, str | None]:
     """Run the pipeline over frames, through the rules (and the learned baseline and model,
     when given), recording as it goes (at least once a second); returns the run id, how it
     ended (``finished``; ``interrupted`` when ``stop`` was set; ``failed`` on a broken
     capture) and why it failed. What was decoded before a stop or an error is stored.
     ``on_event`` sees every Event after the detectors; ``budget``: the memory every stage
     shares (by default, for a process of 200 MB); ``health``: a live source's own alerts
-    (packets dropped, a silent tap), told of every frame."""
+    (packets dropped, a silent tap), told of every frame; ``on_commit`` is told, after each
+    commit, of the run id, the alerts stored for the first time and the run's counters."""
     budget = budget or Budget()
     run_id = store.start_run(command, captures)
     stats = RunStats(captures=captures)
@@ -98,7 +100,9 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
         if health is not None:
             stats.counters.update(health.counters)
 
-    recorder = RunRecorder(store, run_id, stats, inventory, [each.folding for each in detectors], count_findings)
+    recorder = RunRecorder(store, run_id, stats, inventory, [each.folding for each in detectors], count_findings,
+                           after_commit=None if on_commit is None else
+                           lambda raised: on_commit(run_id, raised, stats.counters))
 
     def on_frame(frame: Frame) -> None:          # (a live source sends heartbeats while the tap is idle)
         if progress is not None:

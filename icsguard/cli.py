@@ -259,7 +259,9 @@ def sense(iface: str = typer.Option(..., "--iface", help="the interface to liste
           db: str = DbOption, rules: Optional[List[str]] = RulesOption, site: Optional[str] = SiteOption,
           model: Optional[str] = ModelOption,
           silent: float = typer.Option(300.0, "--silent-after", help="seconds without a packet before a health alert"),
-          buffer_mb: int = typer.Option(64, "--buffer-mb", help="the kernel's capture buffer, for bursts")):
+          buffer_mb: int = typer.Option(64, "--buffer-mb", help="the kernel's capture buffer, for bursts"),
+          eve: Optional[str] = typer.Option(None, "--eve", help="append alerts and a stats record a minute, "
+                                                                 "Suricata's EVE layout; reopened on SIGHUP")):
     """Listen on an interface until stopped (Ctrl-C, SIGTERM): decode, check and store as analyze does,
     with health alerts when the kernel drops packets or the tap goes silent."""
     from icsguard.capture.live import LiveCapture
@@ -270,8 +272,19 @@ def sense(iface: str = typer.Option(..., "--iface", help="the interface to liste
     store = _open_store(db)
     stop = _stop_on_signals()
     health = HealthDetector(live.name, live.drops, silent)
+    eve_file = None
+    if eve:
+        from icsguard.output.eve import EveFile
+        try:
+            eve_file = EveFile(eve)
+        except OSError as exc:
+            raise Failure(str(exc)) from None
+        signal.signal(signal.SIGHUP, lambda signum, frame: setattr(eve_file, "reopen_requested", True))
     run_id, _status, error = _analysis().analyze_frames(live.frames(stop), [live.name], store, "sense",
-                                                          rules=ruleset, learned=learned, stop=stop, health=health)
+                                                          rules=ruleset, learned=learned, stop=stop, health=health,
+                                                          on_commit=eve_file.record if eve_file else None)
+    if eve_file is not None:
+        eve_file.close()
     counters = json.loads(store.run(run_id)["counters"] or "{}")
     store.close()
     captured, kernel, interface = live.drops()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable
 
-from icsguard.detect.folding import Folding
+from icsguard.detect.folding import Alert, Folding
 from icsguard.output.inventory import Inventory
 from icsguard.output.store import Store
 from icsguard.runstats import RunStats
@@ -20,14 +20,16 @@ COMMIT_SECONDS = 1.0
 class RunRecorder:
     def __init__(self, store: Store, run_id: int, stats: RunStats, inventory: Inventory,
                  foldings: Iterable[Folding], before_commit: Callable[[], None] | None = None,
-                 interval: float = COMMIT_SECONDS):
-        """``before_commit`` brings the run's counters up to date (what the detectors found)."""
+                 interval: float = COMMIT_SECONDS, after_commit: Callable[[list[Alert]], None] | None = None):
+        """``before_commit`` brings the run's counters up to date (what the detectors found);
+        ``after_commit`` is told of the alerts each commit stored for the first time."""
         self.store = store
         self.run_id = run_id
         self.stats = stats
         self.inventory = inventory
         self.foldings = list(foldings)
         self.before_commit = before_commit
+        self.after_commit = after_commit
         self.interval = interval
         self.due = time.monotonic() + interval
         self.commits = 0
@@ -46,6 +48,9 @@ class RunRecorder:
         pairs, assets = self.inventory.take_changes(self.stats.hosts)
         if self.inventory.dropped_pairs:
             self.stats.counters["inventory.dropped_pairs"] = self.inventory.dropped_pairs
+        raised = [alert for alert in alerts if alert.id is None]
         self.store.record(self.run_id, self.stats, status, alerts, pairs, assets)
+        if self.after_commit is not None:
+            self.after_commit(raised)
         self.commits += 1
         self.due = time.monotonic() + self.interval

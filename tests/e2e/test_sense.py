@@ -118,3 +118,33 @@ def test_bad_interface_and_filter():
     assert bad.returncode == 1 and bad.stderr.strip() == "icsguard: no-such-if0: no such interface"
     bad = run_icsguard("sense", "--iface", "lo", "--bpf", "tcp port nonsense")
     assert bad.returncode == 1 and bad.stderr.strip().startswith("icsguard: --bpf 'tcp port nonsense': ")
+
+
+def _replay_into_tap(*captures) -> None:
+    sent = subprocess.run(["ip", "netns", "exec", "igs1", sys.executable, "-m", "icsguard", "replay",
+                           *map(str, captures), "--iface", "igs1a"], capture_output=True, text=True, timeout=120)
+    assert sent.returncode == 0, sent.stderr
+
+
+def test_eve_file_takes_alerts_as_raised_and_is_reopened_on_sighup(tap, tmp_path):
+    """Alerts reach the EVE file within the second they are raised; after log rotation
+    (the file moved away, SIGHUP) the next ones go to a new file, and none is lost."""
+    eve, rotated = tmp_path / "eve.json", tmp_path / "eve.json.1"
+    sensor = _sensing(tmp_path / "sensor.db", "--eve", str(eve))
+    _replay_into_tap(PCAPS / "s7_control.pcap")
+    time.sleep(2.0)
+    first = [json.loads(line) for line in eve.read_text().splitlines()]
+    assert "s7.plc_stop" in {r["alert"]["metadata"]["icsguard_rule"][0] for r in first}
+    assert all(r["event_type"] == "alert" and r["src_ip"] == "127.0.0.10" for r in first)
+    eve.rename(rotated)
+    sensor.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    _replay_into_tap(PCAPS / "modbus_diagnostics.pcap")
+    time.sleep(2.0)
+    sensor.send_signal(signal.SIGTERM)
+    assert sensor.wait(timeout=60) == 0
+    second = [json.loads(line) for line in eve.read_text().splitlines()]
+    assert {r["alert"]["metadata"]["icsguard_rule"][0] for r in second} >= {"modbus.restart_communications"}
+    assert rotated.read_text().splitlines() == [json.dumps(r) for r in first]       # nothing after the rotation
+    stored = _alerts(tmp_path / "sensor.db")
+    assert len(stored) == len(first) + len(second)
