@@ -4,35 +4,25 @@ other network): what tcpdump records on the far end decodes as the original does
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.support import PCAPS, decoded, run_icsguard
+from tests.support.netns import icsguard_in, sh, veth_pair
 
 POLLING = PCAPS / "modbus_polling.pcap"
 
 
-def _sh(command: str) -> None:
-    subprocess.run(command, shell=True, check=True, capture_output=True)
-
-
 @pytest.fixture
 def wire():
-    """Namespaces igr1 and igr2, joined by the veth pair igr1a-igr2a, with no addresses."""
-    _sh("ip netns del igr1 2>/dev/null; ip netns del igr2 2>/dev/null; true")
-    _sh("ip netns add igr1 && ip netns add igr2 && ip link add igr1a type veth peer name igr2a"
-        " && ip link set igr1a netns igr1 && ip link set igr2a netns igr2")
-    for ns, dev in (("igr1", "igr1a"), ("igr2", "igr2a")):
-        _sh(f"ip netns exec {ns} sysctl -qw net.ipv6.conf.{dev}.disable_ipv6=1 && ip -n {ns} link set {dev} up")
-    yield
-    _sh("ip netns del igr1; ip netns del igr2")
+    with veth_pair("igr"):
+        yield
 
 
 def _replay(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", "igr1", sys.executable, "-m", "icsguard", "replay", *map(str, args),
-                           "--iface", "igr1a"], capture_output=True, text=True, timeout=120)
+    return subprocess.run(icsguard_in("igr1", "replay", *args, "--iface", "igr1a"), capture_output=True, text=True,
+                          timeout=120)
 
 
 def _view(events: list[dict]) -> list[tuple]:
@@ -63,7 +53,7 @@ def test_paced_by_the_captured_times(wire):
 
 
 def test_an_interface_with_an_address_is_refused(wire):
-    _sh("ip -n igr1 addr add 192.0.2.1/24 dev igr1a")
+    sh("ip -n igr1 addr add 192.0.2.1/24 dev igr1a")
     refused = _replay(POLLING)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert refused.stderr.strip().splitlines() == [

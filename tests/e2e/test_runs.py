@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.support import public, run_icsguard
+from tests.support import public, run_icsguard, wait_for_run
 
 FLOODS = ("20161215191717.ChangeUpperThreshold_Flooding", "20161215190548.WaterTankOnManu_Flooding",
           "20161215193421.WaterTankOnAuto_Flooding", "20161215192146.ConveyorBeltOn_Flooding")
@@ -48,26 +48,11 @@ def _state(db) -> dict:
             "matches": alerts[1], "pairs": pairs}
 
 
-def _started(db, run: subprocess.Popen) -> None:
-    """Wait until the run is in the database (the interpreter and Scapy take a moment)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and run.poll() is None:
-        if db.exists():
-            try:
-                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-                    if conn.execute("SELECT count(*) FROM runs").fetchone()[0]:
-                        return
-            except sqlite3.OperationalError:
-                pass
-        time.sleep(0.05)
-    pytest.fail("analyze did not start a run")
-
-
 @pytest.mark.parametrize("after", [0.3, 1.5, 2.5])
 def test_kill_9_loses_at_most_a_second(tmp_path, captures, whole, after):
     db = tmp_path / "killed.db"
     run = _start(db, captures)
-    _started(db, run)
+    wait_for_run(db, run)
     time.sleep(after)
     if run.poll() is not None:
         pytest.fail(f"analyze finished within {after} s: the captures are too small to test this")
@@ -92,7 +77,7 @@ def test_kill_9_loses_at_most_a_second(tmp_path, captures, whole, after):
 def test_ctrl_c_and_sigterm_end_the_run_as_interrupted(tmp_path, captures, whole, signum):
     db = tmp_path / "stopped.db"
     run = _start(db, captures)
-    _started(db, run)
+    wait_for_run(db, run)
     time.sleep(1.5)
     run.send_signal(signum)
     _, stderr = run.communicate(timeout=60)

@@ -8,48 +8,27 @@ import json
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.support import PCAPS, run_icsguard
+from tests.support import PCAPS, run_icsguard, wait_for_run
+from tests.support.netns import icsguard_in, veth_pair
 
 CAPTURES = [PCAPS / "s7_control.pcap", PCAPS / "modbus_diagnostics.pcap", PCAPS / "opcua_none_plaintext_password.pcap"]
 
 
-def _sh(command: str) -> None:
-    subprocess.run(command, shell=True, check=True, capture_output=True)
-
-
 @pytest.fixture
 def tap():
-    """Namespaces igs1 and igs2 joined by the veth pair igs1a-igs2a, with no addresses (and the MTU of
-    loopback, where the captures were recorded)."""
-    _sh("ip netns del igs1 2>/dev/null; ip netns del igs2 2>/dev/null; true")
-    _sh("ip netns add igs1 && ip netns add igs2 && ip link add igs1a type veth peer name igs2a"
-        " && ip link set igs1a netns igs1 && ip link set igs2a netns igs2")
-    for ns, dev in (("igs1", "igs1a"), ("igs2", "igs2a")):
-        _sh(f"ip netns exec {ns} sysctl -qw net.ipv6.conf.{dev}.disable_ipv6=1 && ip -n {ns} link set {dev} mtu 65535 up")
-    yield
-    _sh("ip netns del igs1; ip netns del igs2")
+    with veth_pair("igs"):
+        yield
 
 
 def _sensing(db, *options) -> subprocess.Popen:
-    sensor = subprocess.Popen(["ip", "netns", "exec", "igs2", sys.executable, "-m", "icsguard", "sense",
-                               "--iface", "igs2a", "--db", str(db), *options], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and sensor.poll() is None:
-        if db.exists():
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-                try:
-                    if conn.execute("SELECT count(*) FROM runs").fetchone()[0]:
-                        return sensor
-                except sqlite3.OperationalError:
-                    pass
-        time.sleep(0.1)
-    pytest.fail(f"sense did not start: {sensor.stderr.read() if sensor.poll() is not None else 'timeout'}")
+    sensor = subprocess.Popen(icsguard_in("igs2", "sense", "--iface", "igs2a", "--db", db, *options),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_run(db, sensor)
+    return sensor
 
 
 def _alerts(db) -> set[tuple]:
@@ -58,12 +37,16 @@ def _alerts(db) -> set[tuple]:
     return {(a["rule"], a["src"], a["dst"]) for a in map(json.loads, out.stdout.splitlines())}
 
 
+def _replay_into_tap(*args) -> None:
+    sent = subprocess.run(icsguard_in("igs1", "replay", *args, "--iface", "igs1a"), capture_output=True, text=True,
+                          timeout=300)
+    assert sent.returncode == 0, sent.stderr
+
+
 def test_the_sensor_stores_what_analyze_finds(tap, tmp_path):
     sensor = _sensing(tmp_path / "sensor.db")
     for capture in CAPTURES:
-        sent = subprocess.run(["ip", "netns", "exec", "igs1", sys.executable, "-m", "icsguard", "replay", str(capture),
-                               "--iface", "igs1a"], capture_output=True, text=True, timeout=120)
-        assert sent.returncode == 0, sent.stderr
+        _replay_into_tap(capture)
     time.sleep(1.5)
     sensor.send_signal(signal.SIGTERM)
     stdout, stderr = sensor.communicate(timeout=60)
@@ -99,10 +82,7 @@ def test_a_burst_past_a_small_buffer_is_reported(tap, tmp_path):
     kernel drops packets, and the sensor says so, as a health alert and in its last line."""
     db = tmp_path / "burst.db"
     sensor = _sensing(db, "--buffer-mb", "1")
-    burst = subprocess.run(["ip", "netns", "exec", "igs1", sys.executable, "-m", "icsguard", "replay",
-                            *map(str, CAPTURES), "--iface", "igs1a", "--topspeed", "--loop", "300"],
-                           capture_output=True, text=True, timeout=300)
-    assert burst.returncode == 0, burst.stderr
+    _replay_into_tap(*CAPTURES, "--topspeed", "--loop", "300")
     time.sleep(8)                                         # the drop counters are read every 5 s
     sensor.send_signal(signal.SIGTERM)
     stdout, stderr = sensor.communicate(timeout=120)
@@ -118,12 +98,6 @@ def test_bad_interface_and_filter():
     assert bad.returncode == 1 and bad.stderr.strip() == "icsguard: no-such-if0: no such interface"
     bad = run_icsguard("sense", "--iface", "lo", "--bpf", "tcp port nonsense")
     assert bad.returncode == 1 and bad.stderr.strip().startswith("icsguard: --bpf 'tcp port nonsense': ")
-
-
-def _replay_into_tap(*captures) -> None:
-    sent = subprocess.run(["ip", "netns", "exec", "igs1", sys.executable, "-m", "icsguard", "replay",
-                           *map(str, captures), "--iface", "igs1a"], capture_output=True, text=True, timeout=120)
-    assert sent.returncode == 0, sent.stderr
 
 
 def test_eve_file_takes_alerts_as_raised_and_is_reopened_on_sighup(tap, tmp_path):

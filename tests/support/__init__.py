@@ -5,8 +5,10 @@ capture rewriting that make malformed and hostile input."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,22 @@ def public(relative: str) -> Path:
 def run_icsguard(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "icsguard", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def wait_for_run(db: Path, process: subprocess.Popen) -> None:
+    """Wait until a running icsguard has started its run in the database (the interpreter and
+    Scapy take a moment)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                    if conn.execute("SELECT count(*) FROM runs").fetchone()[0]:
+                        return
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.05)
+    pytest.fail(f"icsguard did not start a run: {process.stderr.read() if process.poll() is not None else 'timeout'}")
 
 
 def decoded(*paths) -> list[dict]:
