@@ -98,7 +98,8 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
         for each in detectors[1:]:
             stats.counters[f"{each.name}.findings"] = each.folding.raised
         if health is not None:
-            stats.counters.update(health.counters)
+            for name, value in health.counters.items():     # (Counter.update would add them up)
+                stats.counters[name] = value
 
     recorder = RunRecorder(store, run_id, stats, inventory, [each.folding for each in detectors], count_findings,
                            after_commit=None if on_commit is None else
@@ -108,7 +109,7 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
         if progress is not None:
             progress(frame)
         if health is not None:
-            health.observe(frame)
+            health.observe(frame, stats.counters)
         recorder.tick()
     gc.collect()
     gc.freeze()      # what was loaded so far (Scapy, the rules, the model) lives for the run: full

@@ -69,7 +69,8 @@ class LiveCapture:
                 yield Frame(0.0, self.link_type, b"", self.name, self.number)
 
     def drops(self) -> tuple[int, int, int]:
-        """(packets the kernel handed over, dropped by the kernel, dropped by the interface).
-        Linux counts the dropped ones among the received too: they are taken out here."""
-        received, dropped, interface = self.pcap.stats()
-        return received - dropped, dropped, interface
+        """(packets read, dropped by the kernel, dropped by the interface). What was read is
+        counted here: libpcap's own "received" on Linux includes the dropped packets, and was
+        seen counting each packet twice on loopback."""
+        _received, dropped, interface = self.pcap.stats()
+        return self.number, dropped, interface
