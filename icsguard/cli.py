@@ -259,6 +259,7 @@ def sense(iface: str = typer.Option(..., "--iface", help="the interface to liste
           db: str = DbOption, rules: Optional[List[str]] = RulesOption, site: Optional[str] = SiteOption,
           model: Optional[str] = ModelOption,
           silent: float = typer.Option(300.0, "--silent-after", help="seconds without a packet before a health alert"),
+          gaps: int = typer.Option(10, "--gaps-per-minute", help="TCP reassembly gaps in a minute before a health alert"),
           buffer_mb: int = typer.Option(64, "--buffer-mb", help="the kernel's capture buffer, for bursts"),
           eve: Optional[str] = typer.Option(None, "--eve", help="append alerts and a stats record a minute, "
                                                                  "Suricata's EVE layout; reopened on SIGHUP")):
@@ -271,7 +272,7 @@ def sense(iface: str = typer.Option(..., "--iface", help="the interface to liste
     live = LiveCapture(iface, bpf, buffer_mb)
     store = _open_store(db)
     stop = _stop_on_signals()
-    health = HealthDetector(live.name, live.drops, silent)
+    health = HealthDetector(live.name, live.drops, silent, gaps)
     eve_file = None
     if eve:
         from icsguard.output.eve import EveFile
@@ -287,10 +288,7 @@ def sense(iface: str = typer.Option(..., "--iface", help="the interface to liste
         eve_file.close()
     counters = json.loads(store.run(run_id)["counters"] or "{}")
     store.close()
-    captured, kernel, interface = live.drops()
-    ours = sum(v for k, v in counters.items() if k.endswith("_over_budget"))
-    _say(f"captured {captured:,} packets, {kernel + interface:,} dropped by the kernel, {ours:,} by icsguard "
-         f"(run {run_id} in {db})")
+    _say(f"{report.sensor_line(counters)} (run {run_id} in {db})")
     if error:
         raise Failure(error)
 

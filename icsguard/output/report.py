@@ -49,7 +49,7 @@ def gather(store: Store, run_id: int | None = None) -> dict[str, Any]:
         pair["last_seen"] = max(pair["last_seen"], c["last_seen"])
     counters = json.loads(run["counters"] or "{}")
     return {
-        "run": {k: run[k] for k in ("id", "status", "first_ts", "last_ts", "started", "updated", "finished", "error")}
+        "run": {k: run[k] for k in ("id", "command", "status", "first_ts", "last_ts", "started", "updated", "finished", "error")}
                | {k: run[k] or 0 for k in ("packets", "bytes", "pdus", "malformed")}    # none yet: cut short early
                | {"captures": json.loads(run["captures"] or "[]")},
         "functions": [{"proto": p, "function": f, **v}
@@ -63,6 +63,13 @@ def gather(store: Store, run_id: int | None = None) -> dict[str, Any]:
         "problems": {k: v for k, v in sorted(counters.items()) if any(w in k for w in DROP_COUNTERS)},
         "counters": counters,
     }
+
+
+def sensor_line(counters: dict[str, int]) -> str:
+    """What a sensor's capture took and lost, as it says when it stops (counters of 0 are not stored)."""
+    ours = sum(v for k, v in counters.items() if k.endswith("_over_budget"))
+    return (f"captured {counters.get('capture.received', 0):,} packets, {counters.get('capture.kernel_drops', 0):,} "
+            f"dropped by the kernel, {ours:,} by icsguard")
 
 
 def status_text(run: dict[str, Any]) -> str:
@@ -122,6 +129,10 @@ def render_terminal(data: dict[str, Any], console: Console) -> None:
                  else "none (too little training traffic)")
         summary.add_row("learned", f"baseline of {counters['baseline.pairs']:,} pairs: "
                                    f"{counters.get('baseline.findings', 0):,} findings; model: {model}")
+    if run["command"] == "sense":
+        gaps = counters.get("tcp.gaps", 0)
+        summary.add_row("sensor", f"{sensor_line(counters)}; {gaps:,} gaps in TCP streams"
+                                  + (f" ({counters.get('tcp.gap_bytes', 0):,} bytes never seen)" if gaps else ""))
     if run["status"] != "finished":
         summary.add_row("[yellow]status[/]", f"[yellow]{status_text(run)}[/]")
     if run["error"]:
@@ -202,6 +213,9 @@ def render_markdown(data: dict[str, Any]) -> str:
              f"- captures: {markdown_text(', '.join(run['captures']))}",
              f"- packets: {run['packets']:,}; PDUs: {run['pdus']:,}; malformed: {run['malformed']:,}",
              f"- traffic: {utc_time(run['first_ts'])} → {utc_time(run['last_ts'])} UTC"]
+    if run["command"] == "sense":
+        lines.append(f"- sensor: {sensor_line(data['counters'])}; {data['counters'].get('tcp.gaps', 0):,} "
+                     "gaps in TCP streams")
     if run["status"] != "finished":
         lines.append(f"- status: {markdown_text(status_text(run))}")
     if run["error"]:

@@ -11,8 +11,10 @@ import subprocess
 import time
 
 import pytest
+from scapy.layers.inet import TCP
+from scapy.layers.l2 import Ether
 
-from tests.support import PCAPS, run_icsguard, wait_for_run
+from tests.support import PCAPS, rewrite, run_icsguard, wait_for_run
 from tests.support.netns import icsguard_in, veth_pair
 
 CAPTURES = [PCAPS / "s7_control.pcap", PCAPS / "modbus_diagnostics.pcap", PCAPS / "opcua_none_plaintext_password.pcap"]
@@ -91,6 +93,32 @@ def test_a_burst_past_a_small_buffer_is_reported(tap, tmp_path):
     assert dropped > 0, stdout
     rules = {a[0] for a in _alerts(db)}
     assert "sensor.packets_dropped" in rules
+
+
+def test_tcp_gaps_past_the_threshold_are_a_health_alert(tap, tmp_path):
+    """Five requests cut out of a real Modbus capture, as from a SPAN port that loses packets:
+    the sensor's gaps reach the threshold, and it says so in an alert and in its report."""
+    kept, requests = [], 0
+    for frame in rewrite.frames(PCAPS / "modbus_polling.pcap"):
+        packet = Ether(frame.data)
+        if TCP in packet and packet[TCP].dport == 502 and len(packet[TCP].payload):
+            requests += 1
+            if requests % 10 == 0 and requests <= 50:
+                continue
+        kept.append((frame.ts, frame.data))
+    gappy = rewrite.write_pcap(tmp_path / "gappy.pcap", kept)
+    db = tmp_path / "sensor.db"
+    sensor = _sensing(db, "--gaps-per-minute", "3")
+    _replay_into_tap(gappy, "--topspeed")
+    time.sleep(6)                                         # the counters are checked every 5 s
+    sensor.send_signal(signal.SIGTERM)
+    assert sensor.wait(timeout=60) == 0
+    alerts = [json.loads(line) for line in run_icsguard("alerts", "--db", db, "--format", "jsonl").stdout.splitlines()]
+    assert [(a["rule"], a["detector"]) for a in alerts] == [("sensor.reassembly_gaps", "sensor")]
+    assert "5 gaps in TCP streams" in alerts[0]["title"] and "60 bytes never seen" in alerts[0]["title"]
+    report = run_icsguard("report", "--db", db)
+    assert f"captured {len(kept):,} packets, 0 dropped by the kernel, 0 by icsguard; 5 gaps in TCP streams" \
+        in " ".join(report.stdout.split())
 
 
 def test_bad_interface_and_filter():
