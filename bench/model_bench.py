@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.frames import renumber
 from bench.rules_on_public import PUBLIC, REPO
 from icsguard.analysis import decode, learn
 from icsguard.capture.files import read_captures
@@ -61,32 +62,6 @@ WORKLOADS = {
                (f"{QUT}/20161215191717.ChangeUpperThreshold_Flooding/"
                 "20161215191717.ChangeUpperThreshold_Flooding.master.pcap")]),
 }
-
-
-SERVER_PORTS = {4840, 4843, 20000, 44818}      # well-known ports above 1023 that must stay
-
-
-def renumber(data: bytes, copy: int) -> bytes:
-    """An Ethernet/IPv4 TCP or UDP frame with its ephemeral (client) port moved by ``copy``,
-    so each copy of a connection is a new connection to the reassembler, not a replay
-    of sequence numbers it has already seen. Other frames are returned as they are."""
-    if copy == 0 or len(data) < 34:
-        return data
-    offset = 14
-    ethertype = int.from_bytes(data[12:14], "big")
-    if ethertype == 0x8100 and len(data) >= 38:
-        offset, ethertype = 18, int.from_bytes(data[16:18], "big")
-    if ethertype != 0x0800 or data[offset + 9] not in (6, 17):
-        return data
-    ports = offset + (data[offset] & 0x0F) * 4
-    if len(data) < ports + 4:
-        return data
-    out = bytearray(data)
-    for at in (ports, ports + 2):
-        port = int.from_bytes(data[at:at + 2], "big")
-        if port >= 1024 and port not in SERVER_PORTS:
-            out[at:at + 2] = (1024 + (port - 1024 + copy * 1009) % 64512).to_bytes(2, "big")
-    return bytes(out)
 
 
 def replay(paths: list[str], copies: int, folder: str, name: str) -> str:
