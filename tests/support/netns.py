@@ -1,5 +1,5 @@
-"""Two network namespaces joined by a veth pair, made and removed by a test: the only network
-the replay and sensor tests send anything on."""
+"""Network namespaces made and removed by a test, alone or joined by a veth pair: the only
+networks the replay and sensor tests send anything on."""
 
 from __future__ import annotations
 
@@ -14,21 +14,35 @@ def sh(command: str) -> None:
 
 
 @contextmanager
-def veth_pair(name: str) -> Iterator[None]:
-    """Namespaces NAME1 and NAME2 joined by the veth pair NAME1a-NAME2a: no addresses, and the
-    MTU of loopback, where the committed captures were recorded."""
-    sh(f"ip netns del {name}1 2>/dev/null; ip netns del {name}2 2>/dev/null; true")
-    sh(f"ip netns add {name}1 && ip netns add {name}2 && ip link add {name}1a type veth peer name {name}2a"
-       f" && ip link set {name}1a netns {name}1 && ip link set {name}2a netns {name}2")
-    for side in ("1", "2"):
-        ns, dev = f"{name}{side}", f"{name}{side}a"
-        sh(f"ip netns exec {ns} sysctl -qw net.ipv6.conf.{dev}.disable_ipv6=1 && ip -n {ns} link set {dev} mtu 65535 up")
+def namespace(name: str) -> Iterator[None]:
+    """A network namespace of its own, with only its loopback up."""
+    sh(f"ip netns del {name} 2>/dev/null; true")
+    sh(f"ip netns add {name} && ip -n {name} link set lo up")
     try:
         yield
     finally:
-        sh(f"ip netns del {name}1; ip netns del {name}2")
+        sh(f"ip netns del {name}")
 
 
-def icsguard_in(namespace: str, *args) -> list[str]:
+@contextmanager
+def veth_pair(name: str) -> Iterator[None]:
+    """Namespaces NAME1 and NAME2 joined by the veth pair NAME1a-NAME2a: no addresses, and the
+    MTU of loopback, where the committed captures were recorded."""
+    with namespace(f"{name}1"), namespace(f"{name}2"):
+        sh(f"ip link add {name}1a type veth peer name {name}2a"
+           f" && ip link set {name}1a netns {name}1 && ip link set {name}2a netns {name}2")
+        for side in ("1", "2"):
+            ns, dev = f"{name}{side}", f"{name}{side}a"
+            sh(f"ip netns exec {ns} sysctl -qw net.ipv6.conf.{dev}.disable_ipv6=1 && "
+               f"ip -n {ns} link set {dev} mtu 65535 up")
+        yield
+
+
+def python_in(name: str, *args) -> list[str]:
+    """The command line that runs this Python inside a namespace."""
+    return ["ip", "netns", "exec", name, sys.executable, *map(str, args)]
+
+
+def icsguard_in(name: str, *args) -> list[str]:
     """The command line that runs icsguard inside a namespace."""
-    return ["ip", "netns", "exec", namespace, sys.executable, "-m", "icsguard", *map(str, args)]
+    return python_in(name, "-m", "icsguard", *args)
