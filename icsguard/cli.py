@@ -309,6 +309,8 @@ def replay(captures: List[str] = CapturesArg,
     except ReplayError as exc:
         raise Failure(str(exc)) from None
     skipped = f"; {done.skipped:,} frames skipped (not Ethernet)" if done.skipped else ""
+    if done.too_long:
+        skipped += f"; {done.too_long:,} frames longer than the MTU of {iface} skipped"
     _say(f"sent {done.packets:,} packets ({done.bytes:,} bytes) in {done.seconds:.2f} s onto {iface}{skipped}")
 
 

@@ -7,6 +7,7 @@ live control network by mistake would be obeyed.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import ipaddress
 import socket
@@ -31,6 +32,7 @@ class Replayed:
     bytes: int = 0
     seconds: float = 0.0
     skipped: int = 0          # frames of a link type other than Ethernet
+    too_long: int = 0         # frames longer than the interface's MTU (captured with offloading)
 
 
 def interface_addresses(iface: str) -> list[str]:
@@ -90,6 +92,9 @@ def replay(paths: Iterable[str], iface: str, speed: float = 1.0, topspeed: bool 
                 try:
                     wire.send(frame.data)
                 except OSError as exc:
+                    if exc.errno == errno.EMSGSIZE:
+                        done.too_long += 1
+                        continue
                     raise ReplayError(f"{iface}: sending frame {frame.number} of {frame.capture} failed "
                                       f"({exc.strerror})") from None
                 done.packets += 1

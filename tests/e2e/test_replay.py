@@ -65,3 +65,13 @@ def test_an_interface_with_an_address_is_refused(wire):
 def test_no_such_interface():
     done = run_icsguard("replay", POLLING, "--iface", "no-such-if0")
     assert done.returncode == 1 and done.stderr.strip() == "icsguard: no-such-if0: no such interface"
+
+
+def test_frames_longer_than_the_mtu_are_skipped_and_counted(wire):
+    """A capture made where the MTU is larger (loopback, or a NIC with offloading) onto an
+    Ethernet MTU: the long frames cannot go, and the replay says how many did not."""
+    sh("ip -n igr1 link set igr1a mtu 1500")
+    sent = _replay(PCAPS / "opcua_sign.pcap", "--topspeed")
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.startswith("sent 20 packets (")
+    assert sent.stdout.strip().endswith("; 3 frames longer than the MTU of igr1a skipped")
