@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_CAPTURE := pcaps/modbus_polling.pcap
-DEBIAN_PACKAGES := tshark tcpdump
+DEBIAN_PACKAGES := tshark tcpdump tcpreplay
 
 .PHONY: demo test test-fast lint install test-deps bench captures clean
 
@@ -19,7 +19,8 @@ demo: install
 	rm -f demo.db
 	$(BIN)/icsguard analyze --db demo.db $(DEMO_CAPTURE)
 
-# Debian packages the tests use: tshark (cross-checks) and tcpdump (live captures).
+# Debian packages the tests use: tshark (cross-checks), tcpdump (live captures) and tcpreplay
+# (the sensor against another replayer).
 test-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -4,11 +4,10 @@ what the sensor stores is what analyze finds in the recording."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 
-from tests.support import REPO, run_icsguard, wait_for_run
+from tests.support import REPO, capture_packets, run_icsguard, stored_run, wait_for_run
 from tests.support.netns import icsguard_in, namespace, python_in
 
 # (harness module in tests.support, scenario): writes, diagnostics, a CPU stop, block
@@ -16,19 +15,6 @@ from tests.support.netns import icsguard_in, namespace, python_in
 SCENARIOS = [("peers", "writes"), ("peers", "diagnostics"), ("s7_peers", "control"), ("s7_peers", "blocks"),
              ("opcua_peers", "none_plaintext_password"), ("opcua_peers", "failed_login")]
 NS = "igp"
-
-
-def _stored(db) -> dict:
-    """What a database holds of its run, apart from times: alerts, functions, pairs, assets."""
-    out = run_icsguard("report", "--db", db, "--format", "json")
-    assert out.returncode == 0, out.stderr
-    data = json.loads(out.stdout)
-    return {"alerts": sorted((a["rule"], a["src"], a["dst"], a["count"]) for a in data["alerts"]),
-            "functions": sorted(tuple(f.values()) for f in data["functions"]),
-            "pairs": sorted((p["client"], p["server"], p["port"], p["proto"], p["pdus"], tuple(p["functions"]))
-                            for p in data["pairs"]),
-            "assets": sorted((a["ip"], a["role"], tuple(a["protocols"])) for a in data["assets"]),
-            "pdus": data["run"]["pdus"], "malformed": data["run"]["malformed"]}
 
 
 def test_live_peers_are_stored_as_analyze_finds_their_recording(tmp_path):
@@ -45,11 +31,9 @@ def test_live_peers_are_stored_as_analyze_finds_their_recording(tmp_path):
         sensor.send_signal(signal.SIGTERM)
         stdout, stderr = sensor.communicate(timeout=60)
     assert sensor.returncode == 0, stderr
-    packets = sum(int(subprocess.run(["capinfos", "-c", "-M", "-T", str(r)], capture_output=True, text=True)
-                      .stdout.splitlines()[-1].split("\t")[1]) for r in recordings)
-    assert stdout.startswith(f"captured {packets:,} packets, 0 dropped by the kernel, 0 by icsguard")
+    assert stdout.startswith(f"captured {capture_packets(*recordings):,} packets, 0 dropped by the kernel, 0 by icsguard")
     assert run_icsguard("analyze", "--db", tmp_path / "file.db", *recordings).returncode == 0
-    live, offline = _stored(db), _stored(tmp_path / "file.db")
+    live, offline = stored_run(db), stored_run(tmp_path / "file.db")
     assert offline["pdus"] > 100 and {"s7.plc_stop", "opcua.password_in_clear", "modbus.restart_communications"} \
         <= {a[0] for a in offline["alerts"]}
     assert live == offline

@@ -54,6 +54,26 @@ def wait_for_run(db: Path, process: subprocess.Popen) -> None:
     pytest.fail(f"icsguard did not start a run: {process.stderr.read() if process.poll() is not None else 'timeout'}")
 
 
+def stored_run(db: Path) -> dict:
+    """What a database holds of its latest run, apart from times: alerts (with their counts),
+    functions, pairs, assets, PDUs; to compare a sensor's run with analyze of the same traffic."""
+    out = run_icsguard("report", "--db", db, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    return {"alerts": sorted((a["rule"], a["src"], a["dst"], a["count"]) for a in data["alerts"]),
+            "functions": sorted(tuple(f.values()) for f in data["functions"]),
+            "pairs": sorted((p["client"], p["server"], p["port"], p["proto"], p["pdus"], tuple(p["functions"]))
+                            for p in data["pairs"]),
+            "assets": sorted((a["ip"], a["role"], tuple(a["protocols"])) for a in data["assets"]),
+            "pdus": data["run"]["pdus"], "malformed": data["run"]["malformed"]}
+
+
+def capture_packets(*paths) -> int:
+    """Packets in captures, as capinfos counts them."""
+    return sum(int(subprocess.run(["capinfos", "-c", "-M", "-T", str(p)], capture_output=True, text=True, check=True)
+                   .stdout.splitlines()[-1].split("\t")[1]) for p in paths)
+
+
 def decoded(*paths) -> list[dict]:
     """Events of captures as the JSON dicts ``icsguard decode`` prints."""
     from icsguard.analysis import decode
