@@ -19,7 +19,8 @@ MIN_STATE_MB = 16
 
 # table: (share of the state budget, bytes one entry costs, measured with tracemalloc)
 TABLES = {
-    "connections": (0.22, 900),       # TCP connections being reassembled, with their protocol sessions
+    "connections": (0.22, 3600),      # TCP connections being reassembled, with their protocol sessions
+                                      # (3.6 KB each over Modbus, S7 and OPC UA; 900 B without sessions)
     "conversations": (0.08, 250),     # conversations seen, and the 5-tuples already looked at
     "pairs": (0.08, 300),             # communications: client, server, protocol and function
     "assets": (0.02, 400),
