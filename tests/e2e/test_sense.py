@@ -128,6 +128,26 @@ def test_tcp_gaps_past_the_threshold_are_a_health_alert(tap, tmp_path):
         in " ".join(report.stdout.split())
 
 
+def test_kill_9_loses_at_most_a_second(tap, tmp_path):
+    """SIGKILL while traffic flows: the database holds the run as committed within the last
+    second (status running: cut short), with the packets read up to then, and stays readable."""
+    db = tmp_path / "killed.db"
+    sensor = _sensing(db)
+    player = subprocess.Popen(icsguard_in("igs1", "replay", PCAPS / "modbus_polling.pcap", "--iface", "igs1a",
+                                          "--speed", "0.5", "--loop", "20"), stdout=subprocess.DEVNULL)
+    time.sleep(4)
+    sensor.kill()
+    killed_at = time.time()
+    sensor.wait(timeout=30)
+    player.kill()
+    player.wait(timeout=30)
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        status, updated, packets = conn.execute("SELECT status, updated, packets FROM runs").fetchone()
+    assert status == "running" and killed_at - updated <= 1.5 and packets > 100
+    report = run_icsguard("report", "--db", db)
+    assert report.returncode == 0 and "cut short" in report.stdout
+
+
 def test_bad_interface_and_filter():
     bad = run_icsguard("sense", "--iface", "no-such-if0", "--db", "/dev/null/x.db")
     assert bad.returncode == 1 and bad.stderr.strip() == "icsguard: no-such-if0: no such interface"
