@@ -11,9 +11,10 @@ import sqlite3
 import sys
 import threading
 import time
-from datetime import datetime
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from enum import Enum
-from typing import Callable, List, Optional
+from typing import Callable, Iterable, Iterator, List, Optional
 
 import typer
 from rich.console import Console
@@ -23,13 +24,13 @@ from icsguard import __version__
 from icsguard.capture.files import STDIN, CaptureError
 from icsguard.detect import modelfile
 from icsguard.detect.model import ESTIMATORS
-from icsguard.detect.rules import RuleSet, load_rules, shipped_rules
+from icsguard.detect.rules import SEVERITIES, RuleSet, load_rules, shipped_rules
 from icsguard.detect.site import Site, load_site
 from icsguard.detect.yamlfile import FileError
-from icsguard.events import PROTOCOLS
+from icsguard.events import PROTOCOLS, Event
 from icsguard.output import exports, model_report, report
 from icsguard.output.progress import DelayedProgress
-from icsguard.output.store import DEFAULT_DB, Store, StoreError
+from icsguard.output.store import ALERT_STATUSES, DEFAULT_DB, Store, StoreError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Passive security monitoring for industrial networks.")
@@ -42,7 +43,8 @@ SHORT_DIRECTION = {"request": "req", "response": "resp", "notification": "notif"
 CapturesArg = typer.Argument(..., help="pcap or pcapng files (or pipes; - for standard input), optionally gzip-compressed",
                              show_default=False)
 DbOption = typer.Option(DEFAULT_DB, "--db", help="SQLite database file")
-RulesOption = typer.Option(None, "--rules", help="rule file or folder (repeatable; default: the shipped packs)")
+RulesOption = typer.Option(None, "--rules", help="rule file or folder, added to the shipped packs (repeatable)")
+NoDefaultRulesOption = typer.Option(False, "--no-default-rules", help="leave out the shipped rule packs")
 SiteOption = typer.Option(None, "--site", help="site file (YAML): zones, roles, writers, maintenance")
 ModelOption = typer.Option(None, "--model", help="model file made by icsguard learn: baseline and ML detection")
 rules_app = typer.Typer(no_args_is_help=True, help="List, validate and try out rules.")
@@ -98,6 +100,19 @@ class AlertFormat(str, Enum):
 
 class Failure(Exception):
     """Ends the command with this one-line message and exit status 1."""
+
+
+class ReaderGone(Exception):
+    """The reader of our output left (``icsguard decode x.pcap | head``): not an error, as with
+    cat. Raised in place of BrokenPipeError, which click would turn into exit status 1."""
+
+
+@contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise ReaderGone from None
 
 
 def _analysis():
@@ -172,7 +187,11 @@ def decode(captures: List[str] = CapturesArg,
     _check_captures(captures)
     if proto is not None and proto not in PROTOCOLS:
         raise Failure(f"unknown protocol {proto!r} (choose from {', '.join(PROTOCOLS)})")
-    events = _analysis().decode(captures, proto)
+    with _reader_may_leave():
+        _print_events(_analysis().decode(captures, proto), format)
+
+
+def _print_events(events: Iterable[Event], format: DecodeFormat) -> None:
     if format is DecodeFormat.jsonl:
         write = sys.stdout.write
         try:
@@ -208,11 +227,18 @@ def _site(path: Optional[str]) -> Site | None:
         raise Failure(str(exc)) from None
 
 
-def _rules(paths: Optional[List[str]], site: Site | None, check_groups: bool = True) -> RuleSet:
+def _rules(paths: Optional[List[str]], site: Site | None, check_groups: bool = True, defaults: bool = True,
+           detecting: bool = False) -> RuleSet:
+    """The shipped packs (unless ``defaults`` is off) and the user's files; ``detecting``: a
+    command that checks traffic, for which no active rule at all is a mistake, not a quiet night."""
     try:
-        return load_rules(paths or None, site, check_groups)
+        ruleset = load_rules([*(shipped_rules() if defaults else []), *(paths or [])], site, check_groups)
     except FileError as exc:
         raise Failure(str(exc)) from None
+    if detecting and not ruleset.rules:
+        waiting = f" ({len(ruleset.inactive)} need a site file: --site)" if ruleset.inactive else ""
+        raise Failure(f"no active rules{waiting}: nothing would be checked")
+    return ruleset
 
 
 def _model(path: Optional[str]) -> modelfile.LearnedModel | None:
@@ -225,11 +251,12 @@ def _model(path: Optional[str]) -> modelfile.LearnedModel | None:
 @app.command()
 def analyze(captures: List[str] = CapturesArg, db: str = DbOption,
             rules: Optional[List[str]] = RulesOption, site: Optional[str] = SiteOption,
-            model: Optional[str] = ModelOption):
+            model: Optional[str] = ModelOption, no_default_rules: bool = NoDefaultRulesOption):
     """Decode captures, check them against the rules (and a learned model), store what was
     seen and print the report."""
     _check_captures(captures)
-    ruleset = _rules(rules, _site(site))   # a broken rule, site or model file stops us before any work
+    # a broken rule, site or model file stops us before any work
+    ruleset = _rules(rules, _site(site), defaults=not no_default_rules, detecting=True)
     learned = _model(model)
     _analysis().check_captures(captures)      # before the database is touched
     store = _open_store(db)
@@ -257,7 +284,7 @@ Estimator = Enum("Estimator", {name: name for name in ESTIMATORS}, type=str)
 def sense(iface: str = typer.Option(..., "--iface", help="the interface to listen on (a SPAN port or a tap)"),
           bpf: Optional[str] = typer.Option(None, "--bpf", help="a capture filter, e.g. 'tcp port 502'"),
           db: str = DbOption, rules: Optional[List[str]] = RulesOption, site: Optional[str] = SiteOption,
-          model: Optional[str] = ModelOption,
+          model: Optional[str] = ModelOption, no_default_rules: bool = NoDefaultRulesOption,
           silent: float = typer.Option(300.0, "--silent-after", help="seconds without a packet before a health alert"),
           gaps: int = typer.Option(10, "--gaps-per-minute", help="TCP reassembly gaps in a minute before a health alert"),
           buffer_mb: int = typer.Option(64, "--buffer-mb", help="the kernel's capture buffer, for bursts"),
@@ -267,7 +294,7 @@ def sense(iface: str = typer.Option(..., "--iface", help="the interface to liste
     with health alerts when the kernel drops packets or the tap goes silent."""
     from icsguard.capture.live import LiveCapture
     from icsguard.detect.health import HealthDetector
-    ruleset = _rules(rules, _site(site))
+    ruleset = _rules(rules, _site(site), defaults=not no_default_rules, detecting=True)
     learned = _model(model)
     live = LiveCapture(iface, bpf, buffer_mb)
     store = _open_store(db)
@@ -319,6 +346,7 @@ def learn(captures: List[str] = CapturesArg,
           model: str = typer.Option(..., "--model", help="model file to write"),
           site: Optional[str] = SiteOption,
           update: bool = typer.Option(False, "--update", help="go on learning: add these captures to --model"),
+          force: bool = typer.Option(False, "--force", help="replace an existing model file"),
           estimator: Optional[Estimator] = typer.Option(
               None, "--estimator", help=f"scikit-learn novelty detector (default {ESTIMATORS[0]}; "
                                         "with --update, replaces the model's)"),
@@ -339,6 +367,13 @@ def learn(captures: List[str] = CapturesArg,
             raise Failure(f"--window {window:g}: {model} was learned with {learned.model.window_seconds:g}-second windows")
     elif os.path.isdir(model):
         raise Failure(f"{model}: is a folder, not a model file")
+    elif os.path.exists(model):
+        if not force:
+            raise Failure(f"{model} exists: --update to go on learning into it, --force to replace it")
+        try:
+            modelfile.load(model)
+        except modelfile.ModelFileError:
+            raise Failure(f"{model} is not a model file: it is never replaced; give another path") from None
     _analysis().check_captures(captures)
     again = sorted({os.path.basename(c) for c in captures} & set(learned.captures if learned else ()))
     if again:
@@ -386,6 +421,11 @@ def report_command(db: str = DbOption,
 
 
 def _print_rows(rows: list[dict], columns: list[str], format: ListFormat, title: str) -> None:
+    with _reader_may_leave():
+        _write_rows(rows, columns, format, title)
+
+
+def _write_rows(rows: list[dict], columns: list[str], format: ListFormat, title: str) -> None:
     if format is ListFormat.jsonl:
         for row in rows:
             sys.stdout.write(json.dumps(row) + "\n")
@@ -414,17 +454,23 @@ def assets(db: str = DbOption, format: ListFormat = typer.Option(ListFormat.tabl
 @alerts_app.callback(invoke_without_command=True)
 def alerts(ctx: typer.Context, db: str = DbOption,
            since: Optional[str] = typer.Option(None, "--since", help="ISO time or epoch seconds"),
-           severity: Optional[List[str]] = typer.Option(None, "--severity", help="low, medium, high or critical"),
+           severity: Optional[List[str]] = typer.Option(None, "--severity", help="low, medium, high or critical "
+                                                                                 "(repeatable, or comma-separated)"),
+           status: Optional[List[str]] = typer.Option(None, "--status", help="new, acknowledged or muted "
+                                                                             "(repeatable, or comma-separated)"),
            format: AlertFormat = typer.Option(AlertFormat.table, "--format")):
     """List stored alerts, most severe first (or: alerts ack ID, alerts mute RULE_ID)."""
     if ctx.invoked_subcommand:
         return
+    severities = _choices("--severity", severity, SEVERITIES)
+    statuses = _choices("--status", status, ALERT_STATUSES)
     store = _open_store(db, readonly=True)
-    rows = list(store.alerts(since=_parse_time(since) if since else None, severities=severity))
+    rows = list(store.alerts(since=_parse_time(since) if since else None, severities=severities, statuses=statuses))
     store.close()
     if format is AlertFormat.eve:
-        for row in rows:
-            sys.stdout.write(json.dumps(exports.eve(row)) + "\n")
+        with _reader_may_leave():
+            for row in rows:
+                sys.stdout.write(json.dumps(exports.eve(row)) + "\n")
         return
     records = [exports.record(row) for row in rows]
     if format is AlertFormat.table:
@@ -459,6 +505,18 @@ def alerts_mute(ctx: typer.Context, rule: str = typer.Argument(..., help="the ru
                  f"{marked} stored alert(s) marked muted")
 
 
+def _choices(option: str, given: Optional[List[str]], allowed: tuple[str, ...]) -> list[str] | None:
+    """``--severity HIGH,medium --severity low``: values in any case, repeated or comma-separated,
+    each one checked (a misspelt value must not quietly match nothing)."""
+    if not given:
+        return None
+    values = [v.strip().lower() for text in given for v in text.split(",") if v.strip()]
+    wrong = [v for v in values if v not in allowed]
+    if wrong:
+        raise Failure(f"{option} {wrong[0]!r}: give one of {', '.join(allowed)}")
+    return values
+
+
 def _group_db(ctx: typer.Context, db: str) -> str:
     """``alerts --db X ack 3``: the group's --db holds for its subcommands too."""
     given = ctx.parent.params.get("db") if ctx is not None and ctx.parent is not None else None
@@ -467,9 +525,10 @@ def _group_db(ctx: typer.Context, db: str) -> str:
 
 @rules_app.command("list")
 def rules_list(rules: Optional[List[str]] = RulesOption, site: Optional[str] = SiteOption,
-               format: ListFormat = typer.Option(ListFormat.table, "--format")):
+               format: ListFormat = typer.Option(ListFormat.table, "--format"),
+               no_default_rules: bool = NoDefaultRulesOption):
     """The rules, their severity, protocol and ATT&CK techniques."""
-    ruleset = _rules(rules, _site(site))
+    ruleset = _rules(rules, _site(site), defaults=not no_default_rules)
     rows = [{"id": r.id, "severity": r.severity, "proto": ",".join(r.proto or ("any",)),
              "mitre": ",".join(r.mitre), "title": r.title, "active": "yes"} for r in ruleset.rules]
     rows += [{"id": rule_id, "active": f"no: {why}"} for rule_id, why in ruleset.inactive.items()]
@@ -482,17 +541,18 @@ def rules_list(rules: Optional[List[str]] = RulesOption, site: Optional[str] = S
 def rules_validate(paths: List[str] = typer.Argument(None, help="rule files or folders (default: the shipped packs)"),
                    site: Optional[str] = SiteOption):
     """Check rule files; the first mistake is reported with its file and line."""
-    ruleset = _rules(paths, _site(site), check_groups=site is not None)
+    ruleset = _rules(paths, _site(site), check_groups=site is not None, defaults=not paths)
     files = len(paths) if paths else len(shipped_rules())
     stdout.print(f"{len(ruleset.rules) + len(ruleset.inactive)} rules in {files} location(s): valid")
 
 
 @rules_app.command("test")
 def rules_test(rule_id: str = typer.Argument(..., help="the rule to try"), captures: List[str] = CapturesArg,
-               rules: Optional[List[str]] = RulesOption, site: Optional[str] = SiteOption):
+               rules: Optional[List[str]] = RulesOption, site: Optional[str] = SiteOption,
+               no_default_rules: bool = NoDefaultRulesOption):
     """Which events of the captures a rule matches, and why (thresholds not applied)."""
     _check_captures(captures)
-    ruleset = _rules(rules, _site(site))
+    ruleset = _rules(rules, _site(site), defaults=not no_default_rules)
     rule = ruleset.by_id(rule_id)
     if rule is None:
         why = ruleset.inactive.get(rule_id)
@@ -527,7 +587,8 @@ def _parse_time(text: str) -> float:
     except ValueError:
         pass
     try:
-        return datetime.fromisoformat(text).timestamp()
+        moment = datetime.fromisoformat(text)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()   # printed times are UTC
     except ValueError:
         raise Failure(f"--since {text!r}: give epoch seconds or an ISO time such as 2026-01-31T08:00") from None
 
@@ -548,6 +609,9 @@ def main() -> None:
     except sqlite3.Error as exc:     # a database damaged or changed under us
         stderr.print(f"icsguard: database error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
-    except BrokenPipeError:   # e.g. `icsguard decode x.pcap | head`
+    except (ReaderGone, BrokenPipeError):   # `icsguard decode x.pcap | head`: the reader had enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except OSError as exc:    # output to a full disk, say
+        stderr.print(f"icsguard: cannot write: {exc.strerror or exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -324,7 +324,11 @@ def load_rules(paths: Iterable[str | Path] | None = None, site: Site | None = No
     False: accepted as written, for validating rules without a site file)."""
     ruleset = RuleSet()
     seen: dict[str, str] = {}
+    loaded: set[Path] = set()
     for path in rule_files(shipped_rules() if paths is None else paths):
+        if Path(path).resolve() in loaded:        # the shipped packs named again, or a file twice
+            continue
+        loaded.add(Path(path).resolve())
         document = yamlfile.load(path)
         if document is None:
             continue

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 DEFAULT_DB = "icsguard.db"
+ALERT_STATUSES = ("new", "acknowledged", "muted")
 
 
 class StoreError(Exception):
@@ -164,11 +165,21 @@ class Store:
 
     def _write_alerts(self, run_id: int, alerts: Iterable[Alert]) -> None:
         """New alerts are inserted and take their id; known ones take their count, last time
-        and evidence (folding changes nothing else)."""
+        and evidence (folding changes nothing else). An alert stored before, by an earlier run
+        over the same traffic (the same rule, hosts and first time), is that alert: it keeps its
+        id and status (an acknowledgement holds) and moves to this run."""
         grown, inserted = [], []
         try:
             for a in alerts:
                 evidence = json.dumps(a.evidence, default=str)
+                if a.id is None:
+                    known = self.db.conn.execute(
+                        "SELECT id, count, last_ts, status FROM alerts WHERE rule = ? AND src = ? AND dst = ? "
+                        "AND first_ts = ? LIMIT 1", [a.rule, a.src, a.dst, a.first_ts]).fetchone()
+                    if known is not None:
+                        a.id, a.status = known[0], known[3]
+                        a.count, a.last_ts = max(a.count, known[1]), max(a.last_ts, known[2])
+                        self.db.conn.execute("UPDATE alerts SET run_id = ? WHERE id = ?", [run_id, a.id])
                 if a.id is not None:
                     grown.append((a.count, a.last_ts, evidence, a.id))
                     continue
@@ -238,8 +249,11 @@ class Store:
         return self.db.query("SELECT * FROM assets ORDER BY ip")
 
     def alerts(self, since: float | None = None, severities: list[str] | None = None,
-               run_id: int | None = None) -> Iterator[dict[str, Any]]:
+               run_id: int | None = None, statuses: list[str] | None = None) -> Iterator[dict[str, Any]]:
         clauses, params = [], []
+        if statuses:
+            clauses.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            params.extend(statuses)
         if since is not None:
             clauses.append("last_ts >= ?")
             params.append(since)

@@ -1,0 +1,120 @@
+"""The analyst's everyday commands doing what they say: learn never overwrites what it should
+not, --rules adds to the shipped packs, alert filters are checked, times without a zone are
+UTC, a re-analysis does not duplicate alerts, and a pipe closed early is not an error."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+from tests.support import PCAPS, run_icsguard
+
+S7_CONTROL = PCAPS / "s7_control.pcap"
+CUSTOM_RULE = """\
+- id: site.any_s7_session
+  title: Any S7 session set up
+  severity: low
+  proto: s7comm
+  direction: request
+  match: {function: setup_communication}
+"""
+
+
+def _jsonl(result: subprocess.CompletedProcess) -> list[dict]:
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_learn_never_replaces_a_file_it_was_not_asked_to(tmp_path):
+    capture = shutil.copy(PCAPS / "modbus_polling.pcap", tmp_path / "polling.pcap")
+    before = capture.read_bytes() if hasattr(capture, "read_bytes") else open(capture, "rb").read()
+    refused = run_icsguard("learn", PCAPS / "modbus_polling.pcap", "--model", capture, "--force")
+    assert refused.returncode == 1 and refused.stderr.strip() == (
+        f"icsguard: {capture} is not a model file: it is never replaced; give another path")
+    assert open(capture, "rb").read() == before
+    model = tmp_path / "plant.model"
+    assert run_icsguard("learn", PCAPS / "modbus_polling.pcap", "--model", model).returncode == 0
+    learned = model.read_bytes()
+    again = run_icsguard("learn", PCAPS / "modbus_writes.pcap", "--model", model)
+    assert again.returncode == 1 and again.stderr.strip() == (
+        f"icsguard: {model} exists: --update to go on learning into it, --force to replace it")
+    assert model.read_bytes() == learned
+    assert run_icsguard("learn", PCAPS / "modbus_writes.pcap", "--model", model, "--force").returncode == 0
+    assert model.read_bytes() != learned
+
+
+def test_rules_given_are_added_to_the_shipped_packs(tmp_path):
+    (tmp_path / "site.yaml").write_text(CUSTOM_RULE)
+    shipped = _jsonl(run_icsguard("rules", "list", "--format", "jsonl"))
+    added = _jsonl(run_icsguard("rules", "list", "--format", "jsonl", "--rules", tmp_path / "site.yaml"))
+    alone = _jsonl(run_icsguard("rules", "list", "--format", "jsonl", "--rules", tmp_path / "site.yaml",
+                                "--no-default-rules"))
+    assert len(shipped) > 30 and len(added) == len(shipped) + 1
+    assert [r["id"] for r in alone] == ["site.any_s7_session"]
+    db = tmp_path / "alerts.db"
+    assert run_icsguard("analyze", "--db", db, "--rules", tmp_path / "site.yaml", S7_CONTROL).returncode == 0
+    rules = {a["rule"] for a in _jsonl(run_icsguard("alerts", "--db", db, "--format", "jsonl"))}
+    assert {"s7.plc_stop", "site.any_s7_session"} <= rules
+
+
+def test_no_active_rule_is_an_error_not_a_quiet_night(tmp_path):
+    empty = tmp_path / "rules"
+    empty.mkdir()
+    done = run_icsguard("analyze", "--db", tmp_path / "x.db", "--no-default-rules", "--rules", empty, S7_CONTROL)
+    assert done.returncode == 1 and done.stderr.strip() == "icsguard: no active rules: nothing would be checked"
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_alert_filters_fold_case_take_lists_and_refuse_what_they_do_not_know(tmp_path):
+    db = tmp_path / "alerts.db"
+    assert run_icsguard("analyze", "--db", db, S7_CONTROL).returncode == 0
+    every = _jsonl(run_icsguard("alerts", "--db", db, "--format", "jsonl"))
+    severe = {a["id"] for a in every if a["severity"] in ("critical", "high")}
+    assert severe and len(severe) < len(every)
+    for args in (["--severity", "HIGH,Critical"], ["--severity", "high", "--severity", "critical"]):
+        assert {a["id"] for a in _jsonl(run_icsguard("alerts", "--db", db, "--format", "jsonl", *args))} == severe
+    bogus = run_icsguard("alerts", "--db", db, "--severity", "bogus")
+    assert bogus.returncode == 1 and bogus.stderr.strip() == (
+        "icsguard: --severity 'bogus': give one of low, medium, high, critical")
+    first = min(every, key=lambda a: a["id"])["id"]
+    assert run_icsguard("alerts", "--db", db, "ack", first).returncode == 0
+    assert [a["id"] for a in _jsonl(run_icsguard("alerts", "--db", db, "--format", "jsonl",
+                                                 "--status", "acknowledged"))] == [first]
+    assert run_icsguard("alerts", "--db", db, "--status", "closed").returncode == 1
+
+
+def test_a_time_without_a_zone_is_utc_as_everything_printed(tmp_path):
+    db = tmp_path / "alerts.db"
+    assert run_icsguard("analyze", "--db", db, S7_CONTROL).returncode == 0
+    every = _jsonl(run_icsguard("alerts", "--db", db, "--format", "jsonl"))
+    last = max(a["last_ts"] for a in every)
+    naive = datetime.fromtimestamp(int(last), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    env = dict(os.environ, TZ="America/New_York")          # five hours from UTC
+    since = subprocess.run([sys.executable, "-m", "icsguard", "alerts", "--db", str(db), "--format", "jsonl",
+                            "--since", naive], capture_output=True, text=True, env=env)
+    assert {a["id"] for a in _jsonl(since)} == {a["id"] for a in every if a["last_ts"] >= int(last)}
+
+
+def test_analysing_the_same_capture_again_keeps_one_alert_and_its_acknowledgement(tmp_path):
+    db = tmp_path / "alerts.db"
+    assert run_icsguard("analyze", "--db", db, S7_CONTROL).returncode == 0
+    first = _jsonl(run_icsguard("alerts", "--db", db, "--format", "jsonl"))
+    assert run_icsguard("alerts", "--db", db, "ack", first[0]["id"]).returncode == 0
+    again = run_icsguard("analyze", "--db", db, S7_CONTROL)
+    assert again.returncode == 0 and first[0]["rule"] in again.stdout      # the latest run's report shows them
+    second = _jsonl(run_icsguard("alerts", "--db", db, "--format", "jsonl"))
+    assert sorted((a["id"], a["rule"], a["count"]) for a in second) == sorted((a["id"], a["rule"], a["count"])
+                                                                             for a in first)
+    assert {a["id"]: a["status"] for a in second}[first[0]["id"]] == "acknowledged"
+
+
+def test_decode_into_a_pipe_closed_early_exits_0():
+    reader = subprocess.Popen([sys.executable, "-m", "icsguard", "decode", str(PCAPS / "modbus_polling.pcap")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert json.loads(reader.stdout.readline())["proto"] == "modbus"
+    reader.stdout.close()
+    assert reader.wait(timeout=60) == 0 and b"Traceback" not in reader.stderr.read()
