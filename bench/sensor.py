@@ -35,7 +35,7 @@ from pathlib import Path
 from bench.frames import renumber
 from bench.rules_on_public import PUBLIC, REPO
 from icsguard.capture.files import read_captures
-from tests.support.netns import icsguard_in, veth_pair
+from tests.support.netns import veth_pair
 
 NAME = "bsen"                      # namespaces bsen1 (sender) and bsen2 (sensor)
 SENDER_CORE, SENSOR_CORE = "0", "1"
@@ -47,9 +47,8 @@ SLOT = 0.001                       # the sender tops up to its rate every millis
 
 def workload() -> list[bytes]:
     """One copy of the traffic: the plant in time order, then the project's captures."""
-    plant = sorted((f for f in read_captures([str(PUBLIC / p) for p in PLANT])), key=lambda f: f.ts)
-    own = [f for f in read_captures(OWN)]
-    return [f.data for f in plant + own if f.link_type == 1]
+    plant = sorted(read_captures([str(PUBLIC / p) for p in PLANT]), key=lambda f: f.ts)
+    return [f.data for f in plant + list(read_captures(OWN)) if f.link_type == 1]
 
 
 def send(iface: str, rate: float, seconds: float) -> None:
@@ -94,6 +93,11 @@ def memory(pid: int) -> tuple[float, float, float]:
     return tuple(int(fields[name].split()[0]) / 1024 for name in ("VmRSS", "VmHWM", "RssAnon"))
 
 
+def pinned(side: str, core: str, *args) -> list[str]:
+    """This Python with ``args``, in namespace NAME + side, on one core."""
+    return ["ip", "netns", "exec", f"{NAME}{side}", "taskset", "-c", core, sys.executable, *map(str, args)]
+
+
 def cpu_seconds(pid: int) -> float:
     parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
@@ -104,8 +108,8 @@ class Sensor:
 
     def __init__(self, db: Path, model: Path):
         self.db = db
-        command = icsguard_in(f"{NAME}2", "sense", "--iface", f"{NAME}2a", "--db", db, "--model", model)
-        command[4:4] = ["taskset", "-c", SENSOR_CORE]       # after 'ip netns exec NS'
+        command = pinned("2", SENSOR_CORE, "-m", "icsguard", "sense", "--iface", f"{NAME}2a", "--db", db,
+                         "--model", model)
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         while not committed(db)[1] and time.monotonic() < deadline and self.process.poll() is None:
@@ -123,8 +127,7 @@ class Sensor:
 
 
 def sender(rate: float, seconds: float) -> subprocess.Popen:
-    return subprocess.Popen(["ip", "netns", "exec", f"{NAME}1", "taskset", "-c", SENDER_CORE, sys.executable,
-                             "-m", "bench.sensor", "--send", str(rate), "--seconds", str(seconds)],
+    return subprocess.Popen(pinned("1", SENDER_CORE, "-m", "bench.sensor", "--send", rate, "--seconds", seconds),
                             stdout=subprocess.PIPE, text=True, cwd=REPO)
 
 

@@ -613,5 +613,6 @@ def main() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     except OSError as exc:    # output to a full disk, say
-        stderr.print(f"icsguard: cannot write: {exc.strerror or exc}", markup=False, highlight=False, soft_wrap=True)
+        where = f"{exc.filename}: " if exc.filename else ""
+        stderr.print(f"icsguard: {where}{exc.strerror or exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)

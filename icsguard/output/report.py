@@ -72,6 +72,13 @@ def sensor_line(counters: dict[str, int]) -> str:
             f"dropped by the kernel, {ours:,} by icsguard")
 
 
+def sensor_summary(counters: dict[str, int]) -> str:
+    """The stop line and what the reassembler never saw: a sensor run's row in a report."""
+    gaps = counters.get("tcp.gaps", 0)
+    missing = f" ({counters.get('tcp.gap_bytes', 0):,} bytes never seen)" if gaps else ""
+    return f"{sensor_line(counters)}; {gaps:,} gaps in TCP streams{missing}"
+
+
 def status_text(run: dict[str, Any]) -> str:
     """How a run ended, as an analyst needs to read its figures."""
     if run["status"] == "running":
@@ -130,9 +137,7 @@ def render_terminal(data: dict[str, Any], console: Console) -> None:
         summary.add_row("learned", f"baseline of {counters['baseline.pairs']:,} pairs: "
                                    f"{counters.get('baseline.findings', 0):,} findings; model: {model}")
     if run["command"] == "sense":
-        gaps = counters.get("tcp.gaps", 0)
-        summary.add_row("sensor", f"{sensor_line(counters)}; {gaps:,} gaps in TCP streams"
-                                  + (f" ({counters.get('tcp.gap_bytes', 0):,} bytes never seen)" if gaps else ""))
+        summary.add_row("sensor", sensor_summary(counters))
     if run["status"] != "finished":
         summary.add_row("[yellow]status[/]", f"[yellow]{status_text(run)}[/]")
     if run["error"]:
@@ -214,8 +219,7 @@ def render_markdown(data: dict[str, Any]) -> str:
              f"- packets: {run['packets']:,}; PDUs: {run['pdus']:,}; malformed: {run['malformed']:,}",
              f"- traffic: {utc_time(run['first_ts'])} → {utc_time(run['last_ts'])} UTC"]
     if run["command"] == "sense":
-        lines.append(f"- sensor: {sensor_line(data['counters'])}; {data['counters'].get('tcp.gaps', 0):,} "
-                     "gaps in TCP streams")
+        lines.append(f"- sensor: {sensor_summary(data['counters'])}")
     if run["status"] != "finished":
         lines.append(f"- status: {markdown_text(status_text(run))}")
     if run["error"]:

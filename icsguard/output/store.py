@@ -179,9 +179,8 @@ class Store:
                     if known is not None:
                         a.id, a.status = known[0], known[3]
                         a.count, a.last_ts = max(a.count, known[1]), max(a.last_ts, known[2])
-                        self.db.conn.execute("UPDATE alerts SET run_id = ? WHERE id = ?", [run_id, a.id])
                 if a.id is not None:
-                    grown.append((a.count, a.last_ts, evidence, a.id))
+                    grown.append((a.count, a.last_ts, evidence, run_id, a.id))
                     continue
                 a.id = self.db.conn.execute(
                     "INSERT INTO alerts (ts, severity, rule, title, proto, src, dst, detector, mitre, count, "
@@ -191,7 +190,8 @@ class Store:
                      a.count, a.first_ts, a.last_ts, evidence, a.status, run_id, a.sid]).lastrowid
                 inserted.append(a)
             if grown:
-                self.db.conn.executemany("UPDATE alerts SET count = ?, last_ts = ?, evidence = ? WHERE id = ?", grown)
+                self.db.conn.executemany("UPDATE alerts SET count = ?, last_ts = ?, evidence = ?, run_id = ? WHERE id = ?",
+                                         grown)
         except BaseException:         # the transaction is rolled back: those rows are not there
             for a in inserted:
                 a.id = None
@@ -251,15 +251,13 @@ class Store:
     def alerts(self, since: float | None = None, severities: list[str] | None = None,
                run_id: int | None = None, statuses: list[str] | None = None) -> Iterator[dict[str, Any]]:
         clauses, params = [], []
-        if statuses:
-            clauses.append(f"status IN ({', '.join('?' for _ in statuses)})")
-            params.extend(statuses)
+        for column, values in (("status", statuses), ("severity", severities)):
+            if values:
+                clauses.append(f"{column} IN ({', '.join('?' for _ in values)})")
+                params.extend(values)
         if since is not None:
             clauses.append("last_ts >= ?")
             params.append(since)
-        if severities:
-            clauses.append(f"severity IN ({', '.join('?' for _ in severities)})")
-            params.extend(severities)
         if run_id is not None:
             clauses.append("run_id = ?")
             params.append(run_id)

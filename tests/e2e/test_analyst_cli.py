@@ -30,12 +30,13 @@ def _jsonl(result: subprocess.CompletedProcess) -> list[dict]:
 
 
 def test_learn_never_replaces_a_file_it_was_not_asked_to(tmp_path):
-    capture = shutil.copy(PCAPS / "modbus_polling.pcap", tmp_path / "polling.pcap")
-    before = capture.read_bytes() if hasattr(capture, "read_bytes") else open(capture, "rb").read()
+    capture = tmp_path / "polling.pcap"
+    shutil.copy(PCAPS / "modbus_polling.pcap", capture)
+    before = capture.read_bytes()
     refused = run_icsguard("learn", PCAPS / "modbus_polling.pcap", "--model", capture, "--force")
     assert refused.returncode == 1 and refused.stderr.strip() == (
         f"icsguard: {capture} is not a model file: it is never replaced; give another path")
-    assert open(capture, "rb").read() == before
+    assert capture.read_bytes() == before
     model = tmp_path / "plant.model"
     assert run_icsguard("learn", PCAPS / "modbus_polling.pcap", "--model", model).returncode == 0
     learned = model.read_bytes()
