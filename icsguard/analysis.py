@@ -39,12 +39,12 @@ def check_captures(paths: list[str]) -> None:
 
 
 def decode(paths: list[str], proto: str | None = None, stats: RunStats | None = None,
-           conversations: bool = False) -> Iterator[Event]:
+           conversations: bool = False, progress: Callable[[Frame], None] | None = None) -> Iterator[Event]:
     """Events of the captures in time order; raises CaptureError after the last good one.
     ``conversations`` adds the tcp/udp Events of conversations (asking for either protocol does too)."""
     check_captures(paths)
     pipeline = Pipeline(stats or RunStats(captures=list(paths)), conversations or proto in CONVERSATIONS)
-    for event in pipeline.run(read_captures(paths)):
+    for event in pipeline.run(read_captures(paths), progress):
         if proto is None or event.proto == proto:
             yield event
 
@@ -141,7 +141,8 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
 
 def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site.Site | None = None,
           estimator: str | None = None, false_alarm_rate: float | None = None,
-          window_seconds: float | None = None) -> tuple[LearnedModel, str | None]:
+          window_seconds: float | None = None,
+          progress: Callable[[Frame], None] | None = None) -> tuple[LearnedModel, str | None]:
     """Learn the baseline and fit the model from traffic believed normal, or go on learning
     (``learned``: a model loaded from its file; the estimator and false-alarm rate given
     replace its own). Events inside the site's maintenance windows are not learned:
@@ -163,7 +164,7 @@ def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site
     stats = RunStats(captures=list(paths))
     error = None
     try:
-        for event in decode(paths, stats=stats, conversations=True):
+        for event in decode(paths, stats=stats, conversations=True, progress=progress):
             if site_file is not None and site_file.in_maintenance(event.ts):
                 continue
             learned.model.add(windows.feed(event))
@@ -180,17 +181,18 @@ def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site
     return learned, error
 
 
-def draft_site_file(paths: list[str]) -> str:
+def draft_site_file(paths: list[str], progress: Callable[[Frame], None] | None = None) -> str:
     """A site file drafted from what the captures show."""
     inventory = Inventory()
-    for event in decode(paths):
+    for event in decode(paths, progress=progress):
         inventory.feed(event)
     return draft_site(inventory)
 
 
-def test_rule(rule: Rule, paths: list[str]) -> Iterator[tuple[Event, list[str]]]:
+def test_rule(rule: Rule, paths: list[str],
+              progress: Callable[[Frame], None] | None = None) -> Iterator[tuple[Event, list[str]]]:
     """The events of the captures that a rule's conditions match, each with why."""
-    for event in decode(paths):
+    for event in decode(paths, progress=progress):
         reasons = rule.why(event)
         if reasons is not None:
             yield event, reasons

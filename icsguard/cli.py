@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 import json
 import os
 import signal
@@ -18,25 +19,24 @@ from typing import Callable, Iterable, Iterator, List, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from icsguard import __version__
 from icsguard.capture.files import STDIN, CaptureError
-from icsguard.detect import modelfile
+from icsguard.detect import catalogue, modelfile
 from icsguard.detect.model import ESTIMATORS
 from icsguard.detect.rules import SEVERITIES, RuleSet, load_rules, shipped_rules
 from icsguard.detect.site import Site, load_site
 from icsguard.detect.yamlfile import FileError
 from icsguard.events import PROTOCOLS, Event
-from icsguard.output import exports, model_report, report
+from icsguard.output import exports, model_report, notation, report, tables
 from icsguard.output.progress import DelayedProgress
 from icsguard.output.store import ALERT_STATUSES, DEFAULT_DB, Store, StoreError
+from icsguard.output.tables import Column
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Passive security monitoring for industrial networks.")
-PIPED_WIDTH = 140        # rich would squeeze tables to 80 columns when output is not a terminal
-stdout = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
-stderr = Console(stderr=True)
+stdout = tables.console()
+stderr = tables.console(stderr=True)
 TABLE_ROWS = 5000
 SHORT_DIRECTION = {"request": "req", "response": "resp", "notification": "notif"}
 
@@ -50,7 +50,7 @@ ModelOption = typer.Option(None, "--model", help="model file made by icsguard le
 rules_app = typer.Typer(no_args_is_help=True, help="List, validate and try out rules.")
 model_app = typer.Typer(no_args_is_help=True, help="Model files made by icsguard learn.")
 site_app = typer.Typer(no_args_is_help=True, help="The site file: zones, roles, who may write where.")
-alerts_app = typer.Typer(help="Stored alerts: list, acknowledge, mute.")
+alerts_app = typer.Typer(help="Stored alerts: list, acknowledge, mute, unmute.")
 app.add_typer(rules_app, name="rules")
 app.add_typer(site_app, name="site")
 app.add_typer(alerts_app, name="alerts")
@@ -165,6 +165,17 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+@contextmanager
+def _progress(captures: list[str], shown: bool = True) -> Iterator[DelayedProgress | None]:
+    """A progress bar on stderr for a long read (``shown``: not while a table goes to the same terminal)."""
+    progress = DelayedProgress(captures, stderr) if shown else None
+    try:
+        yield progress
+    finally:
+        if progress is not None:
+            progress.close()
+
+
 def _write_output(path: str, write: Callable[[io.TextIOBase], None]) -> None:
     """Write a report to a file, or say in one line why it cannot be."""
     if os.path.isdir(path):
@@ -187,8 +198,8 @@ def decode(captures: List[str] = CapturesArg,
     _check_captures(captures)
     if proto is not None and proto not in PROTOCOLS:
         raise Failure(f"unknown protocol {proto!r} (choose from {', '.join(PROTOCOLS)})")
-    with _reader_may_leave():
-        _print_events(_analysis().decode(captures, proto), format)
+    with _reader_may_leave(), _progress(captures, shown=not sys.stdout.isatty()) as progress:
+        _print_events(_analysis().decode(captures, proto, progress=progress), format)
 
 
 def _print_events(events: Iterable[Event], format: DecodeFormat) -> None:
@@ -202,22 +213,24 @@ def _print_events(events: Iterable[Event], format: DecodeFormat) -> None:
             sys.stdout.flush()
             raise Failure(str(exc)) from None
         return
-    table = Table("frame", "time", "src", "dst", "proto", "dir", "function", "details")
-    shown = 0
+    columns = [Column("frame", right=True), Column("time"), Column("src"), Column("dst"), Column("proto"),
+               Column("dir"), Column("function"), Column("details", wraps=True)]
+    rows: list[list[str]] = []
+    caption = None
+    failure = None
     try:
         for event in events:
-            if shown == TABLE_ROWS:
-                table.caption = f"only the first {TABLE_ROWS} PDUs are shown; use --format jsonl for all"
+            if len(rows) == TABLE_ROWS:
+                caption = f"only the first {TABLE_ROWS} PDUs are shown; use --format jsonl for all"
                 break
-            shown += 1
-            details = " ".join(f"{k}={v}" for k, v in event.fields.items() if k != "transaction_id")
-            table.add_row(str(event.frame), report.clock(event.ts), f"{event.src}:{event.sport}",
-                          f"{event.dst}:{event.dport}", event.proto, SHORT_DIRECTION[event.direction],
-                          event.function, details)
+            rows.append([str(event.frame), notation.clock(event.ts), notation.endpoint(event.src, event.sport),
+                         notation.endpoint(event.dst, event.dport), event.proto, SHORT_DIRECTION[event.direction],
+                         event.function, notation.details(event.fields)])
     except CaptureError as exc:
-        stdout.print(table)
-        raise Failure(str(exc)) from None
-    stdout.print(table)
+        failure = str(exc)
+    tables.show(stdout, None, columns, rows, caption)
+    if failure:
+        raise Failure(failure)
 
 
 def _site(path: Optional[str]) -> Site | None:
@@ -260,12 +273,9 @@ def analyze(captures: List[str] = CapturesArg, db: str = DbOption,
     learned = _model(model)
     _analysis().check_captures(captures)      # before the database is touched
     store = _open_store(db)
-    progress = DelayedProgress(captures, stderr)
     stop = _stop_on_signals()
-    try:
+    with _progress(captures) as progress:
         run_id, status, error = _analysis().analyze(captures, store, progress, ruleset, learned, stop)
-    finally:
-        progress.close()
     data = report.gather(store, run_id)
     store.close()
     if status == "interrupted":
@@ -379,8 +389,9 @@ def learn(captures: List[str] = CapturesArg,
     if again:
         stderr.print(f"icsguard: note: {', '.join(again)} already learned in {model}: its traffic counts twice",
                      markup=False, highlight=False, soft_wrap=True)
-    learned, error = _analysis().learn(captures, learned, site_file, estimator and estimator.value,
-                                    false_alarm_rate, window)
+    with _progress(captures) as progress:
+        learned, error = _analysis().learn(captures, learned, site_file, estimator and estimator.value,
+                                           false_alarm_rate, window, progress)
     if update:
         learned.updated = time.time()
     try:
@@ -401,11 +412,16 @@ def model_show(path: str = typer.Argument(..., help="model file")):
 
 @app.command("report")
 def report_command(db: str = DbOption,
+                   run: Optional[int] = typer.Option(None, "--run", help="the run to report on (default: the "
+                                                                         "latest; icsguard runs lists them)"),
                    format: ReportFormat = typer.Option(ReportFormat.terminal, "--format"),
                    output: Optional[str] = typer.Option(None, "--output", help="write to this file")):
-    """Report on the latest run in the database."""
+    """Report on one run in the database (the latest unless --run)."""
     store = _open_store(db, readonly=True)
-    data = report.gather(store)
+    if run is not None and store.run(run) is None:
+        store.close()
+        raise Failure(f"no run {run} in {db} (icsguard runs --db {db} lists them)")
+    data = report.gather(store, run)
     store.close()
     if format is ReportFormat.terminal:
         if output:
@@ -420,35 +436,58 @@ def report_command(db: str = DbOption,
         sys.stdout.write(text + "\n")
 
 
-def _print_rows(rows: list[dict], columns: list[str], format: ListFormat, title: str) -> None:
+def _print_rows(rows: list[dict], columns: list[str], format: ListFormat, title: str,
+                table_columns: list[str] | None = None) -> None:
     with _reader_may_leave():
-        _write_rows(rows, columns, format, title)
+        _write_rows(rows, columns, format, title, table_columns)
 
 
-def _write_rows(rows: list[dict], columns: list[str], format: ListFormat, title: str) -> None:
+TIME_COLUMNS = frozenset(("ts", "first_ts", "last_ts", "first_seen", "last_seen", "since", "started", "finished"))
+WRAPPING_COLUMNS = frozenset(("title", "vendor", "protocols", "captures", "active", "mitre"))
+
+
+def _write_rows(rows: list[dict], columns: list[str], format: ListFormat, title: str,
+                table_columns: list[str] | None = None) -> None:
+    """JSON Lines and CSV carry ``columns`` as stored; a table shows ``table_columns`` (default
+    the same) in analyst notation: UTC times, lists as lists."""
     if format is ListFormat.jsonl:
         for row in rows:
             sys.stdout.write(json.dumps(row) + "\n")
     elif format is ListFormat.csv:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows([notation.json_cell(row.get(c)) for c in columns] for row in rows)
         sys.stdout.write(buffer.getvalue())
     else:
-        table = Table(*columns, title=title, title_justify="left")
-        for row in rows:
-            table.add_row(*("-" if row.get(c) is None else str(row[c]) for c in columns))
-        stdout.print(table)
+        shown = table_columns or columns
+        tables.show(stdout, title, [Column(c, wraps=c in WRAPPING_COLUMNS, right=c in ("id", "count"))
+                                    for c in shown],
+                    [[notation.utc_time(row.get(c)) if c in TIME_COLUMNS else notation.text(row.get(c))
+                      for c in shown] for row in rows])
 
 
 @app.command()
 def assets(db: str = DbOption, format: ListFormat = typer.Option(ListFormat.table, "--format")):
-    """List the hosts seen, with vendor and a guessed role."""
+    """List the hosts seen in every run of the database, with vendor and a guessed role."""
     store = _open_store(db, readonly=True)
     rows = [dict(a, protocols=json.loads(a["protocols"] or "[]")) for a in store.assets()]
+    runs = len(store.runs())
     store.close()
-    _print_rows(rows, ["ip", "mac", "vendor", "role", "protocols", "first_seen", "last_seen"], format, "Assets")
+    _print_rows(rows, ["ip", "mac", "vendor", "role", "protocols", "first_seen", "last_seen"], format,
+                f"Assets seen in the {runs} run{'s' if runs != 1 else ''} of {db} (times UTC)")
+
+
+@app.command()
+def runs(db: str = DbOption, format: ListFormat = typer.Option(ListFormat.table, "--format")):
+    """List the runs in the database: what each read, how it ended, its alerts (for report --run N)."""
+    store = _open_store(db, readonly=True)
+    rows = [{"id": r["id"], "command": r["command"], "status": r["status"], "started": r["started"],
+             "finished": r["finished"], "captures": json.loads(r["captures"] or "[]"), "packets": r["packets"],
+             "alerts": r["alerts"]} for r in store.runs()]
+    store.close()
+    _print_rows(rows, ["id", "command", "status", "started", "finished", "captures", "packets", "alerts"], format,
+                f"Runs in {db} (times UTC)")
 
 
 @alerts_app.callback(invoke_without_command=True)
@@ -459,7 +498,7 @@ def alerts(ctx: typer.Context, db: str = DbOption,
            status: Optional[List[str]] = typer.Option(None, "--status", help="new, acknowledged or muted "
                                                                              "(repeatable, or comma-separated)"),
            format: AlertFormat = typer.Option(AlertFormat.table, "--format")):
-    """List stored alerts, most severe first (or: alerts ack ID, alerts mute RULE_ID)."""
+    """List stored alerts, most severe first (or: alerts ack ID, mute RULE_ID, unmute RULE_ID, mutes)."""
     if ctx.invoked_subcommand:
         return
     severities = _choices("--severity", severity, SEVERITIES)
@@ -473,11 +512,9 @@ def alerts(ctx: typer.Context, db: str = DbOption,
                 sys.stdout.write(json.dumps(exports.eve(row)) + "\n")
         return
     records = [exports.record(row) for row in rows]
-    if format is AlertFormat.table:
-        _print_rows(records, ["id", "severity", "rule", "title", "src", "dst", "count", "first_ts", "last_ts",
-                              "status"], ListFormat.table, "Alerts")
-    else:
-        _print_rows(records, list(exports.ALERT_FIELDS), ListFormat(format.value), "Alerts")
+    format = ListFormat.table if format is AlertFormat.table else ListFormat(format.value)
+    _print_rows(records, list(exports.ALERT_FIELDS), format, f"Alerts in {db} (times UTC)",
+                ["id", "severity", "rule", "title", "src", "dst", "count", "first_ts", "last_ts", "status"])
 
 
 @alerts_app.command("ack")
@@ -498,11 +535,54 @@ def alerts_mute(ctx: typer.Context, rule: str = typer.Argument(..., help="the ru
                 db: str = DbOption):
     """Stop a rule from raising new alerts (for one source, or for all)."""
     db = _group_db(ctx, db)
+    src = _address("--src", src)
     store = _open_store(db, must_exist=True)
+    stored = {row["rule"] for row in store.alerts()}
+    if rule not in stored and rule not in catalogue.alert_ids(_rules(None, None, check_groups=False)):
+        store.close()
+        raise Failure(f"unknown rule {rule!r}: not a shipped rule or detector, nor in {db}'s alerts "
+                      "(icsguard rules list)")
     marked = store.mute(rule, src)
     store.close()
     _say(f"{rule} muted in {db} {'for ' + src if src else 'for every source'}; "
-                 f"{marked} stored alert(s) marked muted")
+         f"{marked} stored alert(s) marked muted")
+
+
+@alerts_app.command("unmute")
+def alerts_unmute(ctx: typer.Context, rule: str = typer.Argument(..., help="the rule id"),
+                  src: Optional[str] = typer.Option(None, "--src", help="the source the mute was for"),
+                  db: str = DbOption):
+    """Let a muted rule raise alerts again; its muted alerts become new."""
+    db = _group_db(ctx, db)
+    src = _address("--src", src)
+    store = _open_store(db, must_exist=True)
+    found, back = store.unmute(rule, src)
+    store.close()
+    if not found:
+        raise Failure(f"{rule} is not muted {'for ' + src if src else 'for every source'} in {db} "
+                      f"(icsguard alerts --db {db} mutes lists the mutes)")
+    _say(f"{rule} unmuted in {db} {'for ' + src if src else 'for every source'}; {back} stored alert(s) new again")
+
+
+@alerts_app.command("mutes")
+def alerts_mutes(ctx: typer.Context, db: str = DbOption,
+                 format: ListFormat = typer.Option(ListFormat.table, "--format")):
+    """List the muted rules, and for which source."""
+    db = _group_db(ctx, db)
+    store = _open_store(db, readonly=True)
+    rows = [dict(m, src=m["src"] or "every source") for m in store.mute_list()]
+    store.close()
+    _print_rows(rows, ["rule", "src", "since"], format, f"Mutes in {db} (times UTC)")
+
+
+def _address(option: str, text: Optional[str]) -> Optional[str]:
+    """An IP address as stored (``2001:DB8::1`` → ``2001:db8::1``), or a one-line refusal."""
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise Failure(f"{option} {text!r}: not an IP address") from None
 
 
 def _choices(option: str, given: Optional[List[str]], allowed: tuple[str, ...]) -> list[str] | None:
@@ -559,10 +639,11 @@ def rules_test(rule_id: str = typer.Argument(..., help="the rule to try"), captu
         raise Failure(f"rule {rule_id} {'is inactive: ' + why if why else 'is not among the rules'}")
     matched = 0
     try:
-        for event, reasons in _analysis().test_rule(rule, captures):
-            matched += 1
-            stdout.print(f"{event.capture} frame {event.frame} {event.src} -> {event.dst} {event.function}: "
-                         + "; ".join(reasons), markup=False, highlight=False)
+        with _progress(captures) as progress:
+            for event, reasons in _analysis().test_rule(rule, captures, progress):
+                matched += 1
+                _say(f"{event.capture} frame {event.frame} {notation.endpoint(event.src, event.sport)} -> "
+                     f"{notation.endpoint(event.dst, event.dport)} {event.function}: " + "; ".join(reasons))
     except CaptureError as exc:
         raise Failure(str(exc)) from None
     threshold = rule.threshold
@@ -576,7 +657,9 @@ def site_init(captures: List[str] = CapturesArg):
     """Print a draft site file from the captures' traffic, to edit and pass as --site."""
     _check_captures(captures)
     try:
-        sys.stdout.write(_analysis().draft_site_file(captures))
+        with _progress(captures) as progress:
+            draft = _analysis().draft_site_file(captures, progress)
+        sys.stdout.write(draft)
     except CaptureError as exc:
         raise Failure(str(exc)) from None
 

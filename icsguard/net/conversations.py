@@ -29,12 +29,17 @@ TCP_SERVICES = {
     44818: "ethernet_ip", 1911: "niagara_fox", 4911: "niagara_fox_tls", 1962: "pcworx", 789: "redlion_crimson",
 }
 UDP_SERVICES = {
-    53: "dns", 67: "dhcp", 68: "dhcp", 69: "tftp", 123: "ntp", 137: "netbios_name", 138: "netbios_datagram",
+    53: "dns", 67: "dhcp", 68: "dhcp", 69: "tftp", 546: "dhcpv6", 547: "dhcpv6", 123: "ntp", 137: "netbios_name", 138: "netbios_datagram",
     161: "snmp", 162: "snmp_trap", 500: "ike", 514: "syslog", 1900: "ssdp", 2222: "ethernet_ip_io",
     2404: "iec104", 3702: "ws_discovery", 4840: "opcua_discovery", 5353: "mdns", 5355: "llmnr", 9600: "omron_fins",
     20000: "dnp3", 34962: "profinet_rt", 34963: "profinet_rt", 34964: "profinet_cm", 44818: "ethernet_ip",
     47808: "bacnet", 2455: "codesys", 1217: "codesys_gateway", 48898: "ads",
 }
+# Industrial protocols icsguard names by their port but does not decode
+INDUSTRIAL_SERVICES = frozenset({"iec104", "dnp3", "ethernet_ip", "ethernet_ip_io", "bacnet", "omron_fins",
+                                 "ge_srtp", "melsec", "hart_ip", "codesys", "codesys_gateway", "niagara_fox",
+                                 "niagara_fox_tls", "pcworx", "redlion_crimson", "profinet_rt", "profinet_cm",
+                                 "ads", "ff_annunciation", "iso_tsap", "opcua_tls", "opcua_discovery"})
 # Hosts announcing themselves to the local network: a Windows host that did it one way
 # while learning may do it any of these ways.
 ANNOUNCEMENTS = frozenset({"netbios_name", "netbios_datagram", "llmnr", "mdns", "ssdp", "ws_discovery"})
@@ -80,14 +85,25 @@ class Conversations:
 
 
 def _orient(segment: Segment) -> tuple[tuple[str, int], tuple[str, int]]:
-    """(client, server) ends: who sent the SYN; else the end on a known service port;
-    else the lower port (services listen low, clients pick high ephemeral ports)."""
+    """(client, server) ends: who sent the SYN; else the sender of a multicast or broadcast
+    (a group address never asks); else the end on a known service port; else the lower
+    port (services listen low, clients pick high ephemeral ports)."""
     here, there = (segment.src, segment.sport), (segment.dst, segment.dport)
     flags = segment.flags
     if segment.transport == IPPROTO_TCP and flags & TCP_SYN:
         return (there, here) if flags & TCP_ACK else (here, there)
+    if is_group_address(segment.dst):
+        return here, there
     known_here = (segment.transport, segment.sport) in SERVICES
     known_there = (segment.transport, segment.dport) in SERVICES
     if known_here != known_there:
         return (there, here) if known_here else (here, there)
     return (there, here) if segment.sport < segment.dport else (here, there)
+
+
+def is_group_address(ip: str) -> bool:
+    """Multicast (224.0.0.0/4, ff00::/8) or the limited broadcast: many receivers, never one client."""
+    if ":" in ip:
+        return ip[:2].lower() == "ff"
+    first = ip.partition(".")[0]
+    return ip == "255.255.255.255" or (first.isdigit() and 224 <= int(first) <= 239)

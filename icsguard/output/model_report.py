@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from icsguard.detect.baseline import Baseline, holder_text
-from icsguard.output.report import utc_time
+from icsguard.output.notation import utc_time
 
 SHOWN = 200          # rows per table; the rest are counted
 

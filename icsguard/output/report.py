@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import datetime, timezone
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from icsguard.events import CONVERSATIONS
+from icsguard.net.conversations import INDUSTRIAL_SERVICES
+from icsguard.output import tables
+from icsguard.output.notation import endpoint, utc_time
 from icsguard.output.store import Store
+from icsguard.output.tables import Column
 
 TOP_PAIRS = 25
 TOP_ASSETS = 100            # rows a terminal report shows; the rest are a command away
@@ -102,17 +106,6 @@ def markdown_text(value: Any) -> str:
     return "".join(_MARKDOWN.get(c, c) for c in str(value))
 
 
-def utc_time(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def clock(ts: float) -> str:
-    """Time of day with milliseconds, UTC: enough to line PDUs up in a table."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
-
-
 def render_terminal(data: dict[str, Any], console: Console) -> None:
     run = data["run"]
     if run is None:
@@ -121,7 +114,9 @@ def render_terminal(data: dict[str, Any], console: Console) -> None:
     span = (run["last_ts"] or 0) - (run["first_ts"] or 0)
     elapsed = max((run["finished"] or run["updated"] or run["started"]) - run["started"], 1e-9)
     summary = Table.grid(padding=(0, 2))
-    summary.add_row("captures", ", ".join(run["captures"]))
+    summary.add_column(no_wrap=True)
+    summary.add_column(overflow="fold")
+    summary.add_row("captures", Text(", ".join(run["captures"])))
     summary.add_row("packets", f"{run['packets']:,} ({run['bytes']:,} bytes) in {elapsed:.2f} s "
                                f"({run['packets'] / elapsed:,.0f} packets/s)")
     summary.add_row("traffic", f"{utc_time(run['first_ts'])} → {utc_time(run['last_ts'])} UTC ({span:,.1f} s)")
@@ -139,71 +134,76 @@ def render_terminal(data: dict[str, Any], console: Console) -> None:
     if run["command"] == "sense":
         summary.add_row("sensor", sensor_summary(counters))
     if run["status"] != "finished":
-        summary.add_row("[yellow]status[/]", f"[yellow]{status_text(run)}[/]")
+        summary.add_row(Text("status", style="yellow"), Text(status_text(run), style="yellow"))
     if run["error"]:
-        summary.add_row("[red]stopped[/]", f"[red]{run['error']}[/]")
-    console.rule(f"[bold]icsguard run {run['id']}")
+        summary.add_row(Text("stopped", style="red"), Text(run["error"], style="red"))
+    console.print(Text(f"icsguard run {run['id']}", style="bold underline"))
     console.print(summary)
 
-    if not data["functions"]:
-        console.print("[bold]Protocols[/]: no industrial protocol seen")
-        return _render_tail(data, console)
-    functions = Table(title="Protocols and functions", title_justify="left")
-    for column in ("proto", "function", "requests", "responses", "exceptions"):
-        functions.add_column(column, justify="right" if column not in ("proto", "function") else "left")
-    for f in data["functions"]:
-        functions.add_row(f["proto"], f["function"], f"{f['requests']:,}", f"{f['responses']:,}",
-                          f"[red]{f['exceptions']:,}[/]" if f["exceptions"] else "0")
-    console.print(functions)
-
-    pairs = Table(title="Communication pairs", title_justify="left")
-    for column in ("client", "server", "proto", "PDUs", "functions"):
-        pairs.add_column(column, justify="right" if column == "PDUs" else "left")
-    for p in data["pairs"][:TOP_PAIRS]:
-        pairs.add_row(p["client"], f"{p['server']}:{p['port']}", p["proto"], f"{p['pdus']:,}",
-                      ", ".join(p["functions"]))
-    if len(data["pairs"]) > TOP_PAIRS:
-        pairs.caption = f"{len(data['pairs']) - TOP_PAIRS} more pairs: icsguard report --format json"
-    console.print(pairs)
-
+    if data["functions"]:
+        tables.show(console, "Protocols and functions",
+                    [Column("proto"), Column("function"), Column("requests", right=True),
+                     Column("responses", right=True), Column("exceptions", right=True)],
+                    [[f["proto"], f["function"], f"{f['requests']:,}", f"{f['responses']:,}",
+                      Text(f"{f['exceptions']:,}", style="red" if f["exceptions"] else "")] for f in data["functions"]])
+    else:
+        console.print(Text.assemble(("Protocols", "bold"), ": no industrial protocol decoded"))
+    undecoded = undecoded_protocols(data["pairs"])
+    if undecoded:
+        console.print(Text.assemble(("Not decoded", "bold"), ": industrial protocols seen by their ports: "
+                                    + ", ".join(f"{name} ({count} pair{'s' if count > 1 else ''})"
+                                                for name, count in undecoded.items())))
+    if data["pairs"]:
+        more = len(data["pairs"]) - TOP_PAIRS
+        tables.show(console, "Communication pairs",
+                    [Column("client"), Column("server"), Column("proto"), Column("PDUs", right=True),
+                     Column("functions", wraps=True)],
+                    [[p["client"], endpoint(p["server"], p["port"]), p["proto"], f"{p['pdus']:,}",
+                      ", ".join(p["functions"])] for p in data["pairs"][:TOP_PAIRS]],
+                    caption=f"{more:,} more pairs: icsguard report --format json" if more > 0 else None)
     _render_tail(data, console)
 
 
+def undecoded_protocols(pairs: list[dict[str, Any]]) -> dict[str, int]:
+    """Industrial protocols seen only as conversations on their ports, with how many pairs."""
+    seen: dict[str, int] = {}
+    for p in pairs:
+        if p["proto"] in CONVERSATIONS:
+            for name in p["functions"]:
+                if name in INDUSTRIAL_SERVICES:
+                    seen[name] = seen.get(name, 0) + 1
+    return seen
+
+
 def _render_tail(data: dict[str, Any], console: Console) -> None:
-    """Assets, alerts and problems: shown even when no protocol was decoded."""
-    assets = Table(title="Assets", title_justify="left")
-    for column in ("ip", "mac", "vendor", "role (guess)", "protocols"):
-        assets.add_column(column)
-    for a in data["assets"][:TOP_ASSETS]:
-        assets.add_row(a["ip"], a["mac"] or "-", a["vendor"] or "-", a["role"], ", ".join(a["protocols"]))
-    if len(data["assets"]) > TOP_ASSETS:
-        assets.caption = f"{len(data['assets']) - TOP_ASSETS:,} more assets: icsguard assets"
+    """Assets, alerts and problems."""
+    more = len(data["assets"]) - TOP_ASSETS
     if data["assets"]:
-        console.print(assets)
+        tables.show(console, "Assets seen in this run",
+                    [Column("ip"), Column("mac"), Column("vendor", wraps=True), Column("role (guess)"),
+                     Column("protocols", wraps=True)],
+                    [[a["ip"], a["mac"] or "-", a["vendor"] or "-", a["role"], ", ".join(a["protocols"])]
+                     for a in data["assets"][:TOP_ASSETS]],
+                    caption=f"{more:,} more assets: icsguard assets" if more > 0 else None)
 
     if data["alerts"]:
-        alerts = Table(title="Alerts", title_justify="left")
-        for column in ("severity", "rule", "title", "src", "dst", "count", "last seen"):
-            alerts.add_column(column)
-        for a in data["alerts"][:TOP_ALERTS]:
-            style = SEVERITY_STYLE.get(a["severity"], "")
-            alerts.add_row(f"[{style}]{a['severity']}[/]", a["rule"], a["title"], a["src"] or "-",
-                           a["dst"] or "-", str(a["count"]), utc_time(a["last_ts"]))
-        if len(data["alerts"]) > TOP_ALERTS:
-            alerts.caption = f"the {TOP_ALERTS} most severe of {len(data['alerts']):,}: icsguard alerts lists them all"
-        console.print(alerts)
+        total = len(data["alerts"])
+        tables.show(console, "Alerts",
+                    [Column("id", right=True), Column("severity"), Column("rule"), Column("title", wraps=True),
+                     Column("src"), Column("dst"), Column("count", right=True), Column("last seen")],
+                    [[str(a["id"]), Text(a["severity"], style=SEVERITY_STYLE.get(a["severity"], "")), a["rule"],
+                      a["title"], a["src"] or "-", a["dst"] or "-", str(a["count"]), utc_time(a["last_ts"])]
+                     for a in data["alerts"][:TOP_ALERTS]],
+                    caption=(f"the {TOP_ALERTS} most severe of {total:,}: icsguard alerts lists them all"
+                             if total > TOP_ALERTS else "icsguard alerts ack ID to acknowledge one"))
     else:
-        console.print("[bold]Alerts[/]: none")
+        console.print(Text.assemble(("Alerts", "bold"), ": none"))
 
     if data["problems"]:
-        problems = Table(title="Malformed, dropped and unusual", title_justify="left")
-        problems.add_column("counter")
-        problems.add_column("count", justify="right")
-        for name, count in data["problems"].items():
-            problems.add_row(name, f"{count:,}")
-        console.print(problems)
+        tables.show(console, "Malformed, dropped and unusual", [Column("counter"), Column("count", right=True)],
+                    [[name, f"{count:,}"] for name, count in data["problems"].items()])
     else:
-        console.print("[bold]Malformed or dropped[/]: nothing")
+        console.print(Text.assemble(("Malformed or dropped", "bold"), ": nothing"))
 
 
 def render_json(data: dict[str, Any]) -> str:
@@ -235,11 +235,11 @@ def render_markdown(data: dict[str, Any]) -> str:
     table("Protocols and functions", ["proto", "function", "requests", "responses", "exceptions"],
           [[f["proto"], f["function"], f["requests"], f["responses"], f["exceptions"]] for f in data["functions"]])
     table("Communication pairs", ["client", "server", "proto", "PDUs", "functions"],
-          [[p["client"], f"{p['server']}:{p['port']}", p["proto"], p["pdus"], ", ".join(p["functions"])]
+          [[p["client"], endpoint(p["server"], p["port"]), p["proto"], p["pdus"], ", ".join(p["functions"])]
            for p in data["pairs"]])
-    table("Assets", ["ip", "mac", "vendor", "role (guess)", "protocols"],
+    table("Assets seen in this run", ["ip", "mac", "vendor", "role (guess)", "protocols"],
           [[a["ip"], a["mac"] or "-", a["vendor"] or "-", a["role"], ", ".join(a["protocols"])] for a in data["assets"]])
-    table("Alerts", ["severity", "rule", "title", "src", "dst", "count"],
-          [[a["severity"], a["rule"], a["title"], a["src"], a["dst"], a["count"]] for a in data["alerts"]])
+    table("Alerts", ["id", "severity", "rule", "title", "src", "dst", "count"],
+          [[a["id"], a["severity"], a["rule"], a["title"], a["src"], a["dst"], a["count"]] for a in data["alerts"]])
     table("Malformed, dropped and unusual", ["counter", "count"], [[k, v] for k, v in data["problems"].items()])
     return "\n".join(lines)

@@ -212,6 +212,27 @@ class Store:
                 cursor = self.db.execute("UPDATE alerts SET status = 'muted' WHERE rule = ? AND src = ?", [rule, src])
         return cursor.rowcount
 
+    def unmute(self, rule: str, src: str | None) -> tuple[bool, int]:
+        """Lift a mute; its stored alerts become new again. Returns whether there was such a
+        mute, and how many alerts it gave back."""
+        where, params = ("rule = ?", [rule]) if src is None else ("rule = ? AND src = ?", [rule, src])
+        with self.transaction():
+            gone = self.db.execute("DELETE FROM mutes WHERE rule = ? AND src = ?",
+                                   [rule, src or ALL_SOURCES]).rowcount
+            back = self.db.execute(f"UPDATE alerts SET status = 'new' WHERE status = 'muted' AND {where}",
+                                   params).rowcount if gone else 0
+        return gone == 1, back
+
+    def mute_list(self) -> list[dict[str, Any]]:
+        """The mutes, oldest first: rule, src (None: every source), since."""
+        return [{"rule": rule, "src": None if src == ALL_SOURCES else src, "since": ts}
+                for rule, src, ts in self.db.execute("SELECT rule, src, ts FROM mutes ORDER BY ts").fetchall()]
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run, oldest first, with its alert count."""
+        return list(self.db.query("SELECT runs.*, (SELECT COUNT(*) FROM alerts WHERE alerts.run_id = runs.id) "
+                                  "AS alerts FROM runs ORDER BY id"))
+
     def mutes(self) -> set[tuple[str, str | None]]:
         return {(rule, None if src == ALL_SOURCES else src)
                 for rule, src in self.db.execute("SELECT rule, src FROM mutes").fetchall()}
@@ -236,8 +257,8 @@ class Store:
         row = self.db.execute("SELECT id FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         return self.run(row[0]) if row else None
 
-    def run(self, run_id: int) -> dict[str, Any]:
-        return next(self.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        return next(self.db.query("SELECT * FROM runs WHERE id = ?", [run_id]), None)
 
     def communications(self, run_id: int | None = None) -> Iterator[dict[str, Any]]:
         if run_id is None:

@@ -53,7 +53,7 @@ def test_rules_test_explains_matches(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[-1] == "s7.plc_stop: 1 matching event(s)"
-    assert "frame 10 127.0.0.10 -> 127.0.0.2 plc_stop: function equals 'plc_stop'" in lines[0]
+    assert "frame 10 127.0.0.10:56443 -> 127.0.0.2:102 plc_stop: function equals 'plc_stop'" in lines[0]
 
 
 

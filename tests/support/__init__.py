@@ -5,6 +5,7 @@ capture rewriting that make malformed and hostile input."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -33,9 +34,14 @@ def public(relative: str) -> Path:
     return path
 
 
-def run_icsguard(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_icsguard(*args: str, cwd: Path | None = None, columns: int | None = None) -> subprocess.CompletedProcess:
+    """icsguard with its output piped, as into grep; ``columns``: COLUMNS set, as a user may
+    (pytest sets it to 80 for itself, which a real pipe would not have)."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
     return subprocess.run([sys.executable, "-m", "icsguard", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=300)
+                          capture_output=True, text=True, cwd=cwd, timeout=300, env=env)
 
 
 def wait_for_run(db: Path, process: subprocess.Popen) -> None:
