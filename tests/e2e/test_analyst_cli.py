@@ -119,3 +119,51 @@ def test_decode_into_a_pipe_closed_early_exits_0():
     assert json.loads(reader.stdout.readline())["proto"] == "modbus"
     reader.stdout.close()
     assert reader.wait(timeout=60) == 0 and b"Traceback" not in reader.stderr.read()
+
+
+def test_mutes_are_checked_listed_and_lifted(tmp_path):
+    db = tmp_path / "mutes.db"
+    assert run_icsguard("analyze", "--db", db, S7_CONTROL).returncode == 0
+    wrong = run_icsguard("alerts", "--db", db, "mute", "s7.plc_stopp")
+    assert wrong.returncode == 1 and "unknown rule 's7.plc_stopp'" in wrong.stderr
+    bad_src = run_icsguard("alerts", "--db", db, "mute", "s7.plc_stop", "--src", "127.0.0.300")
+    assert bad_src.returncode == 1 and "--src '127.0.0.300': not an IP address" in bad_src.stderr
+    assert run_icsguard("alerts", "--db", db, "mute", "baseline.new_talker").returncode == 0   # a detector's id
+    muted = run_icsguard("alerts", "--db", db, "mute", "s7.plc_stop", "--src", "127.0.0.10")
+    assert muted.stdout.strip() == f"s7.plc_stop muted in {db} for 127.0.0.10; 1 stored alert(s) marked muted"
+    listed = run_icsguard("alerts", "--db", db, "mutes", "--format", "jsonl")
+    assert [(m["rule"], m["src"]) for m in _jsonl(listed)] == [("baseline.new_talker", "every source"),
+                                                                 ("s7.plc_stop", "127.0.0.10")]
+    not_muted = run_icsguard("alerts", "--db", db, "unmute", "s7.plc_stop")      # muted for one source only
+    assert not_muted.returncode == 1 and "is not muted for every source" in not_muted.stderr
+    lifted = run_icsguard("alerts", "--db", db, "unmute", "s7.plc_stop", "--src", "127.0.0.10")
+    assert lifted.stdout.strip() == f"s7.plc_stop unmuted in {db} for 127.0.0.10; 1 stored alert(s) new again"
+    statuses = {a["rule"]: a["status"] for a in _jsonl(run_icsguard("alerts", "--db", db, "--format", "jsonl"))}
+    assert statuses["s7.plc_stop"] == "new"
+    assert [m["rule"] for m in _jsonl(run_icsguard("alerts", "--db", db, "mutes", "--format", "jsonl"))] == \
+        ["baseline.new_talker"]
+
+
+def test_runs_are_listed_and_any_one_reported(tmp_path):
+    db = tmp_path / "runs.db"
+    assert run_icsguard("analyze", "--db", db, S7_CONTROL).returncode == 0
+    assert run_icsguard("analyze", "--db", db, PCAPS / "modbus_polling.pcap").returncode == 0
+    runs = _jsonl(run_icsguard("runs", "--db", db, "--format", "jsonl"))
+    assert [(r["id"], r["command"], r["status"], r["captures"]) for r in runs] == [
+        (1, "analyze", "finished", [str(S7_CONTROL)]), (2, "analyze", "finished", [str(PCAPS / "modbus_polling.pcap")])]
+    assert runs[0]["alerts"] > 0 and runs[1]["alerts"] == 0
+    first = run_icsguard("report", "--db", db, "--run", "1")
+    assert first.returncode == 0 and "icsguard run 1" in first.stdout and "s7.plc_stop" in first.stdout
+    assert "icsguard run 2" in run_icsguard("report", "--db", db).stdout
+    missing = run_icsguard("report", "--db", db, "--run", "9")
+    assert missing.returncode == 1 and f"no run 9 in {db}" in missing.stderr
+
+
+def test_the_analyze_report_gives_each_alert_its_id(tmp_path):
+    db = tmp_path / "ids.db"
+    shown = run_icsguard("analyze", "--db", db, S7_CONTROL)
+    assert shown.returncode == 0, shown.stderr
+    for alert in _jsonl(run_icsguard("alerts", "--db", db, "--format", "jsonl")):
+        assert any(line.split()[:3] == [str(alert["id"]), alert["severity"], alert["rule"]]
+                   for line in shown.stdout.splitlines()), alert
+    assert run_icsguard("--version").stdout.startswith("icsguard ")
