@@ -10,11 +10,13 @@ import sqlite3
 import subprocess
 import time
 
+import jsonschema
 import pytest
 from scapy.layers.inet import TCP
 from scapy.layers.l2 import Ether
 
 from tests.support import PCAPS, capture_packets, rewrite, run_icsguard, stored_run, wait_for_run
+from tests.support.eve_schema import ALERT
 from tests.support.netns import icsguard_in, veth_pair
 
 CAPTURES = [PCAPS / "s7_control.pcap", PCAPS / "modbus_diagnostics.pcap", PCAPS / "opcua_none_plaintext_password.pcap"]
@@ -175,5 +177,7 @@ def test_eve_file_takes_alerts_as_raised_and_is_reopened_on_sighup(tap, tmp_path
     second = [json.loads(line) for line in eve.read_text().splitlines()]
     assert {r["alert"]["metadata"]["icsguard_rule"][0] for r in second} >= {"modbus.restart_communications"}
     assert rotated.read_text().splitlines() == [json.dumps(r) for r in first]       # nothing after the rotation
+    for record in first + second:
+        jsonschema.validate(record, ALERT)
     stored = _alerts(tmp_path / "sensor.db")
     assert len(stored) == len(first) + len(second)
