@@ -16,6 +16,11 @@ import orjson
 PROTOCOLS = ("modbus", "s7comm", "s7comm-plus", "opcua", "cotp", "tcp", "udp")
 ISO_ON_TCP = ("s7comm", "s7comm-plus", "cotp")     # one transport (TPKT and COTP on port 102)
 CONVERSATIONS = ("tcp", "udp")      # one Event per new conversation: see conversations.py
+MODBUS_PORTS = frozenset({502})
+ISO_ON_TCP_PORTS = frozenset({102})
+OPCUA_PORTS = frozenset({4840})
+# the ports a controller serves on: whoever answers from one is the server of its connection
+SERVER_PORTS = MODBUS_PORTS | ISO_ON_TCP_PORTS | OPCUA_PORTS
 
 
 def refused(fields: Mapping[str, Any]) -> bool:

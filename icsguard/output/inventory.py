@@ -5,6 +5,7 @@ Built from Events (plus the MAC addresses the netstack saw); the store persists 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -12,7 +13,7 @@ from netaddr import EUI
 from netaddr.core import NotRegisteredError
 
 from icsguard.budget import Budget
-from icsguard.events import CONVERSATIONS, Event, function_kind, refused
+from icsguard.events import CONVERSATIONS, SERVER_PORTS, Event, function_kind, refused
 
 # Functions an engineering workstation uses and an HMI rarely does: diagnostics,
 # identification, program transfer, CPU control.
@@ -22,6 +23,8 @@ ENGINEERING_WORDS = ("diagnostics", "device_identification", "report_server_id",
                      "memory_reset", "force", "flash_led", "explore", "create_object", "delete_object",
                      "addnodes", "deletenodes", "addreferences", "deletereferences", "historyupdate",
                      "registerserver")
+CONTROLLER_PORTS = SERVER_PORTS - {4840}     # S7 and Modbus: served by controllers; OPC UA by PCs too
+GATEWAY_IPS = 3       # a MAC in front of this many IPs is a router's or a gateway's, not theirs
 
 
 @dataclass
@@ -39,21 +42,28 @@ class Asset:
     ip: str
     mac: str | None = None
     protocols: set[str] = field(default_factory=set)
-    serves: int = 0         # PDUs answered as a server
+    serves: int = 0         # PDUs sent as the server of a connection (answers, and an S7 PLC's download jobs)
+    served_ports: set[int] = field(default_factory=set)
     writes: int = 0         # write requests sent as a client
     engineering: int = 0    # diagnostic / identification / program requests sent
     requests: int = 0
     first_seen: float = 0.0
     last_seen: float = 0.0
+    gateway_mac: str | None = None     # the MAC it was seen behind, a gateway's shared by many IPs
 
     @property
     def vendor(self) -> str | None:
+        if self.gateway_mac:
+            return f"behind gateway {self.gateway_mac} ({vendor_of(self.gateway_mac) or 'vendor unknown'})"
         return vendor_of(self.mac) if self.mac else None
 
     @property
     def role(self) -> str:
-        """A first guess from behaviour; the site file is where a user states the truth."""
-        if self.serves and not self.requests:
+        """A first guess from behaviour; the site file is where a user states the truth. A host
+        answering on an S7 or Modbus port is a controller whatever else it does (a PLC polled
+        and polling, a PLC taking a download); one serving OPC UA only while it polls others
+        is a SCADA server or gateway, guessed from what it asks."""
+        if self.served_ports & CONTROLLER_PORTS or (self.serves and not self.requests):
             return "plc"
         if self.engineering:
             return "ews"
@@ -93,8 +103,9 @@ class Inventory:
 
     def feed(self, event: Event) -> None:
         request = event.direction == "request"
-        client, server = (event.src, event.dst) if request else (event.dst, event.src)
-        port = event.dport if request else event.sport
+        from_client = _sent_by_client(event)
+        client, server = (event.src, event.dst) if from_client else (event.dst, event.src)
+        port = event.dport if from_client else event.sport
         key = (client, server, port, event.proto, event.function)
         comm = self.pairs.get(key)
         if comm is None:
@@ -115,10 +126,12 @@ class Inventory:
                 comm.exceptions += 1
         if event.proto in CONVERSATIONS:        # who talks to whom, but no clue to a role
             return
-        self._asset(client, event, False, request)
-        self._asset(server, event, True, request)
+        self._asset(client, event, False, from_client and request, port)
+        self._asset(server, event, not from_client, False, port)
 
-    def _asset(self, ip: str, event: Event, is_server: bool, request: bool) -> None:
+    def _asset(self, ip: str, event: Event, sent_as_server: bool, asked: bool, port: int) -> None:
+        """``sent_as_server``: this host sent the PDU from its server port; ``asked``: it sent a
+        request as the client."""
         asset = self.assets.get(ip)
         if asset is None:
             if len(self.assets) >= self.max_assets:
@@ -128,10 +141,10 @@ class Inventory:
         asset.last_seen = event.ts
         asset.protocols.add(event.proto)
         self.changed_assets.add(ip)
-        if is_server:
-            if not request:
-                asset.serves += 1
-        elif request:
+        if sent_as_server:
+            asset.serves += 1
+            asset.served_ports.add(port)
+        elif asked:
             asset.requests += 1
             if function_kind(event.function) == "write":
                 asset.writes += 1
@@ -143,11 +156,28 @@ class Inventory:
         """The communications and assets changed since the last call, assets with the MAC
         address the netstack saw for them (IP -> MAC)."""
         pairs = [(key, self.pairs[key]) for key in self.changed_pairs]
-        assets = [self.assets[ip] for ip in self.changed_assets]
-        for asset in assets:
-            mac = hosts.get(asset.ip)
-            if mac and mac != "00:00:00:00:00:00":
+        shared = Counter(hosts.values())
+        for ip, asset in self.assets.items():     # a MAC newly shared may turn hosts seen before
+            mac = hosts.get(ip)
+            if not mac or mac == "00:00:00:00:00:00":
+                continue
+            if shared[mac] >= GATEWAY_IPS:
+                if asset.gateway_mac != mac:
+                    asset.gateway_mac, asset.mac = mac, None
+                    self.changed_assets.add(ip)
+            elif asset.mac != mac and asset.gateway_mac is None:
                 asset.mac = mac
+                self.changed_assets.add(ip)
+        assets = [self.assets[ip] for ip in self.changed_assets]
         self.changed_pairs.clear()
         self.changed_assets.clear()
         return pairs, assets
+
+
+def _sent_by_client(event: Event) -> bool:
+    """Whether the client of the connection sent this PDU: the end on a controller's port is the
+    server (an S7 PLC sends download jobs from port 102), else the one that asked."""
+    from_port, to_port = event.sport in SERVER_PORTS, event.dport in SERVER_PORTS
+    if from_port != to_port:
+        return to_port
+    return event.direction == "request"

@@ -246,7 +246,8 @@ class Store:
         if known:
             protocols |= set(json.loads(known[0] or "[]"))
             first_seen = min(first_seen, known[1] or first_seen)
-            mac, vendor = mac or known[2], vendor or known[3]
+            if not asset.gateway_mac:        # behind a gateway, the MAC known before was the gateway's
+                mac, vendor = mac or known[2], vendor or known[3]
         self.db["assets"].upsert({
             "ip": asset.ip, "mac": mac, "vendor": vendor, "role": asset.role,
             "protocols": json.dumps(sorted(protocols)), "first_seen": first_seen,

@@ -8,7 +8,7 @@ from typing import Any
 from scapy.packet import Raw
 
 from icsguard.budget import Pool
-from icsguard.events import sender_direction
+from icsguard.events import MODBUS_PORTS, sender_direction
 from icsguard.parsers import modbus as layers
 from icsguard.protocols.decode_cache import DecodeCache
 from icsguard.protocols.framing import looks_like
@@ -16,7 +16,7 @@ from icsguard.protocols.malformed import reason
 from icsguard.protocols.pairing import Outstanding, inherit
 
 NAME = "modbus"
-PORTS = frozenset({502})
+PORTS = MODBUS_PORTS
 MAX_OUTSTANDING = 1024   # unanswered requests remembered per connection
 
 _mbap = struct.Struct("!HHHB")

@@ -14,7 +14,7 @@ from cryptography import x509
 
 from icsguard.bounded import remember
 from icsguard.budget import Pool
-from icsguard.events import sender_direction
+from icsguard.events import OPCUA_PORTS, sender_direction
 from icsguard.parsers import opcua as ua
 from icsguard.parsers.opcua_status import status_name
 from icsguard.protocols.decode_cache import DecodeCache
@@ -23,7 +23,7 @@ from icsguard.protocols.malformed import reason
 from icsguard.protocols.pairing import Outstanding, inherit
 
 NAME = "opcua"
-PORTS = frozenset({4840})
+PORTS = OPCUA_PORTS
 MAX_CHUNKS = 64                  # chunks held for one message before it is given up
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_OUTSTANDING = 1024           # requests awaiting their response, per connection

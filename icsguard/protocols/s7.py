@@ -8,7 +8,7 @@ from typing import Any
 
 from icsguard.bounded import made_from
 from icsguard.budget import Pool
-from icsguard.events import sender_direction
+from icsguard.events import ISO_ON_TCP_PORTS, sender_direction
 from icsguard.parsers import s7comm as s7
 from icsguard.parsers import s7comm_plus as s7p
 from icsguard.parsers import tpkt_cotp as iso
@@ -18,7 +18,7 @@ from icsguard.protocols.malformed import MalformedPDU, reason, require
 from icsguard.protocols.pairing import Outstanding, inherit
 
 NAME = "s7comm"
-PORTS = frozenset({102})
+PORTS = ISO_ON_TCP_PORTS
 MAX_UNIT_BYTES = 64 * 1024       # a reassembled COTP data unit; S7 PDUs are at most ~1 KiB (S7-1500: 8 KiB)
 MAX_OUTSTANDING = 256            # unanswered jobs remembered per connection
 MAX_PAIRED = 4096                # (job items, answer items) pairings remembered
