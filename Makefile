@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO_CAPTURE := pcaps/modbus_polling.pcap
+# one capture of each protocol, each with something an analyst must see
+DEMO_CAPTURES := pcaps/modbus_writes.pcap pcaps/s7_control.pcap pcaps/opcua_none_plaintext_password.pcap
 DEBIAN_PACKAGES := tshark tcpdump tcpreplay
 
 .PHONY: demo test test-fast lint install test-deps bench captures clean
@@ -17,7 +18,10 @@ install: $(BIN)/icsguard
 
 demo: install
 	rm -f demo.db
-	$(BIN)/icsguard analyze --db demo.db $(DEMO_CAPTURE)
+	$(BIN)/icsguard analyze --db demo.db $(DEMO_CAPTURES)
+	@echo
+	@echo "icsguard is installed in $(VENV): run '. $(VENV)/bin/activate' to put it on your PATH"
+	@echo "(or call $(BIN)/icsguard), then e.g. 'icsguard alerts --db demo.db'"
 
 # Debian packages the tests use: tshark (cross-checks), tcpdump (live captures) and tcpreplay
 # (the sensor against another replayer).

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 UNLIMITED = 1_000_000     # a pipe's width: nothing wraps, grep sees one record a line
-SEPARATOR = 3             # between two columns: padding and rule
+SEPARATOR = 2             # between two columns: padding and the (blank) rule
 NARROWEST_TEXT = 20       # free text wraps, and folds its long words, down to this width
 
 
@@ -41,7 +41,7 @@ def show(out: Console, title: str | None, columns: Sequence[Column], rows: Itera
     """Cells are plain text (wire text is never markup) or Text styled by us (a severity's colour)."""
     rows = [[cell if isinstance(cell, Text) else Text(cell) for cell in row] for row in rows]
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
     needed = SEPARATOR * (len(columns) - 1)
     for i, column in enumerate(columns):
         longest = max([len(column.name), *(_width(row[i]) for row in rows)])
