@@ -13,8 +13,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
 
 from tests.support import PCAPS, public, run_icsguard
+from tests.support.rewrite import write_pcap
 
 LONG_CAPTURE = ("2017QUT_S7comm/attacks/20161215191717.ChangeUpperThreshold_Flooding/"
                 "20161215191717.ChangeUpperThreshold_Flooding.master.pcap")      # 39,566 packets: a few seconds
@@ -150,3 +153,20 @@ def test_a_multicast_address_is_never_the_client_and_ipv6_ports_are_bracketed(tm
     assert dhcpv6 and all(p["server"] == "ff02::1:2" and p["client"].startswith("fe80:") for p in dhcpv6)
     shown = run_icsguard("report", "--db", db).stdout
     assert "[ff02::1:2]:547" in shown.split()
+
+
+def test_only_it_traffic_shows_its_conversations(tmp_path):
+    """An SMB session and a reverse shell's port: no industrial protocol, but who talked to whom."""
+    frames = []
+    for n, (sport, dport) in enumerate(((49200, 445), (49201, 4444))):
+        syn = Ether() / IP(src="10.1.1.50", dst="10.1.1.20") / TCP(sport=sport, dport=dport, flags="S", seq=1000)
+        ack = Ether() / IP(src="10.1.1.20", dst="10.1.1.50") / TCP(sport=dport, dport=sport, flags="SA", seq=5000,
+                                                                   ack=1001)
+        frames += [(1_800_000_000.0 + n, bytes(syn)), (1_800_000_000.1 + n, bytes(ack))]
+    capture = write_pcap(tmp_path / "it.pcap", frames)
+    result = run_icsguard("analyze", "--db", tmp_path / "it.db", capture)
+    assert result.returncode == 0, result.stderr
+    assert "no industrial protocol decoded" in result.stdout and "Not decoded" not in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines()]
+    assert ["10.1.1.50", "10.1.1.20:445", "tcp", "1", "smb"] in rows
+    assert ["10.1.1.50", "10.1.1.20:4444", "tcp", "1", "port_4444"] in rows
