@@ -443,7 +443,7 @@ def _print_rows(rows: list[dict], columns: list[str], format: ListFormat, title:
 
 
 TIME_COLUMNS = frozenset(("ts", "first_ts", "last_ts", "first_seen", "last_seen", "since", "started", "finished"))
-WRAPPING_COLUMNS = frozenset(("title", "vendor", "protocols", "captures", "active", "mitre"))
+WRAPPING_COLUMNS = frozenset(("title", "vendor", "protocols", "captures", "active", "mitre", "posture"))
 
 
 def _write_rows(rows: list[dict], columns: list[str], format: ListFormat, title: str,
@@ -471,10 +471,10 @@ def _write_rows(rows: list[dict], columns: list[str], format: ListFormat, title:
 def assets(db: str = DbOption, format: ListFormat = typer.Option(ListFormat.table, "--format")):
     """List the hosts seen in every run of the database, with vendor and a guessed role."""
     store = _open_store(db, readonly=True)
-    rows = [dict(a, protocols=json.loads(a["protocols"] or "[]")) for a in store.assets()]
+    rows = store.assets()
     runs = len(store.runs())
     store.close()
-    _print_rows(rows, ["ip", "mac", "vendor", "role", "protocols", "first_seen", "last_seen"], format,
+    _print_rows(rows, ["ip", "mac", "vendor", "role", "protocols", "posture", "first_seen", "last_seen"], format,
                 f"Assets seen in the {runs} run{'s' if runs != 1 else ''} of {db} (times UTC)")
 
 

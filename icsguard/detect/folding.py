@@ -16,6 +16,11 @@ MAX_EVIDENCE = 5
 FLOOD_SOURCES = 16           # a finding open on one target from this many sources: more are one flood alert
 MANY = "*"                   # the source of a flood alert: many hosts (as a mute for every source)
 MAX_LIST = 10                 # elements kept of a list field in evidence
+# attack: an act against the process or a device; anomaly: a departure from the learned baseline;
+# posture: a weak configuration seen on the wire, raised once per (rule, client, server);
+# health: the sensor itself
+CATEGORIES = ("attack", "anomaly", "posture", "health")
+DETECTOR_CATEGORY = {"rule": "attack", "baseline": "anomaly", "ml": "anomaly", "sensor": "health"}
 
 
 @dataclass
@@ -37,6 +42,7 @@ class Alert:
     status: str = "new"
     id: int | None = None
     sid: int = 0
+    category: str = "attack"
 
 
 def compact(event: Event) -> dict[str, Any]:
@@ -57,11 +63,17 @@ class Finding:
     detector: str = "rule"
     mitre: tuple[str, ...] = ()
     sid: int = 0
+    category: str = ""          # "": the detector's (a rule's findings are attacks unless it says posture)
+
+    def __post_init__(self) -> None:
+        if not self.category:
+            object.__setattr__(self, "category", DETECTOR_CATEGORY[self.detector])
 
 
 class Folding:
     """Repeats of one finding (rule and severity) between the same two hosts fold into one
-    alert until a gap of AGGREGATE_SECONDS; muted (rule, source) pairs raise nothing. A
+    alert until a gap of AGGREGATE_SECONDS (a posture finding, a standing weakness, never
+    closes: one alert per client and server however often it is seen); muted (rule, source) pairs raise nothing. A
     finding raised on one target from more than FLOOD_SOURCES sources at once (a scan or a
     flood from spoofed addresses) folds into one alert from MANY. Shared by the rule engine,
     the baseline and the model, so their alerts read and count alike. Each of the three may
@@ -94,7 +106,7 @@ class Folding:
             src, key = MANY, (finding.rule, finding.severity, MANY, target)
             alert = self.open.get(key)
         closed = []
-        if alert is not None and ts - alert.last_ts <= AGGREGATE_SECONDS:
+        if alert is not None and (ts - alert.last_ts <= AGGREGATE_SECONDS or finding.category == "posture"):
             alert.count += 1
             alert.last_ts = ts
             if len(alert.evidence) < MAX_EVIDENCE:
@@ -113,7 +125,7 @@ class Folding:
             self.crowds[crowd] = self.crowds.get(crowd, 0) + 1
         alert = self.open[key] = Alert(ts, finding.severity, finding.rule, title, proto, src, dst,
                                        detector=finding.detector, mitre=finding.mitre, first_ts=ts, last_ts=ts,
-                                       evidence=[evidence()], sid=finding.sid)
+                                       evidence=[evidence()], sid=finding.sid, category=finding.category)
         self.touched[id(alert)] = alert
         return closed
 

@@ -47,7 +47,7 @@ class RuleDetector:
             finding = self.findings.get(rule.id)
             if finding is None:
                 finding = self.findings[rule.id] = Finding(rule.id, rule.title, rule.severity,
-                                                           mitre=rule.mitre, sid=rule.sid)
+                                                           mitre=rule.mitre, sid=rule.sid, category=rule.category)
             src, dst = actors(event)
             closed += self.folding.add(finding, event.ts, event.proto, src, dst, lambda: compact(event))
         return closed

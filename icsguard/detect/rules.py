@@ -10,6 +10,7 @@ A rule file is a list of rules::
       match: {function: diagnostics, subfunction: 4}
       threshold: {count: 5, seconds: 60, by: [src]}     # optional; or distinct: FIELD
       mitre: [T0814]
+      category: attack                     # or posture: a weak configuration, raised once per client and server
       description: Why it matters and what to check.
       references: [https://...]
 
@@ -56,7 +57,8 @@ from icsguard.events import COMMON_FIELDS, PROTOCOL_FIELDS, PROTOCOLS, Event
 SEVERITIES = ("low", "medium", "high", "critical")
 DIRECTIONS = ("request", "response", "notification")
 RULE_KEYS = ("id", "title", "severity", "proto", "direction", "match", "any", "threshold", "mitre",
-             "description", "references", "sid")
+             "description", "references", "sid", "category")
+RULE_CATEGORIES = ("attack", "posture")     # a rule's; anomaly and health are the detectors' own
 REQUIRED = ("id", "title", "severity")
 THRESHOLD_KEYS = ("count", "seconds", "by", "distinct")
 FIELDS = frozenset(COMMON_FIELDS) | PROTOCOL_FIELDS
@@ -106,6 +108,7 @@ class Rule:
     sid: int = 0
     path: str = ""
     line: int = 0
+    category: str = "attack"
 
     def why(self, event: Event) -> list[str] | None:
         """The conditions that hold, when the rule matches the event; None when it does not."""
@@ -395,10 +398,13 @@ def compile_rule(path: Path, entry: Any, site: Site | None, check_groups: bool =
     sid = entry.get("sid", signature_id(rule_id))
     if not isinstance(sid, int) or sid <= 0:
         fail("sid", "sid must be a positive integer")
+    category = entry.get("category", "attack")
+    if category not in RULE_CATEGORIES:
+        fail("category", f"category {category!r} is not one of {', '.join(RULE_CATEGORIES)}")
     return Rule(rule_id, str(entry["title"]), entry["severity"], protos, direction, alternatives,
                 _threshold(path, entry, fail), tuple(map(str, mitre)), str(entry.get("description") or ""),
                 tuple(map(str, references if isinstance(references, list) else [references])), sid,
-                str(path), line)
+                str(path), line, category)
 
 
 def _threshold(path, entry, fail) -> Threshold | None:

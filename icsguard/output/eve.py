@@ -63,4 +63,4 @@ def _row(alert: Alert, run_id: int) -> dict:
             "proto": alert.proto, "src": alert.src, "dst": alert.dst, "detector": alert.detector,
             "mitre": json.dumps(list(alert.mitre)), "count": alert.count, "first_ts": alert.first_ts,
             "last_ts": alert.last_ts, "evidence": json.dumps(alert.evidence, default=str), "status": alert.status,
-            "run_id": run_id, "sid": alert.sid}
+            "run_id": run_id, "sid": alert.sid, "category": alert.category}

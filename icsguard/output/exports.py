@@ -11,7 +11,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-ALERT_FIELDS = ("id", "ts", "severity", "rule", "title", "proto", "src", "dst", "detector", "mitre",
+ALERT_FIELDS = ("id", "ts", "severity", "rule", "title", "proto", "src", "dst", "detector", "category", "mitre",
                 "count", "first_ts", "last_ts", "evidence", "status")
 # Suricata's scale: 1 is the most severe
 EVE_SEVERITY = {"critical": 1, "high": 1, "medium": 2, "low": 3}
@@ -44,12 +44,13 @@ def eve(row: dict[str, Any]) -> dict[str, Any]:
         out["flow_id"] = flow_id(first["flow"])
         out["community_id"] = first["flow"]
     metadata = {"icsguard_rule": [alert["rule"]], "icsguard_severity": [alert["severity"]],
+                "icsguard_category": [alert["category"] or "attack"], "icsguard_detector": [alert["detector"]],
                 "icsguard_count": [str(alert["count"])], "icsguard_status": [alert["status"]],
                 "icsguard_alert_id": [str(alert["id"])]}
     if alert["mitre"]:
         metadata["mitre_technique_id"] = alert["mitre"]
     out["alert"] = {"action": "allowed", "gid": 1, "signature_id": row.get("sid") or 0, "rev": 1,
-                    "signature": alert["title"], "category": f"icsguard {alert['detector']} detection",
+                    "signature": alert["title"], "category": f"icsguard {alert['category'] or 'attack'}",
                     "severity": EVE_SEVERITY.get(alert["severity"], 3), "metadata": metadata}
     fields = {k: v for k, v in first.items() if k not in COMMON}
     if app_proto == "modbus":

@@ -61,8 +61,7 @@ def gather(store: Store, run_id: int | None = None) -> dict[str, Any]:
         "pairs": [{"client": k[0], "server": k[1], "port": k[2], "proto": k[3], "pdus": v["pdus"],
                    "functions": sorted(v["functions"]), "first_seen": v["first_seen"], "last_seen": v["last_seen"]}
                   for k, v in sorted(pairs.items(), key=lambda kv: -kv[1]["pdus"])],
-        "assets": [dict(a, protocols=json.loads(a["protocols"] or "[]")) for a in store.assets()
-                   if a["last_run"] == run["id"]],
+        "assets": [a for a in store.assets() if a["last_run"] == run["id"]],
         "alerts": list(store.alerts(run_id=run["id"])),
         "problems": {k: v for k, v in sorted(counters.items()) if any(w in k for w in DROP_COUNTERS)},
         "counters": counters,
@@ -181,9 +180,9 @@ def _render_tail(data: dict[str, Any], console: Console) -> None:
     if data["assets"]:
         tables.show(console, "Assets seen in this run",
                     [Column("ip"), Column("mac"), Column("vendor", wraps=True), Column("role (guess)"),
-                     Column("protocols", wraps=True)],
-                    [[a["ip"], a["mac"] or "-", a["vendor"] or "-", a["role"], ", ".join(a["protocols"])]
-                     for a in data["assets"][:TOP_ASSETS]],
+                     Column("protocols", wraps=True), Column("posture findings", wraps=True)],
+                    [[a["ip"], a["mac"] or "-", a["vendor"] or "-", a["role"], ", ".join(a["protocols"]),
+                      ", ".join(a["posture"]) or "-"] for a in data["assets"][:TOP_ASSETS]],
                     caption=f"{more:,} more assets: icsguard assets" if more > 0 else None)
 
     if data["alerts"]:
@@ -237,8 +236,9 @@ def render_markdown(data: dict[str, Any]) -> str:
     table("Communication pairs", ["client", "server", "proto", "PDUs", "functions"],
           [[p["client"], endpoint(p["server"], p["port"]), p["proto"], p["pdus"], ", ".join(p["functions"])]
            for p in data["pairs"]])
-    table("Assets seen in this run", ["ip", "mac", "vendor", "role (guess)", "protocols"],
-          [[a["ip"], a["mac"] or "-", a["vendor"] or "-", a["role"], ", ".join(a["protocols"])] for a in data["assets"]])
+    table("Assets seen in this run", ["ip", "mac", "vendor", "role (guess)", "protocols", "posture findings"],
+          [[a["ip"], a["mac"] or "-", a["vendor"] or "-", a["role"], ", ".join(a["protocols"]),
+            ", ".join(a["posture"]) or "-"] for a in data["assets"]])
     table("Alerts", ["id", "severity", "rule", "title", "src", "dst", "count"],
           [[a["id"], a["severity"], a["rule"], a["title"], a["src"], a["dst"], a["count"]] for a in data["alerts"]])
     table("Malformed, dropped and unusual", ["counter", "count"], [[k, v] for k, v in data["problems"].items()])

@@ -76,7 +76,24 @@ def _v3(db: sqlite_utils.Database) -> None:
                "WHEN error IS NOT NULL THEN 'failed' ELSE 'finished' END, updated = finished")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
+# the shipped rules that were posture findings when alerts got their category
+POSTURE_RULES = ("opcua.security_policy_none", "opcua.anonymous_session", "opcua.password_in_clear",
+                 "opcua.self_signed_or_expired_certificate")
+
+
+def _v4(db: sqlite_utils.Database) -> None:
+    """Alerts say what kind they are (attack, anomaly, posture, health); stored ones take their
+    detector's, and the shipped posture rules' alerts are posture."""
+    if "category" not in db["alerts"].columns_dict:
+        db["alerts"].add_column("category", str)
+    db.execute("UPDATE alerts SET category = CASE detector WHEN 'baseline' THEN 'anomaly' WHEN 'ml' THEN 'anomaly' "
+               "WHEN 'sensor' THEN 'health' ELSE 'attack' END")
+    db.execute(f"UPDATE alerts SET category = 'posture' WHERE rule IN ({', '.join('?' for _ in POSTURE_RULES)})",
+               POSTURE_RULES)
+    db["alerts"].create_index(["category", "rule", "src", "dst"], if_not_exists=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
 ALL_SOURCES = "*"                 # a mute's src when it holds for every source
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = ("runs", "communications", "assets", "alerts", "scans", "mutes")
@@ -167,12 +184,22 @@ class Store:
         """New alerts are inserted and take their id; known ones take their count, last time
         and evidence (folding changes nothing else). An alert stored before, by an earlier run
         over the same traffic (the same rule, hosts and first time), is that alert: it keeps its
-        id and status (an acknowledgement holds) and moves to this run."""
+        id and status (an acknowledgement holds) and moves to this run. A posture finding is
+        one alert per (rule, client, server) in the database: seen again later, it adds its
+        count to the stored one; seen again in the same traffic, it adds nothing."""
         grown, inserted = [], []
         try:
             for a in alerts:
                 evidence = json.dumps(a.evidence, default=str)
-                if a.id is None:
+                if a.id is None and a.category == "posture":
+                    known = self.db.conn.execute(
+                        "SELECT id, count, last_ts, status, first_ts FROM alerts WHERE category = 'posture' "
+                        "AND rule = ? AND src = ? AND dst = ? LIMIT 1", [a.rule, a.src, a.dst]).fetchone()
+                    if known is not None:
+                        a.id, a.status = known[0], known[3]
+                        a.count = known[1] + a.count if a.first_ts > known[2] else max(a.count, known[1])
+                        a.first_ts, a.last_ts = min(a.first_ts, known[4]), max(a.last_ts, known[2])
+                elif a.id is None:
                     known = self.db.conn.execute(
                         "SELECT id, count, last_ts, status FROM alerts WHERE rule = ? AND src = ? AND dst = ? "
                         "AND first_ts = ? LIMIT 1", [a.rule, a.src, a.dst, a.first_ts]).fetchone()
@@ -180,18 +207,18 @@ class Store:
                         a.id, a.status = known[0], known[3]
                         a.count, a.last_ts = max(a.count, known[1]), max(a.last_ts, known[2])
                 if a.id is not None:
-                    grown.append((a.count, a.last_ts, evidence, run_id, a.id))
+                    grown.append((a.count, a.first_ts, a.last_ts, evidence, run_id, a.id))
                     continue
                 a.id = self.db.conn.execute(
                     "INSERT INTO alerts (ts, severity, rule, title, proto, src, dst, detector, mitre, count, "
-                    "first_ts, last_ts, evidence, status, run_id, sid) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "first_ts, last_ts, evidence, status, run_id, sid, category) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [a.ts, a.severity, a.rule, a.title, a.proto, a.src, a.dst, a.detector, json.dumps(list(a.mitre)),
-                     a.count, a.first_ts, a.last_ts, evidence, a.status, run_id, a.sid]).lastrowid
+                     a.count, a.first_ts, a.last_ts, evidence, a.status, run_id, a.sid, a.category]).lastrowid
                 inserted.append(a)
             if grown:
-                self.db.conn.executemany("UPDATE alerts SET count = ?, last_ts = ?, evidence = ?, run_id = ? WHERE id = ?",
-                                         grown)
+                self.db.conn.executemany("UPDATE alerts SET count = ?, first_ts = ?, last_ts = ?, evidence = ?, "
+                                         "run_id = ? WHERE id = ?", grown)
         except BaseException:         # the transaction is rolled back: those rows are not there
             for a in inserted:
                 a.id = None
@@ -267,8 +294,13 @@ class Store:
         return self.db.query("SELECT * FROM communications WHERE run_id = ? ORDER BY requests + responses DESC",
                              [run_id])
 
-    def assets(self) -> Iterator[dict[str, Any]]:
-        return self.db.query("SELECT * FROM assets ORDER BY ip")
+    def assets(self) -> list[dict[str, Any]]:
+        """Every asset, with the posture findings about it (the server they were seen on)."""
+        posture: dict[str, set[str]] = {}
+        for rule, dst in self.db.execute("SELECT rule, dst FROM alerts WHERE category = 'posture'").fetchall():
+            posture.setdefault(dst, set()).add(rule)
+        return [dict(a, protocols=json.loads(a["protocols"] or "[]"), posture=sorted(posture.get(a["ip"], ())))
+                for a in self.db.query("SELECT * FROM assets ORDER BY ip")]
 
     def alerts(self, since: float | None = None, severities: list[str] | None = None,
                run_id: int | None = None, statuses: list[str] | None = None) -> Iterator[dict[str, Any]]:
