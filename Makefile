@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # one capture of each protocol, each with something an analyst must see
 DEMO_CAPTURES := pcaps/modbus_writes.pcap pcaps/s7_control.pcap pcaps/opcua_none_plaintext_password.pcap
-DEBIAN_PACKAGES := tshark tcpdump tcpreplay
+DEBIAN_PACKAGES := tshark tcpdump tcpreplay chromium
 
 .PHONY: demo test test-fast lint install test-deps bench captures clean
 

@@ -81,8 +81,17 @@ class DecodeFormat(str, Enum):
 
 class ReportFormat(str, Enum):
     terminal = "terminal"
+    html = "html"
     json = "json"
     md = "md"
+
+
+class ScanFormat(str, Enum):
+    table = "table"
+    json = "json"
+    md = "md"
+    html = "html"
+    junit = "junit"
 
 
 class ListFormat(str, Enum):
@@ -99,7 +108,11 @@ class AlertFormat(str, Enum):
 
 
 class Failure(Exception):
-    """Ends the command with this one-line message and exit status 1."""
+    """Ends the command with this one-line message and exit status ``code`` (1: bad input)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
 
 
 class ReaderGone(Exception):
@@ -352,6 +365,66 @@ def replay(captures: List[str] = CapturesArg,
 
 
 @app.command()
+def scan(captures: Optional[List[str]] = typer.Argument(None, help="captures to analyse and scan (default: "
+                                                                  "every run in --db)", show_default=False),
+         db: str = DbOption, policy: Optional[str] = typer.Option(None, "--policy", help="a policy file over the "
+                                                                                       "shipped one (YAML)"),
+         site: Optional[str] = SiteOption,
+         format: ScanFormat = typer.Option(ScanFormat.table, "--format"),
+         output: Optional[str] = typer.Option(None, "--output", help="write to this file")):
+    """Check the traffic against a policy (IEC 62443-3-3, NIST SP 800-82): PASS, FAIL or NOT_ASSESSED
+    per check with its evidence. Exit 0: nothing failed; 1: a check failed; 2: no verdict (bad input)."""
+    from icsguard.output import scan as scanner
+    from icsguard.output import scan_report
+    from icsguard.output.policy import load_policy
+    try:
+        try:
+            chosen = load_policy(policy, frozenset(scanner.CHECKS))
+        except FileError as exc:
+            raise Failure(str(exc)) from None
+        site_file = _site(site)
+        if captures:
+            _check_captures(captures)
+            _analysis().check_captures(captures)
+            store = _open_store(db)
+            stop = _stop_on_signals()
+            with _progress(captures) as progress:
+                run_id, status, error = _analysis().analyze(captures, store, progress,
+                                                            _rules(None, site_file, detecting=True), None, stop)
+            if status == "interrupted":
+                raise Interrupted(f"interrupted: run {run_id} in {db} keeps what was read; no scan was made")
+            if error:
+                raise Failure(error)
+            runs, scope = [run_id], "captures " + ", ".join(sorted(os.path.basename(c) for c in captures))
+        else:
+            store = _open_store(db, must_exist=True)
+            runs, scope = None, f"database {os.path.abspath(db)}"
+        report = scanner.scan(store, chosen, site_file, runs, scope)
+        store.close()
+        if format is ScanFormat.html:
+            from icsguard.output import html
+            text = html.render_scan(report)
+        elif format is ScanFormat.table:
+            text = None
+        else:
+            text = {ScanFormat.json: scan_report.render_json, ScanFormat.md: scan_report.render_markdown,
+                    ScanFormat.junit: scan_report.render_junit}[format](report)
+        if text is None:
+            if output:
+                _write_output(output, lambda f: scan_report.render_terminal(report, Console(file=f, width=120)))
+            else:
+                scan_report.render_terminal(report, stdout)
+        elif output:
+            _write_output(output, lambda f: f.write(text))
+        else:
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    except (Failure, CaptureError) as exc:          # no verdict: not to be read as a failed check
+        raise Failure(str(exc), code=2) from None
+    if report["result"] == "FAIL":
+        raise typer.Exit(1)
+
+
+@app.command()
 def learn(captures: List[str] = CapturesArg,
           model: str = typer.Option(..., "--model", help="model file to write"),
           site: Optional[str] = SiteOption,
@@ -422,6 +495,7 @@ def report_command(db: str = DbOption,
         store.close()
         raise Failure(f"no run {run} in {db} (icsguard runs --db {db} lists them)")
     data = report.gather(store, run)
+    scans = store.scans() if format is ReportFormat.html else []
     store.close()
     if format is ReportFormat.terminal:
         if output:
@@ -429,7 +503,11 @@ def report_command(db: str = DbOption,
         else:
             report.render_terminal(data, stdout)
         return
-    text = report.render_json(data) if format is ReportFormat.json else report.render_markdown(data)
+    if format is ReportFormat.html:
+        from icsguard.output import html
+        text = html.render_report(data, scans[-1] if scans else None)
+    else:
+        text = report.render_json(data) if format is ReportFormat.json else report.render_markdown(data)
     if output:
         _write_output(output, lambda f: f.write(text))
     else:
@@ -681,7 +759,7 @@ def main() -> None:
         app()
     except (Failure, CaptureError) as exc:
         stderr.print(f"icsguard: {exc}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(1)
+        sys.exit(getattr(exc, "code", 1))
     except Interrupted as exc:
         stderr.print(f"icsguard: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(130)

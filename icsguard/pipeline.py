@@ -49,6 +49,9 @@ class Pipeline:
                     if progress is not None:
                         progress(frame)
                     continue
+                # the tap's quietest stretch, within one capture (captures merged may be days apart)
+                if last is not None and last.capture == frame.capture and frame.ts - last.ts > stats.longest_silence:
+                    stats.longest_silence = frame.ts - last.ts
                 last = frame
                 stats.packets += 1
                 stats.bytes += len(frame.data)

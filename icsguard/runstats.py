@@ -18,6 +18,7 @@ class RunStats:
     bytes: int = 0
     first_ts: float | None = None
     last_ts: float | None = None
+    longest_silence: float = 0.0     # seconds between two packets, at most
     counters: Counter = field(default_factory=Counter)
     hosts: dict[str, str] = field(default_factory=dict)    # IP → MAC, as seen on the wire
     started: float = field(default_factory=time.time)

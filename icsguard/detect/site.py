@@ -8,6 +8,15 @@ a host that is not an HMI" without naming an address. Rules refer to its groups 
     writers:     [{to: [$plc], from: [$hmi, $ews]}]
     maintenance: [{days: [sat], start: "02:00", end: "04:00"}]     # UTC
     ports:       {modbus: [504, 505], opcua: [4841-4850]}
+    conduits:    [{between: [control, dmz], protocols: [opcua]}]   # protocols omitted: any
+    control_zones: [control]           # omitted: every zone is a control zone
+    allowed_services: [dns, ntp]       # IT services allowed inside control zones
+    known_hosts: [10.10.0.250]         # hosts that are neither of the roles but belong
+    pki_required: true                 # OPC UA certificates must come from a CA
+
+The last five serve ``icsguard scan``: which zones may talk industrial protocols to each other,
+which IT services a control zone may carry, which hosts are known assets, and whether
+self-signed certificates fail.
 
 ``ports`` names the ports each protocol is served on here besides its well-known ones
 (the rules keep those): ``$ports`` holds for a port the site gives the event's protocol.
@@ -34,7 +43,8 @@ from icsguard.events import ISO_ON_TCP, PROTOCOLS
 
 ROLES = ("plc", "hmi", "ews", "historian", "scada")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-SITE_KEYS = ("zones", "roles", "writers", "maintenance", "ports")
+SITE_KEYS = ("zones", "roles", "writers", "maintenance", "ports", "conduits", "control_zones", "allowed_services",
+             "known_hosts", "pki_required")
 MAINTENANCE = "maintenance"          # the group name of the maintenance windows
 PORTS = "ports"                      # the group name of the site's ports for the event's protocol
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -64,7 +74,23 @@ class Site:
     writers: list[tuple[IPSet, IPSet]] = field(default_factory=list)   # (targets, who may write)
     windows: list[Window] = field(default_factory=list)
     ports: dict[str, frozenset[int]] = field(default_factory=dict)    # protocol -> its ports here
+    conduits: list[tuple[frozenset[str], frozenset[str] | None]] = field(default_factory=list)  # (zones, protocols)
+    control_zones: tuple[str, ...] = ()      # the zone names; none given: every zone
+    allowed_services: frozenset[str] = frozenset()
+    known_hosts: IPSet = field(default_factory=IPSet)
+    pki_required: bool = False
     path: str = ""
+    zone_names: tuple[str, ...] = ()
+
+    def zone_of(self, ip: str) -> str | None:
+        return next((name for name in self.zone_names if ip in self.groups[name]), None)
+
+    def conduit_allows(self, zone_a: str, zone_b: str, proto: str) -> bool:
+        return any({zone_a, zone_b} <= zones and (protocols is None or proto in protocols)
+                   for zones, protocols in self.conduits)
+
+    def is_known(self, ip: str) -> bool:
+        return ip in self.known_hosts or any(ip in self.groups[role] for role in ROLES)
 
     def group(self, name: str) -> IPSet | None:
         return self.groups.get(name)
@@ -104,6 +130,7 @@ def load_site(path: str | Path) -> Site:
             if name in site.groups or name in (MAINTENANCE, PORTS):
                 raise FileError(path, line, f"the name {name!r} is used twice")
             site.groups[str(name)] = _addresses(path, line, addresses, {})
+    site.zone_names = tuple(str(name) for name in (document.get("zones") or {}))
     for role in ROLES:
         site.groups.setdefault(role, IPSet())
     for number, entry in enumerate(document.get("writers") or [], 1):
@@ -115,7 +142,38 @@ def load_site(path: str | Path) -> Site:
     for number, entry in enumerate(document.get("maintenance") or [], 1):
         site.windows.append(_window(path, getattr(entry, "line", document.line_of("maintenance")), number, entry))
     site.ports = _ports(path, document)
+    _scan_keys(path, document, site)
     return site
+
+
+def _scan_keys(path, document, site: Site) -> None:
+    """The keys ``icsguard scan`` reads: conduits, control zones, allowed IT services, other
+    known hosts and whether OPC UA needs CA-issued certificates."""
+    for number, entry in enumerate(document.get("conduits") or [], 1):
+        line = getattr(entry, "line", document.line_of("conduits"))
+        if not isinstance(entry, dict) or "between" not in entry or not set(entry) <= {"between", "protocols"}:
+            raise FileError(path, line, f"conduit {number} needs 'between' (two zones) and optional 'protocols'")
+        zones = entry["between"]
+        if not isinstance(zones, list) or len(zones) != 2 or any(z not in site.zone_names for z in zones):
+            raise FileError(path, line, f"conduit {number}: 'between' names two of the zones "
+                                        f"({', '.join(site.zone_names) or 'none given'})")
+        protocols = entry.get("protocols")
+        if protocols is not None and (not isinstance(protocols, list) or any(p not in PROTOCOLS for p in protocols)):
+            raise FileError(path, line, f"conduit {number}: protocols are a list of {', '.join(PROTOCOLS)}")
+        site.conduits.append((frozenset(map(str, zones)), frozenset(protocols) if protocols is not None else None))
+    control = document.get("control_zones") or []
+    if not isinstance(control, list) or any(z not in site.zone_names for z in control):
+        raise FileError(path, document.line_of("control_zones"), "control_zones is a list of the zones' names")
+    site.control_zones = tuple(map(str, control)) or site.zone_names
+    services = document.get("allowed_services") or []
+    if not isinstance(services, list):
+        raise FileError(path, document.line_of("allowed_services"), "allowed_services is a list of service names")
+    site.allowed_services = frozenset(map(str, services))
+    site.known_hosts = _addresses(path, document.line_of("known_hosts"), document.get("known_hosts"), site.groups)
+    pki = document.get("pki_required", False)
+    if not isinstance(pki, bool):
+        raise FileError(path, document.line_of("pki_required"), "pki_required is true or false")
+    site.pki_required = pki
 
 
 def _ports(path, document) -> dict[str, frozenset[int]]:

@@ -93,7 +93,14 @@ def _v4(db: sqlite_utils.Database) -> None:
     db["alerts"].create_index(["category", "rule", "src", "dst"], if_not_exists=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
+def _v5(db: sqlite_utils.Database) -> None:
+    """Scans say what they covered (their scope), to be compared with the previous one of it."""
+    if "scope" not in db["scans"].columns_dict:
+        db["scans"].add_column("scope", str)
+    db["scans"].create_index(["scope", "id"], if_not_exists=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 ALL_SOURCES = "*"                 # a mute's src when it holds for every source
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = ("runs", "communications", "assets", "alerts", "scans", "mutes")
@@ -161,6 +168,8 @@ class Store:
         status, alerts new (their ids are set) or grown, communications and assets changed."""
         now = time.time()
         counters = {k: v for k, v in stats.counters.items() if v}
+        if stats.longest_silence:
+            counters["capture.longest_silence_ms"] = round(stats.longest_silence * 1000)
         with self.transaction():
             self.db.execute(
                 "UPDATE runs SET status = ?, updated = ?, finished = ?, packets = ?, bytes = ?, pdus = ?, "
@@ -259,6 +268,21 @@ class Store:
         """Every run, oldest first, with its alert count."""
         return list(self.db.query("SELECT runs.*, (SELECT COUNT(*) FROM alerts WHERE alerts.run_id = runs.id) "
                                   "AS alerts FROM runs ORDER BY id"))
+
+    def add_scan(self, report: dict[str, Any], run_id: int | None) -> int:
+        with self.transaction():
+            return self.db["scans"].insert({"ts": report["ts"], "policy": report["policy"], "result": report["result"],
+                                            "details": json.dumps(report, default=list), "run_id": run_id,
+                                            "scope": report["scope"]}).last_pk
+
+    def previous_scan(self, scope: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT id, details FROM scans WHERE scope = ? ORDER BY id DESC LIMIT 1",
+                              [scope]).fetchone()
+        return dict(json.loads(row[1]), id=row[0]) if row else None
+
+    def scans(self) -> list[dict[str, Any]]:
+        return [dict(json.loads(details), id=scan_id)
+                for scan_id, details in self.db.execute("SELECT id, details FROM scans ORDER BY id").fetchall()]
 
     def mutes(self) -> set[tuple[str, str | None]]:
         return {(rule, None if src == ALL_SOURCES else src)
