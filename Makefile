@@ -24,7 +24,7 @@ demo: install
 	@echo "(or call $(BIN)/icsguard), then e.g. 'icsguard alerts --db demo.db'"
 
 # Debian packages the tests use: tshark (cross-checks), tcpdump (live captures) and tcpreplay
-# (the sensor against another replayer).
+# (the sensor against another replayer) and chromium (the HTML report, checked in a browser).
 test-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import json
 from collections import Counter, defaultdict
 from importlib import resources
 from typing import Any
@@ -16,7 +17,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from icsguard.events import CONVERSATIONS
-from icsguard.output.notation import endpoint, utc_time
+from icsguard.output.exports import COMMON
+from icsguard.output.notation import details, endpoint, utc_time
 from icsguard.output.report import sensor_summary, status_text
 from icsguard.output.scan_report import change_lines, evidence_text
 
@@ -24,6 +26,7 @@ SEVERITIES = ("critical", "high", "medium", "low")
 TIME_BINS = 24
 TOP_FUNCTIONS = 15
 MAP_HOSTS = 60            # hosts drawn on the map; the tables list them all
+DETAILS_SHOWN = 300       # characters of an alert's first PDU in the alerts table
 
 
 def _environment() -> Environment:
@@ -45,7 +48,8 @@ def render_report(data: dict[str, Any], scan: dict[str, Any] | None = None) -> s
     run = data["run"]
     if run is None:
         return _page(title="icsguard report", subtitle="The database holds no runs yet.", run=None, scan=None)
-    alerts = [dict(a, first=utc_time(a["first_ts"]), last=utc_time(a["last_ts"])) for a in data["alerts"]]
+    alerts = [dict(a, first=utc_time(a["first_ts"]), last=utc_time(a["last_ts"]), details=_first_pdu(a))
+              for a in data["alerts"]]
     by_host: dict[str, list[int]] = defaultdict(list)
     for a in alerts:
         for host in {a["src"], a["dst"]}:
@@ -65,6 +69,16 @@ def render_report(data: dict[str, Any], scan: dict[str, Any] | None = None) -> s
                  alerts=alerts, assets=assets, timeline=Markup(timeline(data["alerts"], run)),
                  mix=Markup(function_mix(data["functions"])), map=Markup(asset_map(data["assets"], data["pairs"])),
                  map_note=zones_note, **context)
+
+
+def _first_pdu(alert: dict[str, Any]) -> str:
+    """What the alert's first PDU did, in analyst notation (wire text: escaped by the template)."""
+    evidence = json.loads(alert["evidence"] or "[]")
+    if not evidence:
+        return ""
+    first = evidence[0]
+    text = f"{first.get('function', '')} {details({k: v for k, v in first.items() if k not in COMMON and k != 'function'})}"
+    return text if len(text) <= DETAILS_SHOWN else text[:DETAILS_SHOWN] + "…"
 
 
 def render_scan(scan: dict[str, Any]) -> str:
@@ -121,6 +135,9 @@ def timeline(alerts: list[dict[str, Any]], run: dict[str, Any]) -> str:
                 begin = utc_time(start + span * i / TIME_BINS)
                 parts.append(_rect(left + i * step + 1, y, step - 2, h, f"bar-{severity}",
                                    f"{counts[severity]} {severity} alert(s) from {begin} UTC"))
+    for i, severity in enumerate(SEVERITIES):          # the legend
+        parts.append(_rect(width - 330 + i * 80, 4, 12, 12, f"bar-{severity}", severity))
+        parts.append(_text(width - 314 + i * 80, 14, severity))
     if not alerts:
         parts.append(_text(width / 2, height / 2, "no alerts", "middle"))
     return _svg(width, height, parts, "alerts over time")
