@@ -20,8 +20,8 @@ from tests.support import PCAPS, REPO, public
 from tests.support.rules_opcua import CLIENT, OTHER_HMI_SITE, RULES, SERVER, SITE, alerts_by_rule, site_file
 
 ALL_RULES = {
-    "opcua.security_policy_none", "opcua.anonymous_session", "opcua.password_in_clear",
-    "opcua.self_signed_or_expired_certificate", "opcua.failed_login_burst",
+    "opcua.security_policy_none", "opcua.deprecated_security_policy", "opcua.anonymous_session",
+    "opcua.password_in_clear", "opcua.self_signed_or_expired_certificate", "opcua.failed_login_burst",
     "opcua.write_not_permitted", "opcua.write_or_call_from_unexpected_host",
     "opcua.browse_enumeration", "opcua.error_burst",
 }
@@ -63,6 +63,14 @@ def test_security_policy_none_counts_each_channel(site):
     assert alert.count == 3 and alert.severity == "medium"
     assert [e["security_policy"] for e in alert.evidence] == ["http://opcfoundation.org/UA/SecurityPolicy#None"] * 3
     assert all(e["direction"] == "request" for e in alert.evidence)
+
+
+def test_a_deprecated_policy_is_a_posture_finding(site):
+    """open62541 opening a Basic128Rsa15 channel (public capture); asyncua's Basic256Sha256 is current."""
+    events = list(decode([str(public("icsnpp-opcua-binary/pcaps/open62541_client-server_encrypted.pcap"))]))
+    alert = alerts_by_rule(events, site)["opcua.deprecated_security_policy"]
+    assert alert.category == "posture" and alert.evidence[0]["security_policy"].endswith("#Basic128Rsa15")
+    assert "opcua.deprecated_security_policy" not in alerts_by_rule(_committed("sign_and_encrypt"), site)
 
 
 def test_password_in_clear_names_the_user_not_the_password(site):
