@@ -122,7 +122,8 @@ def test_loss_and_silence_in_the_monitored_traffic(tmp_path):
     assert _status(silent, "monitoring.no_silent_gap") == "FAIL"
     assert "no packet for 600 s" in silent["monitoring.no_silent_gap"]["evidence"][0]["detail"]
     nothing = _scan(tmp_path, empty)
-    assert {_status(nothing, c) for c in ("monitoring.capture_loss", "monitoring.no_silent_gap")} == {"NOT_ASSESSED"}
+    assert {_status(nothing, c) for c in ("monitoring.capture_loss", "monitoring.no_silent_gap",
+                                          "confidentiality.encrypted_in_transit")} == {"NOT_ASSESSED"}
 
 
 # ------------------------------------------------------------------ checks that need the site file
