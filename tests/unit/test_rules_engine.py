@@ -187,7 +187,7 @@ def test_shipped_packs_load_and_map_to_attack(tmp_path):
     ("ports:\n  opcua:\n    - 4850-4841\n", 2, "ports: opcua: '4850-4841' is not a port (1-65535) or a rising range"),
     ("ports: [502, 504]\n", 1, "ports must map protocols to lists of ports"),
     ("zones:\n  ports: [10.0.0.0/24]\n", 2, "the name 'ports' is used twice"),
-    ("ports: {modbus: [504]}\nport: {opcua: [4841]}\n", 2, "unknown key 'port' (known: zones, roles, writers, maintenance, ports)"),
+    ("ports: {modbus: [504]}\nport: {opcua: [4841]}\n", 2, "unknown key 'port' (known: zones, roles, writers, maintenance, ports, conduits, control_zones, allowed_services, known_hosts, pki_required)"),
 ])
 def test_broken_site_ports_name_file_and_line(tmp_path, text, line, message):
     (tmp_path / "site.yaml").write_text(text)
