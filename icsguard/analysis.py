@@ -13,6 +13,7 @@ from icsguard.detect import site
 from icsguard.detect.baseline import BaselineDetector
 from icsguard.detect.features import Windows
 from icsguard.detect.health import HealthDetector
+from icsguard.detect.identity import IdentityDetector
 from icsguard.detect.model import ModelDetector
 from icsguard.detect.modelfile import LearnedModel
 from icsguard.detect.rule_engine import RuleDetector
@@ -77,7 +78,9 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
     inventory = Inventory(budget)
     muted = store.mutes()
     detector = RuleDetector(rules if rules is not None else RuleSet(), muted, budget)
-    detectors: list = [detector]
+    known, macs = store.known_identities()
+    identity = IdentityDetector(known, macs, stats.hosts, muted, budget)
+    detectors: list = [detector, identity]
     if learned is not None:
         targets = Targets()
         detectors.append(BaselineDetector(learned.baseline, muted, targets, budget))
@@ -103,7 +106,7 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
 
     recorder = RunRecorder(store, run_id, stats, inventory, [each.folding for each in detectors], count_findings,
                            after_commit=None if on_commit is None else
-                           lambda raised: on_commit(run_id, raised, stats.counters))
+                           lambda raised: on_commit(run_id, raised, stats.counters), identity=identity)
 
     def on_frame(frame: Frame) -> None:          # (a live source sends heartbeats while the tap is idle)
         if progress is not None:

@@ -547,13 +547,17 @@ def _write_rows(rows: list[dict], columns: list[str], format: ListFormat, title:
 
 @app.command()
 def assets(db: str = DbOption, format: ListFormat = typer.Option(ListFormat.table, "--format")):
-    """List the hosts seen in every run of the database, with vendor and a guessed role."""
+    """List the hosts seen in every run of the database: vendor, model, firmware and serial as they
+    said on the wire (JSON Lines and CSV: every attribute with where and when), a guessed role."""
     store = _open_store(db, readonly=True)
     rows = store.assets()
     runs = len(store.runs())
     store.close()
-    _print_rows(rows, ["ip", "mac", "vendor", "role", "protocols", "posture", "first_seen", "last_seen"], format,
-                f"Assets seen in the {runs} run{'s' if runs != 1 else ''} of {db} (times UTC)")
+    _print_rows(rows, ["ip", "mac", "vendor", "model", "firmware", "serial", "role", "protocols", "posture",
+                       "first_seen", "last_seen", "identity"], format,
+                f"Assets seen in the {runs} run{'s' if runs != 1 else ''} of {db} (times UTC)",
+                ["ip", "mac", "vendor", "model", "firmware", "serial", "role", "protocols", "posture", "first_seen",
+                 "last_seen"])
 
 
 @app.command()

@@ -10,6 +10,7 @@ import time
 from typing import Callable, Iterable
 
 from icsguard.detect.folding import Alert, Folding
+from icsguard.detect.identity import IdentityDetector
 from icsguard.output.inventory import Inventory
 from icsguard.output.store import Store
 from icsguard.runstats import RunStats
@@ -20,9 +21,11 @@ COMMIT_SECONDS = 1.0
 class RunRecorder:
     def __init__(self, store: Store, run_id: int, stats: RunStats, inventory: Inventory,
                  foldings: Iterable[Folding], before_commit: Callable[[], None] | None = None,
-                 interval: float = COMMIT_SECONDS, after_commit: Callable[[list[Alert]], None] | None = None):
+                 interval: float = COMMIT_SECONDS, after_commit: Callable[[list[Alert]], None] | None = None,
+                 identity: IdentityDetector | None = None):
         """``before_commit`` brings the run's counters up to date (what the detectors found);
-        ``after_commit`` is told of the alerts each commit stored for the first time."""
+        ``after_commit`` is told of the alerts each commit stored for the first time;
+        ``identity`` holds what devices said about themselves."""
         self.store = store
         self.run_id = run_id
         self.stats = stats
@@ -30,6 +33,7 @@ class RunRecorder:
         self.foldings = list(foldings)
         self.before_commit = before_commit
         self.after_commit = after_commit
+        self.identity = identity
         self.interval = interval
         self.due = time.monotonic() + interval
         self.commits = 0
@@ -49,7 +53,8 @@ class RunRecorder:
         if self.inventory.dropped_pairs:
             self.stats.counters["inventory.dropped_pairs"] = self.inventory.dropped_pairs
         raised = [alert for alert in alerts if alert.id is None]
-        self.store.record(self.run_id, self.stats, status, alerts, pairs, assets)
+        identities = self.identity.take_changes() if self.identity is not None else []
+        self.store.record(self.run_id, self.stats, status, alerts, pairs, assets, identities)
         if self.after_commit is not None:
             self.after_commit(raised)
         self.commits += 1

@@ -179,10 +179,12 @@ def _render_tail(data: dict[str, Any], console: Console) -> None:
     more = len(data["assets"]) - TOP_ASSETS
     if data["assets"]:
         tables.show(console, "Assets seen in this run",
-                    [Column("ip"), Column("mac"), Column("vendor", wraps=True), Column("role (guess)"),
-                     Column("protocols", wraps=True), Column("posture findings", wraps=True)],
-                    [[a["ip"], a["mac"] or "-", a["vendor"] or "-", a["role"], ", ".join(a["protocols"]),
-                      ", ".join(a["posture"]) or "-"] for a in data["assets"][:TOP_ASSETS]],
+                    [Column("ip"), Column("mac"), Column("vendor", wraps=True), Column("model", wraps=True),
+                     Column("firmware"), Column("serial"), Column("role (guess)"), Column("protocols", wraps=True),
+                     Column("posture findings", wraps=True)],
+                    [[a["ip"], a["mac"] or "-", a["vendor"] or "-", a["model"] or "-", a["firmware"] or "-",
+                      a["serial"] or "-", a["role"], ", ".join(a["protocols"]), ", ".join(a["posture"]) or "-"]
+                     for a in data["assets"][:TOP_ASSETS]],
                     caption=f"{more:,} more assets: icsguard assets" if more > 0 else None)
 
     if data["alerts"]:
@@ -236,9 +238,10 @@ def render_markdown(data: dict[str, Any]) -> str:
     table("Communication pairs", ["client", "server", "proto", "PDUs", "functions"],
           [[p["client"], endpoint(p["server"], p["port"]), p["proto"], p["pdus"], ", ".join(p["functions"])]
            for p in data["pairs"]])
-    table("Assets seen in this run", ["ip", "mac", "vendor", "role (guess)", "protocols", "posture findings"],
-          [[a["ip"], a["mac"] or "-", a["vendor"] or "-", a["role"], ", ".join(a["protocols"]),
-            ", ".join(a["posture"]) or "-"] for a in data["assets"]])
+    table("Assets seen in this run", ["ip", "mac", "vendor", "model", "firmware", "serial", "role (guess)",
+                                      "protocols", "posture findings"],
+          [[a["ip"], a["mac"] or "-", a["vendor"] or "-", a["model"] or "-", a["firmware"] or "-", a["serial"] or "-",
+            a["role"], ", ".join(a["protocols"]), ", ".join(a["posture"]) or "-"] for a in data["assets"]])
     table("Alerts", ["id", "severity", "rule", "title", "src", "dst", "count"],
           [[a["id"], a["severity"], a["rule"], a["title"], a["src"], a["dst"], a["count"]] for a in data["alerts"]])
     table("Malformed, dropped and unusual", ["counter", "count"], [[k, v] for k, v in data["problems"].items()])

@@ -100,10 +100,18 @@ def _v5(db: sqlite_utils.Database) -> None:
     db["scans"].create_index(["scope", "id"], if_not_exists=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(db: sqlite_utils.Database) -> None:
+    """What devices said about themselves: one row per (host, attribute, value), with where it was
+    first seen (protocol, message, capture, frame, run) and when first and last."""
+    db["identities"].create({"ip": str, "attribute": str, "value": str, "proto": str, "message": str,
+                             "capture": str, "frame": int, "run_id": int, "first_seen": float, "last_seen": float,
+                             "last_run": int}, pk=("ip", "attribute", "value"), if_not_exists=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 ALL_SOURCES = "*"                 # a mute's src when it holds for every source
 SCHEMA_VERSION = len(MIGRATIONS)
-TABLES = ("runs", "communications", "assets", "alerts", "scans", "mutes")
+TABLES = ("runs", "communications", "assets", "alerts", "scans", "mutes", "identities")
 
 
 class Store:
@@ -163,9 +171,11 @@ class Store:
                                            "captures": json.dumps(captures)}).last_pk
 
     def record(self, run_id: int, stats: RunStats, status: str, alerts: Iterable[Alert],
-               pairs: Iterable[tuple[tuple, Communication]], assets: Iterable[Asset]) -> None:
+               pairs: Iterable[tuple[tuple, Communication]], assets: Iterable[Asset],
+               identities: Iterable[tuple[tuple[str, str, str], Any]] = ()) -> None:
         """What a run has found since the last call, in one transaction: its counters and
-        status, alerts new (their ids are set) or grown, communications and assets changed."""
+        status, alerts new (their ids are set) or grown, communications, assets and identity
+        sightings changed."""
         now = time.time()
         counters = {k: v for k, v in stats.counters.items() if v}
         if stats.longest_silence:
@@ -188,6 +198,13 @@ class Store:
                  for key, c in pairs])
             for asset in assets:
                 self._merge_asset(run_id, asset)
+            self.db.conn.executemany(
+                "INSERT INTO identities (ip, attribute, value, proto, message, capture, frame, run_id, first_seen, "
+                "last_seen, last_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ip, attribute, value) DO "
+                "UPDATE SET first_seen = min(first_seen, excluded.first_seen), "
+                "last_seen = max(last_seen, excluded.last_seen), last_run = excluded.last_run",
+                [(*key, s.proto, s.message, s.capture, s.frame, run_id, s.first_seen, s.last_seen, run_id)
+                 for key, s in identities])
 
     def _write_alerts(self, run_id: int, alerts: Iterable[Alert]) -> None:
         """New alerts are inserted and take their id; known ones take their count, last time
@@ -319,12 +336,32 @@ class Store:
                              [run_id])
 
     def assets(self) -> list[dict[str, Any]]:
-        """Every asset, with the posture findings about it (the server they were seen on)."""
+        """Every asset, with the posture findings about it (the server they were seen on) and
+        what it said about itself: model, firmware, serial and every attribute with its source."""
         posture: dict[str, set[str]] = {}
         for rule, dst in self.db.execute("SELECT rule, dst FROM alerts WHERE category = 'posture'").fetchall():
             posture.setdefault(dst, set()).add(rule)
-        return [dict(a, protocols=json.loads(a["protocols"] or "[]"), posture=sorted(posture.get(a["ip"], ())))
+        identities = self.identities()
+        return [dict(a, protocols=json.loads(a["protocols"] or "[]"), posture=sorted(posture.get(a["ip"], ())),
+                     **identity_summary(a, identities.get(a["ip"], [])))
                 for a in self.db.query("SELECT * FROM assets ORDER BY ip")]
+
+    def identities(self) -> dict[str, list[dict[str, Any]]]:
+        """ip → its identity sightings, latest first."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for row in self.db.query("SELECT * FROM identities ORDER BY ip, last_seen DESC"):
+            found.setdefault(row["ip"], []).append(row)
+        return found
+
+    def known_identities(self) -> tuple[dict[tuple[str, str, str], set[str]], dict[str, str]]:
+        """(ip, protocol, attribute) → the values seen, and ip → the MAC known, for a run's
+        identity detector."""
+        known: dict[tuple[str, str, str], set[str]] = {}
+        for ip, proto, attribute, value in self.db.execute(
+                "SELECT ip, proto, attribute, value FROM identities").fetchall():
+            known.setdefault((ip, proto, attribute), set()).add(value)
+        macs = dict(self.db.execute("SELECT ip, mac FROM assets WHERE mac IS NOT NULL").fetchall())
+        return known, macs
 
     def alerts(self, since: float | None = None, severities: list[str] | None = None,
                run_id: int | None = None, statuses: list[str] | None = None) -> Iterator[dict[str, Any]]:
@@ -391,3 +428,25 @@ def _connect_readonly(path: str) -> sqlite3.Connection:
     shutil.copyfile(wal, copy + "-wal")
     atexit.register(shutil.rmtree, aside, True)
     return sqlite3.connect("file:" + urllib.parse.quote(copy) + "?mode=ro", uri=True)
+
+
+# attributes that make an asset's columns, in order of preference
+MODEL_ATTRIBUTES = ("order_number", "model", "product_name", "product_code", "module_type")
+FIRMWARE_ATTRIBUTES = ("firmware_version", "build_number")
+DEVICE_VENDOR = ("vendor",)
+
+
+def identity_summary(asset: dict[str, Any], sightings: list[dict[str, Any]]) -> dict[str, Any]:
+    """An asset's vendor (the device's own word, else the MAC's registry), model, firmware and
+    serial, from its latest sightings; and every sighting with where and when."""
+    latest: dict[str, str] = {}
+    for s in sightings:                       # latest first
+        latest.setdefault(s["attribute"], s["value"])
+
+    def first(names: tuple[str, ...]) -> str | None:
+        return next((latest[n] for n in names if n in latest), None)
+
+    return {"vendor": first(DEVICE_VENDOR) or asset["vendor"], "model": first(MODEL_ATTRIBUTES),
+            "firmware": first(FIRMWARE_ATTRIBUTES), "serial": latest.get("serial"),
+            "identity": [{k: s[k] for k in ("attribute", "value", "proto", "message", "capture", "frame", "run_id",
+                                            "first_seen", "last_seen")} for s in sightings]}

@@ -416,6 +416,11 @@ COMPONENT_NAMES = {1: "as_name", 2: "module_name", 3: "plant_id", 4: "copyright"
 COMPONENT_RECORD = 34
 # The order records come in when a list gives no record size (python-snap7's server does that)
 COMPONENT_ORDER = (1, 2, 3, 4, 5, 7, 8, 9, 10, 11)
+# SZL 0x0132/0x0232 index 4: protection levels and the mode switch; 0x0424: the CPU's mode
+PROTECTION_INDEX = 4
+MODE_SWITCH = {1: "RUN", 2: "RUN-P", 3: "STOP", 4: "MRES"}
+CPU_MODES = {1: "STOP (update)", 2: "STOP (memory reset)", 3: "STOP (self initialization)", 4: "STOP (internal)",
+             5: "STARTUP (complete restart)", 7: "STARTUP (restart)", 8: "RUN", 0xA: "HOLD", 0xD: "DEFECT"}
 
 
 def _cpu_info(szl) -> dict[str, str]:
@@ -443,6 +448,13 @@ def _cpu_info(szl) -> dict[str, str]:
             version = entry[24:28]
             if index in (6, 7) and len(version) == 4 and version[0] == ord("V"):
                 info["hardware" if index == 6 else "firmware"] = f"V{version[1]}.{version[2]}.{version[3]}"
+        elif kind == 0x32 and index == PROTECTION_INDEX and size >= 10:
+            key, assigned, valid, switch = (int.from_bytes(entry[i:i + 2], "big") for i in (2, 4, 6, 8))
+            info.update(protection_level=str(valid), protection_key_level=str(key),
+                        protection_password_level=str(assigned), mode_switch=MODE_SWITCH.get(switch, str(switch)))
+        elif kind == 0x24 and size >= 4:
+            mode = entry[3] & 0x0F
+            info["operating_mode"] = CPU_MODES.get(mode, f"{mode:#x}")
     return info
 
 
