@@ -50,6 +50,7 @@ class Asset:
     first_seen: float = 0.0
     last_seen: float = 0.0
     gateway_mac: str | None = None     # the MAC it was seen behind, a gateway's shared by many IPs
+    controller_identity: bool = False  # it answered as a controller: an S7 CPU's SZL, Modbus device identification
 
     @property
     def vendor(self) -> str | None:
@@ -63,7 +64,7 @@ class Asset:
         answering on an S7 or Modbus port is a controller whatever else it does (a PLC polled
         and polling, a PLC taking a download); one serving OPC UA only while it polls others
         is a SCADA server or gateway, guessed from what it asks."""
-        if self.served_ports & CONTROLLER_PORTS or (self.serves and not self.requests):
+        if self.controller_identity or self.served_ports & CONTROLLER_PORTS or (self.serves and not self.requests):
             return "plc"
         if self.engineering:
             return "ews"
@@ -144,6 +145,8 @@ class Inventory:
         if sent_as_server:
             asset.serves += 1
             asset.served_ports.add(port)
+            if event.proto in ("s7comm", "modbus") and ("cpu_info" in event.fields or "objects" in event.fields):
+                asset.controller_identity = True
         elif asked:
             asset.requests += 1
             if function_kind(event.function) == "write":

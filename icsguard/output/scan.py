@@ -44,6 +44,7 @@ class Facts:
     alerts: list[dict[str, Any]]
     runs: list[dict[str, Any]]
     site: Site | None
+    identities: list[dict[str, Any]] = field(default_factory=list)
 
     def industrial(self) -> list[dict[str, Any]]:
         return [c for c in self.communications if c["proto"] not in CONVERSATIONS]
@@ -64,7 +65,9 @@ def gather(store: Store, run_ids: list[int] | None, site: Site | None) -> Facts:
     comms = [c for c in store.communications() if wanted is None or c["run_id"] in wanted]
     alerts = [dict(a, evidence=json.loads(a["evidence"] or "[]")) for a in store.alerts()
               if wanted is None or a["run_id"] in wanted]
-    return Facts(comms, alerts, runs, site)
+    identities = [row for rows in store.identities().values() for row in rows
+                  if wanted is None or row["last_run"] in wanted]
+    return Facts(comms, alerts, runs, site, identities)
 
 
 # --------------------------------------------------------------------------- evidence
@@ -348,7 +351,24 @@ def _known_assets(facts: Facts, params: dict) -> Verdict:
 
 
 def _s7_protection(facts: Facts, params: dict) -> Verdict:
-    return Verdict(NOT_ASSESSED, "no S7 CPU's protection level seen (SZL 0x0232 answers are not decoded yet)")
+    """SZL 0x0132/0x0232 index 4: the CPU's valid protection level, 1 (none) to 3 (read and write)."""
+    least = int(params.get("min_level", 2))
+    latest: dict[str, dict[str, Any]] = {}
+    for row in facts.identities:
+        if row["attribute"] == "protection_level" and (row["ip"] not in latest
+                                                       or row["last_seen"] > latest[row["ip"]]["last_seen"]):
+            latest[row["ip"]] = row
+    if not latest:
+        return Verdict(NOT_ASSESSED, "no S7 CPU's protection level seen (no SZL 0x0232 index 4 answer)")
+    items = [{"detail": f"{ip} protection level {row['value']} ({row['message']}, {row['capture']} frame "
+                        f"{row['frame']})", "hosts": [ip], "first_seen": row["first_seen"],
+              "last_seen": row["last_seen"], "frames": [f"{row['capture']}#{row['frame']}"]}
+             for ip, row in sorted(latest.items())]
+    weak = [item for (ip, row), item in zip(sorted(latest.items()), items) if not row["value"].isdigit()
+            or int(row["value"]) < least]
+    if weak:
+        return _fail(f"{len(weak)} CPU(s) below protection level {least} (1: no protection)", weak)
+    return Verdict(PASS, f"every CPU seen runs at protection level {least} or above", items)
 
 
 def _capture_loss(facts: Facts, params: dict) -> Verdict:

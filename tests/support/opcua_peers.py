@@ -442,6 +442,15 @@ async def none_anonymous(port: int, notifications: int = 2) -> list[dict]:
 
 
 @_run
+async def read_nodes(port: int, node_ids: list[str]) -> list[dict]:
+    """Read these nodes' values without security: e.g. the server's BuildInfo (i=2261..2266)."""
+    async with _session(port) as s:
+        for node_id in node_ids:
+            await s.read(node_id)
+        return s.transcript
+
+
+@_run
 async def none_username(port: int) -> list[dict]:
     """Username/password login over an unsecured channel, then one read."""
     async with _session(port, username=USERNAME, password=PASSWORD) as s:
