@@ -667,6 +667,35 @@ def _address(option: str, text: Optional[str]) -> Optional[str]:
         raise Failure(f"{option} {text!r}: not an IP address") from None
 
 
+@alerts_app.command("evidence")
+def alerts_evidence(ctx: typer.Context, alert_id: int = typer.Argument(..., help="the alert's id"),
+                    output: str = typer.Option(..., "--output", help="the pcapng file to write"),
+                    capture_dir: Optional[str] = typer.Option(None, "--capture-dir",
+                                                              help="where the captures are, if they moved"),
+                    db: str = DbOption):
+    """Write the packets behind an alert (a pcapng for Wireshark) and keep its SHA-256 with the alert."""
+    from icsguard.output.evidence import EvidenceError, locate, write_evidence
+    db = _group_db(ctx, db)
+    store = _open_store(db, must_exist=True)
+    try:
+        alert = store.alert(alert_id)
+        if alert is None:
+            raise Failure(f"no alert {alert_id} in {db}")
+        if os.path.isdir(output):
+            raise Failure(f"{output}: is a folder; give a file name for --output")
+        try:
+            written = write_evidence(alert, locate(alert, store.run(alert["run_id"]), capture_dir), output)
+        except EvidenceError as exc:
+            raise Failure(str(exc)) from None
+        store.add_evidence_capture(alert_id, os.path.abspath(output), written.sha256, written.frames)
+    finally:
+        store.close()
+    notes = "".join([f"; not found: {', '.join(written.missing)}" if written.missing else "",
+                     f"; cut at {written.frames:,} frames" if written.cut else ""])
+    _say(f"alert {alert_id}: {written.frames:,} frames ({written.evidence_frames} of them evidence) written to "
+         f"{output}, sha256 {written.sha256}{notes}")
+
+
 def _choices(option: str, given: Optional[List[str]], allowed: tuple[str, ...]) -> list[str] | None:
     """``--severity HIGH,medium --severity low``: values in any case, repeated or comma-separated,
     each one checked (a misspelt value must not quietly match nothing)."""

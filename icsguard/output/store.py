@@ -108,10 +108,17 @@ def _v6(db: sqlite_utils.Database) -> None:
                              "last_run": int}, pk=("ip", "attribute", "value"), if_not_exists=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(db: sqlite_utils.Database) -> None:
+    """Evidence captures written for alerts, with their SHA-256 (chain of custody)."""
+    db["evidence_captures"].create({"id": int, "alert_id": int, "path": str, "sha256": str, "frames": int,
+                                    "written": float}, pk="id", if_not_exists=True)
+    db["evidence_captures"].create_index(["alert_id"], if_not_exists=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 ALL_SOURCES = "*"                 # a mute's src when it holds for every source
 SCHEMA_VERSION = len(MIGRATIONS)
-TABLES = ("runs", "communications", "assets", "alerts", "scans", "mutes", "identities")
+TABLES = ("runs", "communications", "assets", "alerts", "scans", "mutes", "identities", "evidence_captures")
 
 
 class Store:
@@ -249,6 +256,19 @@ class Store:
             for a in inserted:
                 a.id = None
             raise
+
+    def alert(self, alert_id: int) -> dict[str, Any] | None:
+        return next(self.db.query("SELECT * FROM alerts WHERE id = ?", [alert_id]), None)
+
+    def add_evidence_capture(self, alert_id: int, path: str, sha256: str, frames: int) -> None:
+        with self.transaction():
+            self.db["evidence_captures"].insert({"alert_id": alert_id, "path": path, "sha256": sha256,
+                                                 "frames": frames, "written": time.time()})
+
+    def evidence_captures(self, alert_id: int | None = None) -> list[dict[str, Any]]:
+        if alert_id is None:
+            return list(self.db.query("SELECT * FROM evidence_captures ORDER BY id"))
+        return list(self.db.query("SELECT * FROM evidence_captures WHERE alert_id = ? ORDER BY id", [alert_id]))
 
     def acknowledge(self, alert_id: int) -> bool:
         with self.transaction():

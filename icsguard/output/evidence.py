@@ -1,0 +1,141 @@
+"""Evidence captures: the packets behind an alert, cut from the captures it was raised on, as a
+pcapng an analyst opens in Wireshark or hands to an incident team, its SHA-256 kept with the
+alert (chain of custody).
+
+For each connection of the alert's evidence events it keeps every frame from the connection's
+opening (its last SYN before the first evidence frame, else its first frame) to the last
+evidence frame, and a few that follow: the handshake, every segment the PDUs were reassembled
+from, and the answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from icsguard import __version__
+from icsguard.capture.files import CaptureError, read_capture
+from icsguard.net.netstack import TCP_ACK, TCP_SYN, NetStack
+from icsguard.output.pcapng import PcapNgWriter
+
+FOLLOWING = 10            # frames of each connection kept after its last evidence frame
+MAX_FRAMES = 100_000      # per evidence capture; beyond, it says so
+
+
+class EvidenceError(Exception):
+    """The evidence cannot be cut; the message says why in one line."""
+
+
+@dataclass
+class Written:
+    path: str
+    sha256: str
+    frames: int
+    evidence_frames: int
+    missing: list[str] = field(default_factory=list)      # evidence frames not found, said aloud
+    cut: bool = False
+
+
+def _flow(src: str, sport: int, dst: str, dport: int) -> frozenset:
+    return frozenset(((src, sport), (dst, dport)))
+
+
+def locate(alert: dict[str, Any], run: dict[str, Any], capture_dir: str | None) -> dict[str, str]:
+    """Capture name (as events give it) -> the path to read; a capture that moved says so."""
+    names = {e.get("capture") for e in json.loads(alert["evidence"] or "[]") if e.get("capture")}
+    if not names:
+        raise EvidenceError(f"alert {alert['id']} has no packet evidence (a {alert['detector']} alert)")
+    if run["command"] == "sense":
+        raise EvidenceError(f"alert {alert['id']} was raised by a sensor on {', '.join(sorted(names))}: its packets "
+                            "were not kept")
+    paths = {os.path.basename(p): p for p in json.loads(run["captures"] or "[]")}
+    found = {}
+    for name in sorted(names):
+        candidates = [os.path.join(capture_dir, name)] if capture_dir else []
+        candidates.append(paths.get(name, name))
+        path = next((c for c in candidates if os.path.isfile(c)), None)
+        if path is None:
+            where = paths.get(name, name)
+            raise EvidenceError(f"{name}: the capture run {run['id']} read as {where} is no longer there (moved? "
+                                "give the folder it is in with --capture-dir)")
+        found[name] = path
+    return found
+
+
+def write_evidence(alert: dict[str, Any], paths: dict[str, str], output: str) -> Written:
+    """Cut the alert's packets from its captures into a pcapng at ``output``."""
+    events = json.loads(alert["evidence"] or "[]")
+    wanted: dict[str, dict[int, str]] = {}         # capture -> evidence frame -> what it was
+    flows: dict[str, set[frozenset]] = {}
+    for e in events:
+        if e.get("capture") in paths and e.get("frame"):
+            wanted.setdefault(e["capture"], {})[e["frame"]] = f"{e.get('proto')} {e.get('function')}"
+            flows.setdefault(e["capture"], set()).add(_flow(e["src"], e["sport"], e["dst"], e["dport"]))
+    comment = (f"icsguard alert {alert['id']}: {alert['rule']} - {alert['title']} ({alert['src']} -> "
+               f"{alert['dst']}, {alert['count']}x); evidence frames: "
+               + "; ".join(f"{name} {sorted(frames)}" for name, frames in sorted(wanted.items())))
+    written = Written(output, "", 0, 0)
+    try:
+        with open(output, "wb") as f:
+            writer = PcapNgWriter(f, comment, f"icsguard {__version__}")
+            for name, path in sorted(paths.items()):
+                written.missing += _cut(writer, path, name, wanted.get(name, {}), flows.get(name, set()), written)
+    except OSError as exc:
+        raise EvidenceError(f"{output}: cannot write ({exc.strerror})") from None
+    except CaptureError as exc:
+        raise EvidenceError(str(exc)) from None
+    with open(output, "rb") as f:
+        written.sha256 = hashlib.sha256(f.read()).hexdigest()
+    return written
+
+
+def _cut(writer: PcapNgWriter, path: str, name: str, wanted: dict[int, str], flows: set[frozenset],
+         written: Written) -> list[str]:
+    """Two passes over one capture: where each connection opened, then the frames to keep."""
+    last_wanted = max(wanted, default=0)
+    first_wanted = min(wanted, default=0)
+    opened: dict[frozenset, int] = {}
+    stack = NetStack()
+    for frame in read_capture(path):
+        if frame.number > first_wanted:
+            break
+        segment = stack.decode(frame.ts, frame.link_type, frame.data)
+        if segment is None:
+            continue
+        flow = _flow(segment.src, segment.sport, segment.dst, segment.dport)
+        if flow in flows:
+            opened.setdefault(flow, frame.number)
+            if segment.flags & TCP_SYN and not segment.flags & TCP_ACK:
+                opened[flow] = frame.number                 # the latest opening before the evidence
+    after: dict[frozenset, int] = {}
+    found: set[int] = set()
+    stack = NetStack()
+    for frame in read_capture(path):
+        segment = stack.decode(frame.ts, frame.link_type, frame.data)
+        flow = _flow(segment.src, segment.sport, segment.dst, segment.dport) if segment is not None else None
+        keep = frame.number in wanted
+        if flow in flows and frame.number >= opened.get(flow, first_wanted):
+            if frame.number <= last_wanted:
+                keep = True
+            elif after.get(flow, 0) < FOLLOWING:
+                after[flow] = after.get(flow, 0) + 1
+                keep = True
+        if not keep:
+            if frame.number > last_wanted and all(n >= FOLLOWING for n in after.values()) and \
+                    len(after) == len(flows):
+                break
+            continue
+        if written.frames >= MAX_FRAMES:
+            written.cut = True
+            break
+        note = f"{name} frame {frame.number}"
+        if frame.number in wanted:
+            found.add(frame.number)
+            written.evidence_frames += 1
+            note += f": evidence ({wanted[frame.number]})"
+        writer.write(frame.ts, frame.link_type, frame.data, note)
+        written.frames += 1
+    return [f"{name} frame {n}" for n in sorted(set(wanted) - found)]
