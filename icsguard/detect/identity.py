@@ -10,6 +10,7 @@ answered from a new MAC address is a device impersonated or replaced.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,14 +81,14 @@ def facts(event: Event) -> list[tuple[str, str]]:
 
 
 def _server_id(data: str) -> str:
-    """FC 17's answer: the server id and run indicator; as text when it is text (pymodbus and
-    many devices put their name there), else as hex."""
+    """FC 17's answer (a server id, a run indicator 0x00/0xFF, device data, in an order devices
+    choose): its text where it has some (devices put their name there), else its hex."""
     try:
-        raw = bytes.fromhex(data).rstrip(b"\x00\xff")
+        raw = bytes.fromhex(data)
     except ValueError:
         return data
-    text = raw.decode("latin-1")
-    return text if text and text.isprintable() else raw.hex()
+    words = re.findall(r"[ -~]{3,}", raw.decode("latin-1"))
+    return " ".join(w.strip() for w in words) or raw.hex()
 
 
 class IdentityDetector:
