@@ -28,6 +28,7 @@ from icsguard.pipeline import Pipeline
 from icsguard.runstats import RunStats
 
 if TYPE_CHECKING:
+    from icsguard.output.evidence import EvidenceRing
     from icsguard.output.store import Store
 
 
@@ -63,7 +64,8 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
                    learned: LearnedModel | None = None, stop: threading.Event | None = None,
                    on_event: Callable[[Event], None] | None = None,
                    budget: Budget | None = None, health: HealthDetector | None = None,
-                   on_commit: Callable[[int, list, dict], None] | None = None) -> tuple[int, str, str | None]:
+                   on_commit: Callable[[int, list, dict], None] | None = None,
+                   evidence: EvidenceRing | None = None) -> tuple[int, str, str | None]:
     """Run the pipeline over frames, through the rules (and the learned baseline and model,
     when given), recording as it goes (at least once a second); returns the run id, how it
     ended (``finished``; ``interrupted`` when ``stop`` was set; ``failed`` on a broken
@@ -71,7 +73,8 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
     ``on_event`` sees every Event after the detectors; ``budget``: the memory every stage
     shares (by default, for a process of 200 MB); ``health``: a live source's own alerts
     (packets dropped, a silent tap), told of every frame; ``on_commit`` is told, after each
-    commit, of the run id, the alerts stored for the first time and the run's counters."""
+    commit, of the run id, the alerts stored for the first time and the run's counters;
+    ``evidence``: a sensor's packet ring, which writes each new alert's packets."""
     budget = budget or Budget()
     run_id = store.start_run(command, captures)
     stats = RunStats(captures=captures)
@@ -100,26 +103,36 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
         stats.counters["rules.muted_matches"] = detector.suppressed
         for each in detectors[1:]:
             stats.counters[f"{each.name}.findings"] = each.folding.raised
-        if health is not None:
-            for name, value in health.counters.items():     # (Counter.update would add them up)
-                stats.counters[name] = value
+        for source in (health, evidence):
+            if source is not None:
+                for name, value in source.counters.items():     # (Counter.update would add them up)
+                    stats.counters[name] = value
+
+    def after_commit(raised: list) -> None:
+        if evidence is not None:
+            evidence.raised(raised)
+        if on_commit is not None:
+            on_commit(run_id, raised, stats.counters)
 
     recorder = RunRecorder(store, run_id, stats, inventory, [each.folding for each in detectors], count_findings,
-                           after_commit=None if on_commit is None else
-                           lambda raised: on_commit(run_id, raised, stats.counters), identity=identity)
+                           after_commit=after_commit, identity=identity)
 
     def on_frame(frame: Frame) -> None:          # (a live source sends heartbeats while the tap is idle)
         if progress is not None:
             progress(frame)
         if health is not None:
             health.observe(frame, stats.counters)
+        if evidence is not None:
+            evidence.tick()
         recorder.tick()
     gc.collect()
     gc.freeze()      # what was loaded so far (Scapy, the rules, the model) lives for the run: full
                      # collections need not walk it again and again (pauses of 100 ms became 30)
     status, error = "finished", None
     try:
-        for event in Pipeline(stats, conversations=True, budget=budget).run(frames, on_frame):
+        pipeline = Pipeline(stats, conversations=True, budget=budget,
+                            on_segment=evidence.feed if evidence is not None else None)
+        for event in pipeline.run(frames, on_frame):
             inventory.feed(event)
             for each in detectors:
                 each.feed(event)
@@ -139,6 +152,9 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
     for each in detectors:
         each.flush()
     recorder.commit(status)
+    if evidence is not None:
+        evidence.tick(final=True)
+        recorder.commit(status)          # the evidence counters
     return run_id, status, error
 
 

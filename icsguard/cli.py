@@ -312,7 +312,11 @@ def sense(iface: str = typer.Option(..., "--iface", help="the interface to liste
           gaps: int = typer.Option(10, "--gaps-per-minute", help="TCP reassembly gaps in a minute before a health alert"),
           buffer_mb: int = typer.Option(64, "--buffer-mb", help="the kernel's capture buffer, for bursts"),
           eve: Optional[str] = typer.Option(None, "--eve", help="append alerts and a stats record a minute, "
-                                                                 "Suricata's EVE layout; reopened on SIGHUP")):
+                                                                 "Suricata's EVE layout; reopened on SIGHUP"),
+          evidence_dir: Optional[str] = typer.Option(None, "--evidence-dir", help="write each alert's packets "
+                                                                                   "there (pcapng)"),
+          evidence_quota_mb: int = typer.Option(500, "--evidence-quota-mb", help="disk space the evidence may "
+                                                                                 "take")):
     """Listen on an interface until stopped (Ctrl-C, SIGTERM): decode, check and store as analyze does,
     with health alerts when the kernel drops packets or the tap goes silent."""
     from icsguard.capture.live import LiveCapture
@@ -331,9 +335,17 @@ def sense(iface: str = typer.Option(..., "--iface", help="the interface to liste
         except OSError as exc:
             raise Failure(str(exc)) from None
         signal.signal(signal.SIGHUP, lambda signum, frame: setattr(eve_file, "reopen_requested", True))
+    ring = None
+    if evidence_dir:
+        from icsguard.output.evidence import RING_BYTES, EvidenceRing
+        try:
+            ring = EvidenceRing(evidence_dir, evidence_quota_mb * 1_000_000, RING_BYTES, store.add_evidence_capture)
+        except OSError as exc:
+            raise Failure(f"{evidence_dir}: cannot use it for evidence ({exc.strerror})") from None
     run_id, _status, error = _analysis().analyze_frames(live.frames(stop), [live.name], store, "sense",
                                                           rules=ruleset, learned=learned, stop=stop, health=health,
-                                                          on_commit=eve_file.record if eve_file else None)
+                                                          on_commit=eve_file.record if eve_file else None,
+                                                          evidence=ring)
     if eve_file is not None:
         eve_file.close()
     counters = json.loads(store.run(run_id)["counters"] or "{}")

@@ -13,16 +13,19 @@ from icsguard.budget import Budget
 from icsguard.capture.files import CaptureError, Frame
 from icsguard.events import Event
 from icsguard.net.conversations import Conversations
-from icsguard.net.netstack import IPPROTO_TCP, NetStack, UnsupportedLink
+from icsguard.net.netstack import IPPROTO_TCP, NetStack, Segment, UnsupportedLink
 from icsguard.net.reassembly import Reassembler
 from icsguard.protocols import ProtocolStage
 from icsguard.runstats import RunStats
 
 
 class Pipeline:
-    def __init__(self, stats: RunStats | None = None, conversations: bool = False, budget: Budget | None = None):
+    def __init__(self, stats: RunStats | None = None, conversations: bool = False, budget: Budget | None = None,
+                 on_segment: Callable[[Frame, Segment], None] | None = None):
         """``conversations``: also an Event (``tcp``/``udp``) for each new conversation of any kind.
-        ``budget``: the run's memory budget, shared by every stage."""
+        ``budget``: the run's memory budget, shared by every stage. ``on_segment`` sees every
+        frame with the segment it carried (a sensor's packet ring keeps them as evidence)."""
+        self.on_segment = on_segment
         self.stats = stats or RunStats()
         counters = self.stats.counters
         budget = budget or Budget()
@@ -66,6 +69,8 @@ class Pipeline:
                     raise CaptureError(f"{frame.capture}: {exc}") from None
                 if segment is None:
                     continue
+                if self.on_segment is not None:
+                    self.on_segment(frame, segment)
                 if segment.src_mac and segment.src not in hosts and len(hosts) < self.max_hosts:
                     hosts[segment.src] = segment.src_mac.hex(":")
                 if see is not None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,8 @@ from icsguard.output.pcapng import PcapNgWriter
 
 FOLLOWING = 10            # frames of each connection kept after its last evidence frame
 MAX_FRAMES = 100_000      # per evidence capture; beyond, it says so
+RING_PER_CONNECTION = 256  # recent frames a sensor keeps of each connection
+RING_BYTES = 32_000_000    # and of all connections, within the sensor's memory budget
 
 
 class EvidenceError(Exception):
@@ -139,3 +143,113 @@ def _cut(writer: PcapNgWriter, path: str, name: str, wanted: dict[int, str], flo
         writer.write(frame.ts, frame.link_type, frame.data, note)
         written.frames += 1
     return [f"{name} frame {n}" for n in sorted(set(wanted) - found)]
+
+
+@dataclass
+class _Connection:
+    frames: deque = field(default_factory=lambda: deque(maxlen=RING_PER_CONNECTION))
+    bytes: int = 0
+    evicted: int = 0            # frames that fell out of this connection's ring
+
+
+@dataclass
+class _Pending:
+    alert: Any
+    flows: set
+    frames: list             # (ts, link type, data, comment) already taken from the rings
+    evicted: int
+    follow: dict             # flow -> frames still to take after the alert
+    until: float             # monotonic deadline for the frames that follow
+
+
+class EvidenceRing:
+    """A sensor's evidence: a bounded ring of recent frames per connection, from which each new
+    alert's packets, and FOLLOWING that come after it, are written to a pcapng in a folder, under
+    a disk quota. Frames evicted before an alert, and alerts over the quota, are said (in the
+    file's comment, in the run's counters), never hidden."""
+
+    def __init__(self, folder: str, quota_bytes: int, ring_bytes: int, record, wait: float = 5.0):
+        """``record(alert_id, path, sha256, frames)`` keeps each file's digest with its alert."""
+        self.folder, self.quota, self.ring_bytes, self.wait = folder, quota_bytes, ring_bytes, wait
+        self.record = record
+        self.counters: Counter = Counter()      # the run copies them into its own
+        self.connections: OrderedDict[frozenset, _Connection] = OrderedDict()
+        self.held = 0
+        self.pending: list[_Pending] = []
+        os.makedirs(folder, exist_ok=True)
+
+    def feed(self, frame, segment) -> None:
+        flow = _flow(segment.src, segment.sport, segment.dst, segment.dport)
+        item = (frame.ts, frame.link_type, frame.data, f"{frame.capture} packet {frame.number}")
+        for pending in self.pending:
+            if flow in pending.follow and pending.follow[flow] > 0:
+                pending.follow[flow] -= 1
+                pending.frames.append(item)
+        connection = self.connections.get(flow)
+        if connection is None:
+            connection = self.connections[flow] = _Connection()
+        else:
+            self.connections.move_to_end(flow)
+        if len(connection.frames) == connection.frames.maxlen:
+            old = connection.frames[0]
+            connection.bytes -= len(old[2])
+            self.held -= len(old[2])
+            connection.evicted += 1
+        connection.frames.append(item)
+        connection.bytes += len(frame.data)
+        self.held += len(frame.data)
+        while self.held > self.ring_bytes and len(self.connections) > 1:
+            _, gone = self.connections.popitem(last=False)            # the least recently active
+            self.held -= gone.bytes
+            self.counters["evidence.connections_evicted"] += 1
+
+    def raised(self, alerts) -> None:
+        """New alerts: take what the rings hold of their connections, then wait for what follows."""
+        for alert in alerts:
+            flows = {_flow(e["src"], e["sport"], e["dst"], e["dport"]) for e in alert.evidence
+                     if e.get("sport") is not None}
+            if not flows or alert.id is None:
+                continue
+            frames, evicted = [], 0
+            for flow in flows:
+                connection = self.connections.get(flow)
+                if connection is None:
+                    evicted += 1
+                    continue
+                frames += list(connection.frames)
+                evicted += connection.evicted
+            frames.sort(key=lambda item: item[0])
+            self.pending.append(_Pending(alert, flows, frames, evicted, {f: FOLLOWING for f in flows},
+                                         time.monotonic() + self.wait))
+
+    def tick(self, final: bool = False) -> None:
+        """Write the alerts whose following frames came, or whose wait is over (all, at the end)."""
+        now = time.monotonic()
+        due = [p for p in self.pending if final or now >= p.until or not any(p.follow.values())]
+        if not due:
+            return
+        self.pending = [p for p in self.pending if p not in due]
+        for pending in due:
+            self._write(pending)
+
+    def _write(self, pending: _Pending) -> None:
+        alert = pending.alert
+        path = os.path.join(self.folder, f"alert-{alert.id}.pcapng")
+        size = sum(len(item[2]) + 64 for item in pending.frames)
+        used = sum(entry.stat().st_size for entry in os.scandir(self.folder) if entry.is_file())
+        if used + size > self.quota:
+            self.counters["evidence.over_quota"] += 1
+            return
+        evidence = {e.get("frame") for e in alert.evidence}
+        note = (f"; {pending.evicted} earlier packets of these connections had left the ring and are not here"
+                if pending.evicted else "")
+        comment = (f"icsguard alert {alert.id}: {alert.rule} - {alert.title} ({alert.src} -> {alert.dst}){note}")
+        with open(path, "wb") as f:
+            writer = PcapNgWriter(f, comment, f"icsguard {__version__}")
+            for ts, link_type, data, origin in pending.frames:
+                number = int(origin.rsplit(" ", 1)[1])
+                writer.write(ts, link_type, data, origin + (": evidence" if number in evidence else ""))
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        self.record(alert.id, os.path.abspath(path), digest, len(pending.frames))
+        self.counters["evidence.captures_written"] += 1

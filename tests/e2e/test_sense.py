@@ -4,6 +4,7 @@ stores is what analyze finds in the captures."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import sqlite3
@@ -181,3 +182,27 @@ def test_eve_file_takes_alerts_as_raised_and_is_reopened_on_sighup(tap, tmp_path
         jsonschema.validate(record, ALERT)
     stored = _alerts(tmp_path / "sensor.db")
     assert len(stored) == len(first) + len(second)
+
+
+def test_evidence_dir_keeps_each_alerts_packets(tap, tmp_path):
+    """A sensor with --evidence-dir: each new alert's packets (its connection from the ring, then
+    the frames that follow) in a pcapng that tshark reads, its SHA-256 kept with the alert."""
+    db, folder = tmp_path / "sensor.db", tmp_path / "evidence"
+    sensor = _sensing(db, "--evidence-dir", str(folder))
+    _replay_into_tap(PCAPS / "s7_control.pcap")
+    time.sleep(7.0)                                   # the five seconds an alert waits for what follows
+    sensor.send_signal(signal.SIGTERM)
+    assert sensor.wait(timeout=60) == 0, sensor.stderr.read()
+    with sqlite3.connect(db) as conn:
+        stop = conn.execute("SELECT id FROM alerts WHERE rule = 's7.plc_stop'").fetchone()[0]
+        written = dict(conn.execute("SELECT alert_id, sha256 FROM evidence_captures").fetchall())
+        alerts = conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0]
+    assert len(written) == alerts and stop in written
+    path = folder / f"alert-{stop}.pcapng"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == written[stop]
+    jobs = subprocess.run(["tshark", "-r", str(path), "-Y", "s7comm.param.func == 0x29", "-T", "fields",
+                           "-e", "frame.comment"], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert any(": evidence" in comment for comment in jobs)          # the STOP job, marked as evidence
+    handshake = subprocess.run(["tshark", "-r", str(path), "-Y", "tcp.flags.syn == 1"], capture_output=True,
+                               text=True, check=True).stdout
+    assert handshake.strip()
