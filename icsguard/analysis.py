@@ -59,6 +59,54 @@ def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | 
     return analyze_frames(read_captures(paths), list(paths), store, "analyze", progress, rules, learned, stop)
 
 
+class Detection:
+    """The inventory and the detectors of one run (or one shard of it), and the counters they
+    keep: the rules, what devices say of themselves, and with a learned model its baseline and
+    anomaly model; a sensor adds its health and its evidence ring, whose counters join the run's."""
+
+    def __init__(self, stats: RunStats, budget: Budget, rules: RuleSet | None, learned: LearnedModel | None,
+                 muted: set, known: dict, macs: dict, health: HealthDetector | None = None,
+                 evidence: EvidenceRing | None = None):
+        self.stats, self.budget = stats, budget
+        self.inventory = Inventory(budget)
+        self.rules = RuleDetector(rules if rules is not None else RuleSet(), muted, budget)
+        self.identity = IdentityDetector(known, macs, stats.hosts, muted, budget)
+        self.detectors: list = [self.rules, self.identity]
+        if learned is not None:
+            targets = Targets()
+            self.detectors.append(BaselineDetector(learned.baseline, muted, targets, budget))
+            if learned.model.ready:
+                self.detectors.append(ModelDetector(learned.model, learned.baseline, muted, targets, budget))
+            stats.counters["baseline.pairs"] = len(learned.baseline.pairs)
+        if health is not None:
+            self.detectors.append(health)
+        self.sources = [source for source in (health, evidence) if source is not None]
+        stats.counters["rules.active"] = len(self.rules.rules.rules)
+        stats.counters["rules.need_site_file"] = len(self.rules.rules.inactive)
+
+    def feed(self, event: Event) -> None:
+        self.inventory.feed(event)
+        for each in self.detectors:
+            each.feed(event)
+
+    def flush(self) -> None:
+        for each in self.detectors:
+            each.flush()
+
+    def count(self) -> None:
+        counters = self.stats.counters
+        counters["memory.held_peak_bytes"] = self.budget.buffers.peak
+        counters["memory.held_refused_bytes"] = self.budget.buffers.refused
+        counters["inventory.dropped_assets"] = self.inventory.dropped_assets
+        counters["rules.matches"] = self.rules.matches
+        counters["rules.muted_matches"] = self.rules.suppressed
+        for each in self.detectors[1:]:
+            counters[f"{each.name}.findings"] = each.folding.raised
+        for source in self.sources:
+            for name, value in source.counters.items():     # (Counter.update would add them up)
+                counters[name] = value
+
+
 def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, command: str = "analyze",
                    progress: Callable[[Frame], None] | None = None, rules: RuleSet | None = None,
                    learned: LearnedModel | None = None, stop: threading.Event | None = None,
@@ -78,35 +126,10 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
     budget = budget or Budget()
     run_id = store.start_run(command, captures)
     stats = RunStats(captures=captures)
-    inventory = Inventory(budget)
-    muted = store.mutes()
-    detector = RuleDetector(rules if rules is not None else RuleSet(), muted, budget)
     known, macs = store.known_identities()
-    identity = IdentityDetector(known, macs, stats.hosts, muted, budget)
-    detectors: list = [detector, identity]
-    if learned is not None:
-        targets = Targets()
-        detectors.append(BaselineDetector(learned.baseline, muted, targets, budget))
-        if learned.model.ready:
-            detectors.append(ModelDetector(learned.model, learned.baseline, muted, targets, budget))
-        stats.counters["baseline.pairs"] = len(learned.baseline.pairs)
-    if health is not None:
-        detectors.append(health)
-    stats.counters["rules.active"] = len(detector.rules.rules)
-    stats.counters["rules.need_site_file"] = len(detector.rules.inactive)
-
-    def count_findings() -> None:
-        stats.counters["memory.held_peak_bytes"] = budget.buffers.peak
-        stats.counters["memory.held_refused_bytes"] = budget.buffers.refused
-        stats.counters["inventory.dropped_assets"] = inventory.dropped_assets
-        stats.counters["rules.matches"] = detector.matches
-        stats.counters["rules.muted_matches"] = detector.suppressed
-        for each in detectors[1:]:
-            stats.counters[f"{each.name}.findings"] = each.folding.raised
-        for source in (health, evidence):
-            if source is not None:
-                for name, value in source.counters.items():     # (Counter.update would add them up)
-                    stats.counters[name] = value
+    detection = Detection(stats, budget, rules, learned, store.mutes(), known, macs, health, evidence)
+    inventory, detectors = detection.inventory, detection.detectors
+    count_findings = detection.count
 
     def after_commit(raised: list) -> None:
         if evidence is not None:
@@ -115,7 +138,7 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
             on_commit(run_id, raised, stats.counters)
 
     recorder = RunRecorder(store, run_id, stats, inventory, [each.folding for each in detectors], count_findings,
-                           after_commit=after_commit, identity=identity)
+                           after_commit=after_commit, identity=detection.identity)
 
     def on_frame(frame: Frame) -> None:          # (a live source sends heartbeats while the tap is idle)
         if progress is not None:
@@ -133,9 +156,7 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
         pipeline = Pipeline(stats, conversations=True, budget=budget,
                             on_segment=evidence.feed if evidence is not None else None)
         for event in pipeline.run(frames, on_frame):
-            inventory.feed(event)
-            for each in detectors:
-                each.feed(event)
+            detection.feed(event)
             if on_event is not None:
                 on_event(event)
             if stop is not None and stop.is_set():
@@ -149,8 +170,7 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
         gc.unfreeze()
     if stop is not None and stop.is_set():
         status = "interrupted"
-    for each in detectors:
-        each.flush()
+    detection.flush()
     recorder.commit(status)
     if evidence is not None:
         evidence.tick(final=True)

@@ -277,18 +277,28 @@ def _model(path: Optional[str]) -> modelfile.LearnedModel | None:
 @app.command()
 def analyze(captures: List[str] = CapturesArg, db: str = DbOption,
             rules: Optional[List[str]] = RulesOption, site: Optional[str] = SiteOption,
-            model: Optional[str] = ModelOption, no_default_rules: bool = NoDefaultRulesOption):
+            model: Optional[str] = ModelOption, no_default_rules: bool = NoDefaultRulesOption,
+            workers: int = typer.Option(1, "--workers", help="processes to share the work, by server address"),
+            scheduler: Optional[str] = typer.Option(None, "--scheduler", help="a Dask scheduler's address "
+                                                                             "(local: a cluster started here)")):
     """Decode captures, check them against the rules (and a learned model), store what was
     seen and print the report."""
     _check_captures(captures)
+    if workers < 1:
+        raise Failure("--workers: give at least 1")
     # a broken rule, site or model file stops us before any work
     ruleset = _rules(rules, _site(site), defaults=not no_default_rules, detecting=True)
     learned = _model(model)
     _analysis().check_captures(captures)      # before the database is touched
+    if STDIN in captures and (workers > 1 or scheduler):
+        raise Failure("standard input can be read by one worker only: give files to --workers")
     store = _open_store(db)
-    stop = _stop_on_signals()
-    with _progress(captures) as progress:
-        run_id, status, error = _analysis().analyze(captures, store, progress, ruleset, learned, stop)
+    if workers > 1 or scheduler:
+        run_id, status, error = _sharded(captures, store, workers, rules, no_default_rules, site, model, scheduler)
+    else:
+        stop = _stop_on_signals()
+        with _progress(captures) as progress:
+            run_id, status, error = _analysis().analyze(captures, store, progress, ruleset, learned, stop)
     data = report.gather(store, run_id)
     store.close()
     if status == "interrupted":
@@ -298,6 +308,18 @@ def analyze(captures: List[str] = CapturesArg, db: str = DbOption,
     report.render_terminal(data, stdout)
     if error:
         raise Failure(error)
+
+
+def _sharded(captures: list[str], store: Store, workers: int, rules: Optional[List[str]], no_default_rules: bool,
+             site: Optional[str], model: Optional[str], scheduler: Optional[str]) -> tuple[int, str, str | None]:
+    from icsguard.shards import analyze_sharded
+    files = [str(p) for p in (shipped_rules() if not no_default_rules else [])] + list(rules or [])
+    try:
+        return analyze_sharded(captures, store, workers, files, site, model, scheduler)
+    except ImportError:
+        raise Failure("--scheduler needs Dask: pip install 'icsguard[cluster]'") from None
+    except OSError as exc:           # a scheduler that cannot be reached
+        raise Failure(f"--scheduler {scheduler}: {exc.strerror or exc}") from None
 
 
 Estimator = Enum("Estimator", {name: name for name in ESTIMATORS}, type=str)

@@ -7,12 +7,14 @@ pipeline only wires the stages together and keeps the run's statistics.
 from __future__ import annotations
 
 import time
+import zlib
+from collections import Counter
 from typing import Callable, Iterable, Iterator
 
 from icsguard.budget import Budget
 from icsguard.capture.files import CaptureError, Frame
-from icsguard.events import Event
-from icsguard.net.conversations import Conversations
+from icsguard.events import SERVER_PORTS, Event
+from icsguard.net.conversations import SERVICES, Conversations
 from icsguard.net.netstack import IPPROTO_TCP, NetStack, Segment, UnsupportedLink
 from icsguard.net.reassembly import Reassembler
 from icsguard.protocols import ProtocolStage
@@ -21,16 +23,19 @@ from icsguard.runstats import RunStats
 
 class Pipeline:
     def __init__(self, stats: RunStats | None = None, conversations: bool = False, budget: Budget | None = None,
-                 on_segment: Callable[[Frame, Segment], None] | None = None):
+                 on_segment: Callable[[Frame, Segment], None] | None = None, shard: tuple[int, int] | None = None):
         """``conversations``: also an Event (``tcp``/``udp``) for each new conversation of any kind.
         ``budget``: the run's memory budget, shared by every stage. ``on_segment`` sees every
-        frame with the segment it carried (a sensor's packet ring keeps them as evidence)."""
+        frame with the segment it carried (a sensor's packet ring keeps them as evidence).
+        ``shard`` (index, count): go on only with the connections of this shard's servers
+        (every shard reads every frame; the first alone counts what the netstack saw)."""
         self.on_segment = on_segment
+        self.shard = shard
         self.stats = stats or RunStats()
         counters = self.stats.counters
         budget = budget or Budget()
         self.max_hosts = budget.entries("hosts")
-        self.netstack = NetStack(counters)
+        self.netstack = NetStack(counters if shard is None or shard[0] == 0 else Counter())
         self.reassembler = Reassembler(counters, budget)
         self.protocols = ProtocolStage(counters, budget)
         self.conversations = Conversations(budget, counters) if conversations else None
@@ -73,6 +78,8 @@ class Pipeline:
                     self.on_segment(frame, segment)
                 if segment.src_mac and segment.src not in hosts and len(hosts) < self.max_hosts:
                     hosts[segment.src] = segment.src_mac.hex(":")
+                if self.shard is not None and shard_of(segment, self.shard[1]) != self.shard[0]:
+                    continue
                 if see is not None:
                     started = see(frame.ts, segment, frame.capture, frame.number)
                     if started is not None:
@@ -96,3 +103,18 @@ class Pipeline:
             stats.counters[f"{name}.cache_misses"] = cache.misses
         if failure is not None:
             raise failure
+
+
+def shard_of(segment: Segment, shards: int) -> int:
+    """The shard of a segment's server: the end on a controller's or a known service's port,
+    else the lower port's; the same for both directions, so a connection stays whole."""
+    a, b = (segment.src, segment.sport), (segment.dst, segment.dport)
+    a_serves = a[1] in SERVER_PORTS or (segment.transport, a[1]) in SERVICES
+    b_serves = b[1] in SERVER_PORTS or (segment.transport, b[1]) in SERVICES
+    if a_serves != b_serves:
+        server = a[0] if a_serves else b[0]
+    elif a[1] != b[1]:
+        server = a[0] if a[1] < b[1] else b[0]
+    else:
+        server = min(a[0], b[0])
+    return zlib.crc32(server.encode()) % shards

@@ -260,6 +260,24 @@ class RuleSet:
     def by_id(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
 
+    def split_by_server(self) -> tuple[RuleSet, RuleSet]:
+        """(rules whose alerts a shard of the traffic decides alone, rules that count across
+        servers). A shard holds whole servers: a rule without a threshold, or one counting per
+        server, sees all it counts; one counting per client (a scan of many servers) does not."""
+        local = [r for r in self.rules if r.threshold is None or _per_server(r)]
+        across = [r for r in self.rules if not (r.threshold is None or _per_server(r))]
+        return RuleSet(local, dict(self.inactive)), RuleSet(across)
+
+
+def _per_server(rule: Rule) -> bool:
+    """Whether a rule's threshold groups by the server: ``dst`` of a request, ``src`` of a response."""
+    by = set(rule.threshold.by)
+    if rule.direction == "request":
+        return "dst" in by
+    if rule.direction == "response":
+        return "src" in by
+    return {"src", "dst"} <= by
+
 
 def _split(conditions: tuple[Condition, ...]) -> tuple:
     """One alternative's conditions: the functions it demands, its other conditions on
