@@ -59,3 +59,15 @@ def renumber(data: bytes, copy: int) -> bytes:
         if port >= 1024 and port not in SERVER_PORTS:
             out[at:at + 2] = (1024 + (port - 1024 + copy * 1009) % 64512).to_bytes(2, "big")
     return bytes(out)
+
+
+def readdress(data: bytes, old: bytes, new: bytes) -> bytes:
+    """An Ethernet/IPv4 frame with the address ``old`` (4 bytes) replaced by ``new`` as source or
+    destination: the same traffic from another host. Checksums are left as they were."""
+    if len(data) < 34 or data[12:14] != b"\x08\x00":
+        return data
+    out = bytearray(data)
+    for at in (26, 30):
+        if data[at:at + 4] == old:
+            out[at:at + 4] = new
+    return bytes(out)

@@ -5,19 +5,30 @@ on the benchmark captures of bench.decode_vs_tshark (real pymodbus, python-snap7
 polling, every repeat a fresh connection) or on the captures given, and prints a Markdown table:
 the best time, its ratio to one worker, and the peak memory of the largest process.
 
-    python -m bench.workers [--runs 3] [--dask] [CAPTURE ...]
+    python -m bench.workers [--runs 3] [--dask] [--plant K] [CAPTURE ...]
+
+``--plant K`` builds the capture instead: the project's Modbus, S7 and OPC UA captures (real
+pymodbus, python-snap7 and asyncua peers) played by K controllers at addresses of their own,
+each copy's client ports renumbered, so that the work can be shared (one server's traffic is
+never split: a capture dominated by one server gains nothing from more workers).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import struct
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.decode_vs_tshark import OUT, PROTOCOLS, measure
+from bench.frames import readdress, renumber
+from icsguard.capture.files import read_captures
+
+PLANT = ["modbus_polling.pcap", "s7_reads_writes.pcap", "opcua_none_anonymous.pcap"]
+SERVER = bytes([127, 0, 0, 2])
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,13 +44,33 @@ def benchmark_captures() -> list[Path]:
     return found
 
 
+def plant(controllers: int, folder: Path, copies: int = 20) -> Path:
+    """The project's captures as played by ``controllers`` controllers, ``copies`` times each."""
+    frames = [f for f in read_captures([str(REPO / "pcaps" / name) for name in PLANT]) if f.link_type == 1]
+    span = frames[-1].ts - frames[0].ts + 1.0
+    path = folder / f"plant-{controllers}.pcap"
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        for copy in range(copies):
+            for n in range(controllers):
+                server = bytes([10, 20, n // 250, 1 + n % 250])
+                for frame in frames:
+                    data = readdress(renumber(frame.data, copy * controllers + n + 1), SERVER, server)
+                    micros = round((frame.ts + copy * span) * 1e6)
+                    out.write(struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(data), len(data)))
+                    out.write(data)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("captures", nargs="*", type=Path)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dask", action="store_true", help="also a local Dask cluster of N workers")
+    parser.add_argument("--plant", type=int, metavar="K", help="build a capture of K controllers instead")
     args = parser.parse_args()
-    captures = args.captures or benchmark_captures()
+    scratch = tempfile.TemporaryDirectory()
+    captures = ([plant(args.plant, Path(scratch.name))] if args.plant else args.captures) or benchmark_captures()
     cores = os.cpu_count() or 1
     settings = [("1 worker", ["--workers", "1"]), ("2 workers", ["--workers", "2"])]
     if cores > 2:
@@ -61,6 +92,7 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for label, (seconds, peak_mb) in best.items():
         print(f"| {label} | {seconds:.2f} | {seconds / one:.2f} | {peak_mb} |")
+    scratch.cleanup()
 
 
 if __name__ == "__main__":
