@@ -62,6 +62,7 @@ RULE_CATEGORIES = ("attack", "posture")     # a rule's; anomaly and health are t
 REQUIRED = ("id", "title", "severity")
 THRESHOLD_KEYS = ("count", "seconds", "by", "distinct")
 FIELDS = frozenset(COMMON_FIELDS) | PROTOCOL_FIELDS
+COMMON_INDEX = {name: index for index, name in enumerate(COMMON_FIELDS)}     # an Event's tuple position
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _MITRE = re.compile(r"^T0\d{3}(\.\d{3})?$")
 _MISSING = object()
@@ -168,9 +169,11 @@ class _Group:
     def matching(self, event: Event) -> list[Rule]:
         mask = 0
         if self.fields:
-            row = event.to_dict()
+            carried = event.fields
             for name, (answers, tests) in self.fields.items():
-                value = row.get(name, _MISSING)
+                value = carried.get(name, _MISSING)        # as in the event's JSON: its fields over the common
+                if value is _MISSING and name in COMMON_INDEX:
+                    value = event[COMMON_INDEX[name]]
                 kind = value.__class__
                 key = value if kind is str or kind is int or kind is float else _answer_key(value)
                 bits = answers.get(key) if key is not None else None

@@ -76,6 +76,12 @@ class Asset:
 
 
 @lru_cache(maxsize=4096)
+def is_engineering(function: str) -> bool:
+    function = function.lower()      # OPC UA services are CamelCase
+    return any(word in function for word in ENGINEERING_WORDS)
+
+
+@lru_cache(maxsize=4096)
 def vendor_of(mac: str) -> str | None:
     """The organisation registered for the MAC's OUI (IEEE registry shipped with netaddr)."""
     try:
@@ -151,8 +157,7 @@ class Inventory:
             asset.requests += 1
             if function_kind(event.function) == "write":
                 asset.writes += 1
-            function = event.function.lower()      # OPC UA services are CamelCase
-            if any(word in function for word in ENGINEERING_WORDS):
+            if is_engineering(event.function):
                 asset.engineering += 1
 
     def take_changes(self, hosts: dict[str, str]) -> tuple[list[tuple[tuple, Communication]], list[Asset]]:
