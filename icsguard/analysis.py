@@ -14,6 +14,7 @@ from icsguard.detect.baseline import BaselineDetector
 from icsguard.detect.features import Windows
 from icsguard.detect.health import HealthDetector
 from icsguard.detect.identity import IdentityDetector
+from icsguard.detect.identity import facts as identity_facts
 from icsguard.detect.model import ModelDetector
 from icsguard.detect.modelfile import LearnedModel
 from icsguard.detect.rule_engine import RuleDetector
@@ -26,6 +27,8 @@ from icsguard.output.recorder import RunRecorder
 from icsguard.output.site_draft import draft_site
 from icsguard.pipeline import Pipeline
 from icsguard.runstats import RunStats
+
+MAX_LEARNED_IDENTITIES = 100_000      # (host, protocol, attribute) kept in a model file
 
 if TYPE_CHECKING:
     from icsguard.output.evidence import EvidenceRing
@@ -126,7 +129,7 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
     budget = budget or Budget()
     run_id = store.start_run(command, captures)
     stats = RunStats(captures=captures)
-    known, macs = store.known_identities()
+    known, macs = known_identities(store, learned)
     detection = Detection(stats, budget, rules, learned, store.mutes(), known, macs, health, evidence)
     inventory, detectors = detection.inventory, detection.detectors
     count_findings = detection.count
@@ -178,6 +181,14 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
     return run_id, status, error
 
 
+def known_identities(store: Store, learned: LearnedModel | None) -> tuple[dict, dict]:
+    """What devices said of themselves before this run: in the database, and while learning."""
+    known, macs = store.known_identities()
+    for key, values in (learned.identities if learned is not None else {}).items():
+        known.setdefault(key, set()).update(values)
+    return known, macs
+
+
 def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site.Site | None = None,
           estimator: str | None = None, false_alarm_rate: float | None = None,
           window_seconds: float | None = None,
@@ -208,6 +219,9 @@ def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site
                 continue
             learned.model.add(windows.feed(event))
             baseline.learn(event, targets)
+            for attribute, value in identity_facts(event):
+                if len(learned.identities) < MAX_LEARNED_IDENTITIES:
+                    learned.identities.setdefault((event.src, event.proto, attribute), set()).add(value)
     except CaptureError as exc:
         error = str(exc)
     learned.model.add(windows.flush())

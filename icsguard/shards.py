@@ -12,7 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 from dataclasses import dataclass, field
 
-from icsguard.analysis import Detection, check_captures
+from icsguard.analysis import Detection, check_captures, known_identities
 from icsguard.budget import Budget
 from icsguard.capture.files import CaptureError, read_captures
 from icsguard.detect import modelfile
@@ -96,7 +96,7 @@ def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files:
                     model: str | None, scheduler: str | None = None) -> tuple[int, str, str | None]:
     """Analyse over ``workers`` shards and store one run, as ``analysis.analyze`` does."""
     check_captures(captures)
-    known, macs = store.known_identities()
+    known, macs = known_identities(store, modelfile.load(model) if model else None)
     muted = store.mutes()
     jobs = [ShardJob(list(captures), n, workers, list(rule_files), site, model, muted, known, macs)
             for n in range(workers)]

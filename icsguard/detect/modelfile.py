@@ -42,6 +42,8 @@ class LearnedModel:
     created: float = field(default_factory=time.time)
     updated: float | None = None
     libraries: dict[str, str] = field(default_factory=dict)
+    # what devices said of themselves while learning: (ip, protocol, attribute) -> values
+    identities: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
 
 
 def library_versions() -> dict[str, str]:
@@ -62,6 +64,7 @@ def save(learned: LearnedModel, path: str | Path) -> None:
         "libraries": library_versions(),
         "baseline": learned.baseline.to_json(),
         "model": learned.model.to_json(),
+        "identities": [[*key, sorted(values)] for key, values in sorted(learned.identities.items())],
     }
     learned.libraries = body["libraries"]
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
@@ -109,7 +112,9 @@ def load(path: str | Path) -> LearnedModel:
             list(training["captures"]), optional_time(training["first_ts"]),
             optional_time(training["last_ts"]), int(training["packets"]), float(training["created"]),
             optional_time(training["updated"]),
-            dict(body["libraries"]))
+            dict(body["libraries"]),
+            {(str(ip), str(proto), str(attribute)): set(map(str, values))
+             for ip, proto, attribute, values in body.get("identities", [])})
     except RecursionError:
         raise ModelFileError(f"{name}: JSON nested too deep: not a model file icsguard made") from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -123,3 +123,16 @@ def test_the_protection_level_check_of_the_scan(tmp_path):
     assert status(capture) == "FAIL"
     assert status(protected) == "PASS"
     assert status(PCAPS / "s7_control.pcap") == "NOT_ASSESSED"
+
+
+def test_a_model_file_knows_identities_too(tmp_path):
+    """A fresh database, but the model learned the device: the reflashed firmware is still news."""
+    found = frames(PCAPS / "modbus_diagnostics.pcap")
+    reflashed = write_pcap(tmp_path / "reflashed.pcap", [(f.ts + 86400, f.data.replace(b"1.4", b"1.5"))
+                                                         for f in found], found[0].link_type)
+    model = tmp_path / "plant.icsg"
+    assert run_icsguard("learn", PCAPS / "modbus_diagnostics.pcap", "--model", model).returncode == 0
+    db = tmp_path / "fresh.db"
+    assert run_icsguard("analyze", "--db", db, "--model", model, reflashed).returncode == 0
+    alerts = [json.loads(line) for line in run_icsguard("alerts", "--db", db, "--format", "jsonl").stdout.splitlines()]
+    assert any(a["rule"] == "asset.identity_changed" and "firmware_version 1.4 -> 1.5" in a["title"] for a in alerts)
