@@ -127,7 +127,7 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
     commit, of the run id, the alerts stored for the first time and the run's counters;
     ``evidence``: a sensor's packet ring, which writes each new alert's packets."""
     budget = budget or Budget()
-    run_id = store.start_run(command, captures)
+    run_id = store.start_run(command, captures, [rule.id for rule in (rules.rules if rules is not None else [])])
     stats = RunStats(captures=captures)
     known, macs = known_identities(store, learned)
     detection = Detection(stats, budget, rules, learned, store.mutes(), known, macs, health, evidence)

@@ -11,11 +11,12 @@ import zlib
 from collections import Counter
 from typing import Callable, Iterable, Iterator
 
+from icsguard.bounded import remember
 from icsguard.budget import Budget
 from icsguard.capture.files import CaptureError, Frame
 from icsguard.events import SERVER_PORTS, Event
 from icsguard.net.conversations import SERVICES, Conversations
-from icsguard.net.netstack import IPPROTO_TCP, NetStack, Segment, UnsupportedLink
+from icsguard.net.netstack import IPPROTO_TCP, TCP_ACK, TCP_SYN, NetStack, Segment, UnsupportedLink
 from icsguard.net.reassembly import Reassembler
 from icsguard.protocols import ProtocolStage
 from icsguard.runstats import RunStats
@@ -30,7 +31,7 @@ class Pipeline:
         ``shard`` (index, count): go on only with the connections of this shard's servers
         (every shard reads every frame; the first alone counts what the netstack saw)."""
         self.on_segment = on_segment
-        self.shard = shard
+        self.sharder = Sharder(*shard, (budget or Budget()).entries("conversations")) if shard else None
         self.stats = stats or RunStats()
         counters = self.stats.counters
         budget = budget or Budget()
@@ -49,6 +50,7 @@ class Pipeline:
         feed_app = self.protocols.feed
         see = self.conversations.feed if self.conversations is not None else None
         hosts = stats.hosts
+        macs: dict[str, bytes] = {}
         last = None
         failure = None
         try:
@@ -76,9 +78,11 @@ class Pipeline:
                     continue
                 if self.on_segment is not None:
                     self.on_segment(frame, segment)
-                if segment.src_mac and segment.src not in hosts and len(hosts) < self.max_hosts:
-                    hosts[segment.src] = segment.src_mac.hex(":")
-                if self.shard is not None and shard_of(segment, self.shard[1]) != self.shard[0]:
+                mac = segment.src_mac           # the latest a host was seen from: a device replaced shows
+                if mac and macs.get(segment.src) != mac and (segment.src in macs or len(macs) < self.max_hosts):
+                    macs[segment.src] = mac
+                    hosts[segment.src] = mac.hex(":")
+                if self.sharder is not None and not self.sharder.mine(segment):
                     continue
                 if see is not None:
                     started = see(frame.ts, segment, frame.capture, frame.number)
@@ -105,16 +109,34 @@ class Pipeline:
             raise failure
 
 
-def shard_of(segment: Segment, shards: int) -> int:
-    """The shard of a segment's server: the end on a controller's or a known service's port,
-    else the lower port's; the same for both directions, so a connection stays whole."""
+class Sharder:
+    """Whether a segment's connection belongs to this shard: its server's. The server is the end
+    the SYN went to (as conversations are oriented), else the end on a controller's or a known
+    service's port, else the one on the lower port; the same in every shard, since every shard
+    sees every frame, so a server's connections stay in one shard."""
+
+    def __init__(self, index: int, count: int, capacity: int):
+        self.index, self.count, self.capacity = index, count, capacity
+        self.servers: dict[tuple, str] = {}        # connection -> its server, as its SYN said
+
+    def mine(self, segment: Segment) -> bool:
+        a, b = (segment.src, segment.sport), (segment.dst, segment.dport)
+        key = (a, b) if a < b else (b, a)
+        flags = segment.flags if segment.transport == IPPROTO_TCP else 0
+        if flags & TCP_SYN:
+            server = segment.src if flags & TCP_ACK else segment.dst
+            remember(self.servers, key, server, self.capacity)
+        else:
+            server = self.servers.get(key) or _server_by_port(segment)
+        return zlib.crc32(server.encode()) % self.count == self.index
+
+
+def _server_by_port(segment: Segment) -> str:
     a, b = (segment.src, segment.sport), (segment.dst, segment.dport)
     a_serves = a[1] in SERVER_PORTS or (segment.transport, a[1]) in SERVICES
     b_serves = b[1] in SERVER_PORTS or (segment.transport, b[1]) in SERVICES
     if a_serves != b_serves:
-        server = a[0] if a_serves else b[0]
-    elif a[1] != b[1]:
-        server = a[0] if a[1] < b[1] else b[0]
-    else:
-        server = min(a[0], b[0])
-    return zlib.crc32(server.encode()) % shards
+        return a[0] if a_serves else b[0]
+    if a[1] != b[1]:
+        return a[0] if a[1] < b[1] else b[0]
+    return min(a[0], b[0])

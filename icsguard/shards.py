@@ -100,10 +100,15 @@ def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files:
     muted = store.mutes()
     jobs = [ShardJob(list(captures), n, workers, list(rule_files), site, model, muted, known, macs)
             for n in range(workers)]
-    run_id = store.start_run("analyze", list(captures))
-    results = run_shards(jobs, scheduler)
-    stats, inventory, sightings = _merge(results)
     rules = load_rules(rule_files, load_site(site) if site else None)
+    run_id = store.start_run("analyze", list(captures), [rule.id for rule in rules.rules])
+    try:
+        results = run_shards(jobs, scheduler)
+    except BaseException as exc:         # no shard's findings: the run says how it ended, and why
+        failed = RunStats(captures=list(captures), error=f"the workers did not finish: {exc}")
+        store.record(run_id, failed, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", [], [], [])
+        raise
+    stats, inventory, sightings = _merge(results)
     _, across = rules.split_by_server()
     counted = RuleDetector(across, muted)
     for event in sorted((e for r in results for e in r.across), key=lambda e: e.ts):

@@ -81,18 +81,25 @@ def write_evidence(alert: dict[str, Any], paths: dict[str, str], output: str) ->
     comment = (f"icsguard alert {alert['id']}: {alert['rule']} - {alert['title']} ({alert['src']} -> "
                f"{alert['dst']}, {alert['count']}x); evidence frames: "
                + "; ".join(f"{name} {sorted(frames)}" for name, frames in sorted(wanted.items())))
+    if os.path.exists(output) and any(os.path.samefile(output, path) for path in paths.values()):
+        raise EvidenceError(f"{output}: is a capture the evidence is cut from; give another file name")
     written = Written(output, "", 0, 0)
+    partial = output + ".partial"              # put in place only when whole
     try:
-        with open(output, "wb") as f:
+        with open(partial, "wb") as f:
             writer = PcapNgWriter(f, comment, f"icsguard {__version__}")
             for name, path in sorted(paths.items()):
                 written.missing += _cut(writer, path, name, wanted.get(name, {}), flows.get(name, set()), written)
+        with open(partial, "rb") as f:
+            written.sha256 = hashlib.sha256(f.read()).hexdigest()
+        os.replace(partial, output)
     except OSError as exc:
         raise EvidenceError(f"{output}: cannot write ({exc.strerror})") from None
     except CaptureError as exc:
         raise EvidenceError(str(exc)) from None
-    with open(output, "rb") as f:
-        written.sha256 = hashlib.sha256(f.read()).hexdigest()
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
     return written
 
 
@@ -236,7 +243,11 @@ class EvidenceRing:
         alert = pending.alert
         path = os.path.join(self.folder, f"alert-{alert.id}.pcapng")
         size = sum(len(item[2]) + 64 for item in pending.frames)
-        used = sum(entry.stat().st_size for entry in os.scandir(self.folder) if entry.is_file())
+        try:
+            used = sum(entry.stat().st_size for entry in os.scandir(self.folder) if entry.is_file())
+        except OSError:
+            self.counters["evidence.write_errors"] += 1
+            return
         if used + size > self.quota:
             self.counters["evidence.over_quota"] += 1
             return
@@ -244,12 +255,16 @@ class EvidenceRing:
         note = (f"; {pending.evicted} earlier packets of these connections had left the ring and are not here"
                 if pending.evicted else "")
         comment = (f"icsguard alert {alert.id}: {alert.rule} - {alert.title} ({alert.src} -> {alert.dst}){note}")
-        with open(path, "wb") as f:
-            writer = PcapNgWriter(f, comment, f"icsguard {__version__}")
-            for ts, link_type, data, origin in pending.frames:
-                number = int(origin.rsplit(" ", 1)[1])
-                writer.write(ts, link_type, data, origin + (": evidence" if number in evidence else ""))
-        with open(path, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
+        try:
+            with open(path, "wb") as f:
+                writer = PcapNgWriter(f, comment, f"icsguard {__version__}")
+                for ts, link_type, data, origin in pending.frames:
+                    number = int(origin.rsplit(" ", 1)[1])
+                    writer.write(ts, link_type, data, origin + (": evidence" if number in evidence else ""))
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except OSError:                 # a full disk, a folder taken away: counted, the sensor goes on
+            self.counters["evidence.write_errors"] += 1
+            return
         self.record(alert.id, os.path.abspath(path), digest, len(pending.frames))
         self.counters["evidence.captures_written"] += 1

@@ -13,6 +13,7 @@ BOOKKEEPING = frozenset(("transaction_id", "pdu_ref", "rosctr", "request_handle"
 SIZE_LETTER = {"BIT": "X", "BYTE": "B", "CHAR": "B", "WORD": "W", "INT": "W", "DWORD": "D", "DINT": "D",
                "REAL": "D"}
 DATA_SHOWN = 32            # hex digits of an item's data in a table; the JSON has them all
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def utc_time(ts: float | None) -> str:
@@ -111,4 +112,6 @@ def json_cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value             # a spreadsheet would run it as a formula: text from the wire stays text
     return str(value)

@@ -102,7 +102,8 @@ _MARKDOWN = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": " ", "\r": " ",
 def markdown_text(value: Any) -> str:
     """A value as plain text in Markdown: file names, hosts, titles and rule ids come from the
     wire or from users, and must never become markup, links or HTML."""
-    return "".join(_MARKDOWN.get(c, c) for c in str(value))
+    text = "".join(_MARKDOWN.get(c, c) for c in str(value))
+    return text.replace("://", "\\://").replace("www.", "www\\.")      # no autolink (GitHub's Markdown)
 
 
 def render_terminal(data: dict[str, Any], console: Console) -> None:

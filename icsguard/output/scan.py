@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
+from icsguard.detect.folding import MANY
 from icsguard.detect.site import Site
 from icsguard.events import CONVERSATIONS, function_kind
 from icsguard.net.conversations import is_group_address
@@ -45,6 +46,23 @@ class Facts:
     runs: list[dict[str, Any]]
     site: Site | None
     identities: list[dict[str, Any]] = field(default_factory=list)
+    muted: set = field(default_factory=set)          # (rule, source or None) muted in the database
+
+    def silenced(self, rules: frozenset[str] | set[str]) -> list[str]:
+        """Those of ``rules`` whose findings may be missing: muted, or not checked by a run."""
+        gone = {rule for rule, _src in self.muted if rule in rules}
+        for run in self.runs:
+            if run.get("rules"):                   # (runs of older versions did not say)
+                gone |= set(rules) - set(json.loads(run["rules"]))
+        return sorted(gone)
+
+    def unassessable(self, rules: frozenset[str] | set[str]) -> Verdict | None:
+        """NOT_ASSESSED when a rule the check reads was muted or not run: its silence proves nothing."""
+        gone = self.silenced(rules)
+        if gone:
+            return Verdict(NOT_ASSESSED, f"{', '.join(gone)} muted or not checked in the scanned runs: "
+                                         "no alert from it proves nothing")
+        return None
 
     def industrial(self) -> list[dict[str, Any]]:
         return [c for c in self.communications if c["proto"] not in CONVERSATIONS]
@@ -67,7 +85,7 @@ def gather(store: Store, run_ids: list[int] | None, site: Site | None) -> Facts:
               if wanted is None or a["run_id"] in wanted]
     identities = [row for rows in store.identities().values() for row in rows
                   if wanted is None or row["last_run"] in wanted]
-    return Facts(comms, alerts, runs, site, identities)
+    return Facts(comms, alerts, runs, site, identities, store.mutes())
 
 
 # --------------------------------------------------------------------------- evidence
@@ -120,6 +138,8 @@ def _opcua_secure_channel(facts: Facts, params: dict) -> Verdict:
     if bad:
         return _fail(f"{len(bad)} client/server pair(s) opened channels with security policy None",
                      [_alert_item(a) for a in bad])
+    if (unknown := facts.unassessable({"opcua.security_policy_none"})):
+        return unknown
     return Verdict(PASS, "every OPC UA secure channel seen used a security policy",
                    [_observed(_pairs(opened), "secure channels opened")])
 
@@ -131,6 +151,8 @@ def _opcua_no_deprecated_policy(facts: Facts, params: dict) -> Verdict:
     bad = facts.alerts_of({"opcua.deprecated_security_policy"})
     if bad:
         return _fail(f"{len(bad)} pair(s) used Basic128Rsa15 or Basic256", [_alert_item(a) for a in bad])
+    if (unknown := facts.unassessable({"opcua.deprecated_security_policy"})):
+        return unknown
     return Verdict(PASS, "no secure channel used a deprecated policy", [_observed(_pairs(opened), "secure channels")])
 
 
@@ -138,6 +160,8 @@ def _opcua_no_anonymous_session(facts: Facts, params: dict) -> Verdict:
     bad = facts.alerts_of({"opcua.anonymous_session"})
     if bad:
         return _fail(f"{len(bad)} pair(s) activated anonymous sessions", [_alert_item(a) for a in bad])
+    if (unknown := facts.unassessable({"opcua.anonymous_session"})):
+        return unknown
     activated = facts.seen("opcua", frozenset({"ActivateSessionRequest"}))
     if activated:
         return Verdict(PASS, "every session activation seen named a user or a certificate",
@@ -151,6 +175,8 @@ def _credentials_none_in_clear(facts: Facts, params: dict) -> Verdict:
     bad = facts.alerts_of(CLEAR_PASSWORD_RULES)
     if bad:
         return _fail(f"{len(bad)} pair(s) sent passwords readable", [_alert_item(a) for a in bad])
+    if (unknown := facts.unassessable(CLEAR_PASSWORD_RULES)):
+        return unknown
     logins = facts.seen("opcua", frozenset({"ActivateSessionRequest"})) + facts.seen("opcua", OPN)
     if logins:
         return Verdict(PASS, "OPC UA sessions seen carried no password in clear, and no S7 password was presented",
@@ -169,14 +195,17 @@ def _opcua_certificates(facts: Facts, params: dict) -> Verdict:
     if bad:
         why = "expired, not yet valid or unreadable" + (", or self-signed where the site requires PKI" if pki else "")
         return _fail(f"{len(bad)} pair(s) presented certificates {why}", [_alert_item(a) for a in bad])
-    secured = facts.seen("opcua", OPN)
-    none_channels = sum(a["count"] for a in facts.alerts_of({"opcua.security_policy_none"}))
-    if not secured or sum(c["requests"] for c in secured) <= none_channels:
-        return Verdict(NOT_ASSESSED, "no OPC UA channel exchanged certificates in the scanned traffic")
+    certificates = [i for i in facts.identities if i["proto"] == "opcua" and i["attribute"] == "certificate_sha1"]
+    if not certificates:
+        return Verdict(NOT_ASSESSED, "no OPC UA certificate was exchanged in the scanned traffic")
+    if (unknown := facts.unassessable({"opcua.self_signed_or_expired_certificate"})):
+        return unknown
     note = (f"; {len(self_signed_only)} pair(s) self-signed, allowed as the site does not require PKI"
             if self_signed_only else "")
-    return Verdict(PASS, "the certificates seen were within their validity" + note,
-                   [_observed(_pairs(secured), "secure channels with certificates")]
+    return Verdict(PASS, f"the {len(certificates)} certificate(s) seen were within their validity" + note,
+                   [{"detail": f"{c['ip']} certificate sha1 {c['value']} ({c['message']}, {c['capture']} frame "
+                               f"{c['frame']})", "hosts": [c["ip"]], "first_seen": c["first_seen"],
+                     "last_seen": c["last_seen"], "frames": [f"{c['capture']}#{c['frame']}"]} for c in certificates]
                    + [_alert_item(a) for a in self_signed_only])
 
 
@@ -243,7 +272,8 @@ def _program_engineering(facts: Facts, params: dict) -> Verdict:
     bad = []
     for alert in ops:
         times = [e["ts"] for e in alert["evidence"] if "ts" in e] or [alert["first_ts"], alert["last_ts"]]
-        if alert["src"] not in site.groups["ews"] or not all(site.in_maintenance(t) for t in times):
+        from_ews = alert["src"] != MANY and alert["src"] in site.groups["ews"]      # a flood is from many
+        if not from_ews or not all(site.in_maintenance(t) for t in times):
             bad.append(alert)
     if bad:
         return _fail(f"{len(bad)} program or CPU operation(s) from a host that is not an engineering station, or "
@@ -251,6 +281,8 @@ def _program_engineering(facts: Facts, params: dict) -> Verdict:
     s7 = facts.seen("s7comm") + facts.seen("s7comm-plus")
     if not s7 and not ops:
         return Verdict(NOT_ASSESSED, "no S7 traffic in the scanned scope")
+    if (unknown := facts.unassessable(PROGRAM_RULES)):
+        return unknown
     return Verdict(PASS, f"{len(ops)} program or CPU operation(s), all from engineering stations in maintenance",
                    [_alert_item(a) for a in ops] or [_observed(_pairs(s7), "S7 traffic checked")])
 
@@ -265,6 +297,8 @@ def _no_silencing(facts: Facts, params: dict) -> Verdict:
     modbus = facts.seen("modbus")
     if not modbus:
         return Verdict(NOT_ASSESSED, "no Modbus traffic in the scanned scope")
+    if (unknown := facts.unassessable(SILENCING_RULES)):
+        return unknown
     return Verdict(PASS, "no device was silenced or restarted in production",
                    [_observed(_pairs(modbus), "Modbus traffic checked")] + [_alert_item(a) for a in found])
 

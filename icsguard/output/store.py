@@ -115,7 +115,13 @@ def _v7(db: sqlite_utils.Database) -> None:
     db["evidence_captures"].create_index(["alert_id"], if_not_exists=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+def _v8(db: sqlite_utils.Database) -> None:
+    """Runs say which rules they checked (a scan must not read a rule's silence as a PASS)."""
+    if "rules" not in db["runs"].columns_dict:
+        db["runs"].add_column("rules", str)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 ALL_SOURCES = "*"                 # a mute's src when it holds for every source
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = ("runs", "communications", "assets", "alerts", "scans", "mutes", "identities", "evidence_captures")
@@ -171,11 +177,13 @@ class Store:
             raise
         conn.execute("COMMIT")
 
-    def start_run(self, command: str, captures: list[str]) -> int:
+    def start_run(self, command: str, captures: list[str], rules: Iterable[str] = ()) -> int:
+        """``rules``: the ids of the rules the run checks."""
         now = time.time()
         with self.transaction():
             return self.db["runs"].insert({"started": now, "updated": now, "command": command, "status": "running",
-                                           "captures": json.dumps(captures)}).last_pk
+                                           "captures": json.dumps(captures),
+                                           "rules": json.dumps(sorted(rules))}).last_pk
 
     def record(self, run_id: int, stats: RunStats, status: str, alerts: Iterable[Alert],
                pairs: Iterable[tuple[tuple, Communication]], assets: Iterable[Asset],
@@ -292,8 +300,10 @@ class Store:
         with self.transaction():
             gone = self.db.execute("DELETE FROM mutes WHERE rule = ? AND src = ?",
                                    [rule, src or ALL_SOURCES]).rowcount
-            back = self.db.execute(f"UPDATE alerts SET status = 'new' WHERE status = 'muted' AND {where}",
-                                   params).rowcount if gone else 0
+            back = self.db.execute(f"UPDATE alerts SET status = 'new' WHERE status = 'muted' AND {where} AND NOT "
+                                   "EXISTS (SELECT 1 FROM mutes WHERE mutes.rule = alerts.rule AND "
+                                   "(mutes.src = alerts.src OR mutes.src = ?))",
+                                   [*params, ALL_SOURCES]).rowcount if gone else 0
         return gone == 1, back
 
     def mute_list(self) -> list[dict[str, Any]]:

@@ -40,7 +40,8 @@ def show(out: Console, title: str | None, columns: Sequence[Column], rows: Itera
          caption: str | None = None) -> None:
     """Cells are plain text (wire text is never markup) or Text styled by us (a severity's colour)."""
     rows = [[cell if isinstance(cell, Text) else Text(cell) for cell in row] for row in rows]
-    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left",
+    table = Table(title=Text(title) if title else None, title_justify="left",
+                  caption=Text(caption) if caption else None, caption_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
     needed = SEPARATOR * (len(columns) - 1)
     for i, column in enumerate(columns):

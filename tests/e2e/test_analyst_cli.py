@@ -167,3 +167,24 @@ def test_the_analyze_report_gives_each_alert_its_id(tmp_path):
         assert any(line.split()[:3] == [str(alert["id"]), alert["severity"], alert["rule"]]
                    for line in shown.stdout.splitlines()), alert
     assert run_icsguard("--version").stdout.startswith("icsguard ")
+
+
+def test_markup_in_a_database_path_is_text(tmp_path):
+    folder = tmp_path / "q[bold]"
+    folder.mkdir()
+    db = folder / "[red]t.db"
+    assert run_icsguard("analyze", "--db", db, S7_CONTROL).returncode == 0
+    for command in ("alerts", "assets", "runs"):
+        shown = run_icsguard(command, "--db", db)
+        assert shown.returncode == 0 and "Traceback" not in shown.stderr and str(db) in shown.stdout, command
+
+
+def test_unmuting_every_source_leaves_a_sources_own_mute(tmp_path):
+    db = tmp_path / "m.db"
+    assert run_icsguard("analyze", "--db", db, S7_CONTROL).returncode == 0
+    assert run_icsguard("alerts", "--db", db, "mute", "s7.plc_stop", "--src", "127.0.0.10").returncode == 0
+    assert run_icsguard("alerts", "--db", db, "mute", "s7.plc_stop").returncode == 0
+    lifted = run_icsguard("alerts", "--db", db, "unmute", "s7.plc_stop")
+    assert lifted.stdout.strip().endswith("0 stored alert(s) new again")
+    statuses = {a["rule"]: a["status"] for a in _jsonl(run_icsguard("alerts", "--db", db, "--format", "jsonl"))}
+    assert statuses["s7.plc_stop"] == "muted"

@@ -71,3 +71,14 @@ def test_a_moved_capture_is_said_and_can_be_found_again(tmp_path):
                          "--capture-dir", later)
     assert found.returncode == 0 and _tshark(output, "s7comm.param.func == 0x29")
     assert run_icsguard("alerts", "--db", db, "evidence", "99", "--output", output).returncode == 1
+
+
+def test_the_evidence_never_overwrites_a_capture(tmp_path):
+    capture = tmp_path / "s7_control.pcap"
+    shutil.copy(PCAPS / "s7_control.pcap", capture)
+    db = tmp_path / "o.db"
+    assert run_icsguard("analyze", "--db", db, capture).returncode == 0
+    before = capture.read_bytes()
+    refused = run_icsguard("alerts", "--db", db, "evidence", str(_alert(db, "s7.plc_stop")["id"]), "--output", capture)
+    assert refused.returncode == 1 and "is a capture the evidence is cut from" in refused.stderr
+    assert capture.read_bytes() == before and not list(tmp_path.glob("*.partial"))

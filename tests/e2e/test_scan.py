@@ -236,3 +236,25 @@ def test_junit_for_ci_and_schedulers(tmp_path):
     assert "SR 4.1" in cases["opcua.secure_channel"].find("failure").text
     assert cases["inventory.known_assets"].find("skipped") is not None
     assert int(suite.get("failures")) == sum(case.find("failure") is not None for case in cases.values())
+
+
+def test_a_muted_rule_makes_its_check_not_assessed_never_pass(tmp_path):
+    db = tmp_path / "muted.db"
+    assert run_icsguard("analyze", "--db", db, PCAPS / "opcua_none_anonymous.pcap").returncode == 0
+    for rule in ("opcua.security_policy_none", "opcua.anonymous_session"):
+        assert run_icsguard("alerts", "--db", db, "mute", rule).returncode == 0
+    assert run_icsguard("analyze", "--db", db, PCAPS / "opcua_none_anonymous.pcap").returncode == 0
+    report = json.loads(run_icsguard("scan", "--db", db, "--format", "json").stdout)
+    checks = {c["id"]: c for c in report["checks"]}
+    # the first run's alerts were stored before the mutes: they still fail the checks
+    assert checks["opcua.secure_channel"]["status"] == "FAIL"
+    fresh = tmp_path / "fresh.db"
+    assert run_icsguard("analyze", "--db", fresh, PCAPS / "modbus_polling.pcap").returncode == 0
+    for rule in ("opcua.security_policy_none", "opcua.anonymous_session"):
+        assert run_icsguard("alerts", "--db", fresh, "mute", rule).returncode == 0
+    assert run_icsguard("analyze", "--db", fresh, PCAPS / "opcua_none_anonymous.pcap").returncode == 0
+    quiet = {c["id"]: c for c in json.loads(run_icsguard("scan", "--db", fresh, "--format", "json").stdout)["checks"]}
+    for check in ("opcua.secure_channel", "opcua.no_anonymous_session"):
+        assert quiet[check]["status"] == "NOT_ASSESSED" and "muted" in quiet[check]["summary"], check
+    certificate = quiet["opcua.certificates"]         # asyncua's certificate did cross, and is valid
+    assert certificate["status"] == "PASS" and "certificate sha1" in certificate["evidence"][0]["detail"]

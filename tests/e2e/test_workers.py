@@ -63,3 +63,30 @@ def test_a_shard_reading_standard_input_is_refused(tmp_path):
     assert refused.returncode == 1 and "standard input can be read by one worker only" in refused.stderr
     bad = run_icsguard("analyze", "--db", tmp_path / "y.db", PCAPS / "s7_control.pcap", "--workers", "0")
     assert bad.returncode == 1 and "--workers: give at least 1" in bad.stderr
+
+
+def test_with_a_model_shards_give_what_one_process_gives(tmp_path):
+    """The baseline and the model over shards: new talkers, functions, values out of range and an
+    anomalous window, the same as one process (connections oriented by their SYN in every shard)."""
+    model = tmp_path / "m.icsg"
+    learned = run_icsguard("learn", PCAPS / "modbus_polling.pcap",
+                           public("Modbus_dataset/moving_two_files_modbus_6RTU.pcap"), "--model", model)
+    assert learned.returncode == 0, learned.stderr
+    captures = [public(MIXED_TRAFFIC[0]), public(SCAN), PCAPS / "s7_control.pcap"]
+    outcomes = []
+    for workers in ("1", "2", "3"):
+        db = tmp_path / f"w{workers}.db"
+        assert run_icsguard("analyze", "--db", db, "--model", model, *captures, "--workers", workers).returncode == 0
+        outcomes.append(_outcome(db))
+    rules = {a[0] for a in outcomes[0]["alerts"]}
+    assert {"baseline.new_talker", "ml.anomalous_window", "modbus.points_list_scan"} <= rules
+    assert outcomes[1] == outcomes[0] and outcomes[2] == outcomes[0]
+
+
+def test_workers_that_cannot_start_leave_the_run_failed(tmp_path):
+    db = tmp_path / "gone.db"
+    result = run_icsguard("analyze", "--db", db, PCAPS / "s7_control.pcap", "--workers", "2",
+                          "--scheduler", "tcp://127.0.0.1:1")
+    assert result.returncode == 1 and result.stderr.startswith("icsguard: --scheduler tcp://127.0.0.1:1: ")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT status FROM runs").fetchall() == [("failed",)]
