@@ -40,6 +40,7 @@ PERIOD_MIN_SECONDS = 0.05
 PERIOD_WINDOW = 8          # recent intervals compared with the learned period
 PERIODIC_COVERAGE = 0.5    # a periodic exchange ran through at least this share of the learning
 RATE_MAX_GAP = 60.0        # seconds: a change across a longer gap says nothing about its rate
+MAX_WRITERS = 16           # writers of one value whose last write is kept (beyond, they start afresh)
 RATE_MIN_GAP = 1.0         # seconds: rates are taken over at least this (a write and its read-back
                            # milliseconds apart are not a fast change)
 TWO_STATE = ("coil", "discrete_input")    # on/off values: their range matters, not their rate
@@ -83,20 +84,24 @@ class ValueRange:
     high: float
     max_rate: float = 0.0
     count: int = 0
-    last: float | None = None
-    last_ts: float | None = None
+    # the last value from each writer ("": the server's own answers), with its time: two HMIs
+    # writing one setpoint each change it at their own pace, not at the pace of their interleaving
+    recent: dict[str, tuple[float, float]] = field(default_factory=dict)
 
-    def see(self, value: float, ts: float) -> None:
+    def see(self, value: float, ts: float, writer: str = "") -> None:
         if value < self.low:
             self.low = value
         if value > self.high:
             self.high = value
         self.count += 1
-        if self.last is None or self.last_ts is None or not 0 <= ts - self.last_ts <= RATE_MAX_GAP:
-            self.last, self.last_ts = value, ts
-        elif ts - self.last_ts >= RATE_MIN_GAP:
-            self.max_rate = max(self.max_rate, abs(value - self.last) / (ts - self.last_ts))
-            self.last, self.last_ts = value, ts
+        last = self.recent.get(writer)
+        if last is None or not 0 <= ts - last[1] <= RATE_MAX_GAP:
+            if len(self.recent) >= MAX_WRITERS:
+                self.recent.clear()
+            self.recent[writer] = (value, ts)
+        elif ts - last[1] >= RATE_MIN_GAP:
+            self.max_rate = max(self.max_rate, abs(value - last[0]) / (ts - last[1]))
+            self.recent[writer] = (value, ts)
 
 
 @dataclass
@@ -208,7 +213,7 @@ class Baseline:
                 if len(self.values) >= MAX_VALUES:
                     continue
                 known = self.values[key] = ValueRange(value, value)
-            known.see(value, event.ts)
+            known.see(value, event.ts, event.src if event.direction == "request" else "")
 
     def covers(self, key: tuple, space: str, first: int | None, last: int | None) -> bool:
         """Whether the learned (pair, function) touched all of first..last in the space, or
@@ -434,17 +439,18 @@ class BaselineDetector:
                               f"{holder_text(key[2])} = {value:g}, learned {learned.low:g}..{learned.high:g}"))
             if fastest:
                 followed = True
-                previous = self.values.get(key)
+                track = key if event.direction != "request" else key + (event.src,)     # a writer's own pace
+                previous = self.values.get(track)
                 gap = event.ts - previous[1] if previous is not None else -1.0
                 if not 0 <= gap <= RATE_MAX_GAP:
-                    remember(self.values, key, (value, event.ts), MAX_VALUES)
+                    remember(self.values, track, (value, event.ts), MAX_VALUES)
                 elif gap >= RATE_MIN_GAP:
                     rate = abs(value - previous[0]) / gap
                     if rate > fastest:
                         found.append((_FINDINGS["rate_of_change"], src, dst,
                                       f"{holder_text(key[2])} changed {rate:.3g}/s, "
                                       f"learned at most {self.baseline.values[key].max_rate:.3g}/s"))
-                    self.values[key] = (value, event.ts)
+                    self.values[track] = (value, event.ts)
         if quiet is not None and not found and not followed:
             remember(self.quiet, quiet, None, MAX_QUIET)
         return found

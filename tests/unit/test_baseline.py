@@ -194,6 +194,28 @@ def test_a_value_may_drift_by_noise_but_not_jump():
     assert out_of_range(answer(2000.0, "coil", 1)) == ["unit 1 coil 7 = 1, learned 0..0"]
 
 
+def test_two_writers_of_one_setpoint_each_change_it_at_their_own_pace():
+    """An HMI learned writing a setpoint slowly; a second HMI starts writing the same register at
+    its own slow pace, the two interleaved: no rate-of-change. One writer jumping still is one."""
+    def write(ts, client, value):
+        return Event(ts, "modbus", client, 40000, PLC, 502, "request", "write_single_register", 6, "", "x.pcap",
+                     1, {"unit_id": 1, "address": 9, "values": [value]})
+    baseline = Baseline()
+    for step in range(40):                               # one step of 1 every 8 s: at most 0.5/s
+        baseline.learn(write(1000.0 + 2 * step, HMI, 1000 + step // 4), TARGETS)
+    detector = BaselineDetector(baseline)
+
+    def rates(event):
+        return [why for finding, _, _, why in detector.findings(event) if finding.rule == "baseline.rate_of_change"]
+    second = "10.0.0.11"
+    found = []
+    for step in range(20):
+        found += rates(write(2000.0 + 2 * step, HMI, 1000 + step // 4))
+        found += rates(write(2001.0 + 2 * step, second, 1009 - step // 4))
+    assert found == []
+    assert rates(write(2100.0, HMI, 1000)) == [] and rates(write(2102.0, HMI, 1009))    # 4.5/s against 0.5/s
+
+
 def test_what_changes_something_is_graded_up():
     """A new function that only reads is medium, one that writes or controls is high; a new
     target written is high, one read is medium, and the two never fold into one alert."""
