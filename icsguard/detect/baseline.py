@@ -38,6 +38,7 @@ PERIODIC_MIN = 8           # intervals needed to call an exchange periodic
 PERIODIC_SPREAD = 0.2      # ... with a median absolute deviation at most this share of the period
 PERIOD_MIN_SECONDS = 0.05
 PERIOD_WINDOW = 8          # recent intervals compared with the learned period
+PACE_BAND = 4.0            # a poller up to this many times slower or faster is drift, not a change
 PERIODIC_COVERAGE = 0.5    # a periodic exchange ran through at least this share of the learning
 RATE_MAX_GAP = 60.0        # seconds: a change across a longer gap says nothing about its rate
 MAX_WRITERS = 16           # writers of one value whose last write is kept (beyond, they start afresh)
@@ -471,7 +472,7 @@ class BaselineDetector:
 
     def _check_period(self, event: Event, key: tuple) -> list[tuple[Finding, str, str, str]]:
         """Every PERIOD_WINDOW intervals, their mean and median against the learned period; a
-        change is reported once, until the exchange is back within half to twice its period."""
+        change is reported once, until the exchange is back within PACE_BAND of its period."""
         watch = self.watch.get(key)
         if watch is None:
             return []
@@ -489,7 +490,8 @@ class BaselineDetector:
         # its mean, and one long pause between bursts moves the mean but not the median
         middle, now = statistics.median(recent), sum(recent) / len(recent)
         recent.clear()
-        if period / 2 <= now <= period * 2 or period / 2 <= middle <= period * 2 or (middle < period) != (now < period):
+        low, high = period / PACE_BAND, period * PACE_BAND
+        if low <= now <= high or low <= middle <= high or (middle < period) != (now < period):
             watch.changed = False
             return []
         if watch.changed:

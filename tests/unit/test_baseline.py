@@ -68,7 +68,8 @@ def test_public_s7comm_plus_traffic_learned_raises_nothing_on_itself():
 
 def test_period_change_needs_mean_and_median_off():
     """A poll learned at 1 s: a stall the poller catches up on, or one long pause between
-    bursts, is no change; a flood or a poll three times slower is one, reported once."""
+    bursts, is no change, and nor is drift within PACE_BAND (a poll three times slower); a
+    flood or a poll five times slower is a change, reported once."""
     def read(ts):
         return Event(ts, "modbus", HMI, 40000, PLC, 502, "request", "read_coils", 1, "", "x.pcap", 1,
                      {"unit_id": 1, "address": 0, "quantity": 8})
@@ -85,10 +86,11 @@ def test_period_change_needs_mean_and_median_off():
     stall = steady[:5] + [2007.0, 2007.05, 2007.1, 2007.15] + [2008.0 + s for s in range(12)]   # 3 s late, caught up
     bursts = [2000.0 + s for s in range(8)] + [2062.0 + s for s in range(8)]                    # a pause of a minute
     flood = [2000.0 + s * 0.01 for s in range(40)]
-    slow = [2000.0 + s * 3 for s in range(40)]
-    assert changes(steady) == changes(stall) == changes(bursts) == []
+    drift = [2000.0 + s * 3 for s in range(40)]
+    slow = [2000.0 + s * 5 for s in range(40)]
+    assert changes(steady) == changes(stall) == changes(bursts) == changes(drift) == []
     assert changes(flood) == ["read_coils every 0.01 s, learned every 1 s"]
-    assert changes(slow) == ["read_coils every 3 s, learned every 1 s"]
+    assert changes(slow) == ["read_coils every 5 s, learned every 1 s"]
 
 
 def test_internet_hosts_are_one_peer():
