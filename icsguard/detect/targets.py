@@ -138,6 +138,10 @@ def _targets(event: Event) -> Iterator[Target]:
             yield from _span(f"unit {unit} {table}", fields["address"], fields.get("quantity"))
     elif proto == "s7comm":
         for item in fields.get("items") or ():
+            if item.get("areas"):                  # a DBREAD item (WinCC): several DB ranges in one
+                for part in item["areas"]:
+                    yield from _span(f"DB{part.get('db')}", part.get("byte"), part.get("length") or 1)
+                continue
             area = item.get("area")
             if area is None:
                 continue
@@ -187,7 +191,9 @@ def _s7_slots(items) -> tuple[tuple | None, bytes]:
 
 
 def _item_part(items) -> tuple:
-    return tuple((i.get("area"), i.get("db"), i.get("byte"), i.get("bit"), i.get("length")) for i in items)
+    return tuple((i.get("area"), i.get("db"), i.get("byte"), i.get("bit"), i.get("length"),
+                  tuple((a.get("db"), a.get("byte"), a.get("length")) for a in i.get("areas") or ()))
+                 for i in items)
 
 
 def _address_part(addresses) -> tuple:

@@ -283,3 +283,19 @@ def test_addresses_next_to_learned_ones_are_learned():
     baseline.spaces[(HMI, PLC, "s7comm", "read_szl")] = {"SZL": [[0x11, 0x11]]}
     assert not baseline.covers((HMI, PLC, "s7comm", "read_szl"), "SZL", 0x12, 0x12)
 
+
+
+def test_a_dbread_item_teaches_its_data_blocks():
+    """WinCC reads several DB ranges in one DBREAD item (syntax 0xB0): learned, each range is a
+    target, and a read of another data block is a new target."""
+    def dbread(ts, db):
+        return Event(ts, "s7comm", HMI, 40000, PLC, 102, "request", "read_var", 4, "", "x.pcap", 1,
+                     {"items": ({"syntax_id": 0xB0, "spec": "", "areas": ({"area": "DB", "db": db, "byte": 10,
+                                                                          "length": 4},)},)})
+    baseline = Baseline()
+    for second in range(30):
+        baseline.learn(dbread(1000.0 + second, 5), TARGETS)
+    detector = BaselineDetector(baseline)
+    new = [why for f, _, _, why in detector.findings(dbread(2000.0, 7)) if f.rule == "baseline.new_target"]
+    assert new and "DB7" in new[0]
+    assert [f for f, _, _, _ in detector.findings(dbread(2001.0, 5)) if f.rule == "baseline.new_target"] == []
