@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import threading
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
@@ -189,6 +190,15 @@ def known_identities(store: Store, learned: LearnedModel | None) -> tuple[dict, 
     return known, macs
 
 
+def capture_digest(path: str) -> str:
+    """A capture's SHA-256: the same traffic under another name is still the same traffic."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site.Site | None = None,
           estimator: str | None = None, false_alarm_rate: float | None = None,
           window_seconds: float | None = None,
@@ -227,6 +237,7 @@ def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site
     learned.model.add(windows.flush())
     learned.model.fit()
     learned.captures += [os.path.basename(p) for p in paths]
+    learned.digests += [capture_digest(p) for p in paths if rereadable(p)]
     learned.packets += stats.packets
     if stats.first_ts is not None:
         learned.first_ts = min(stats.first_ts, learned.first_ts or stats.first_ts)

@@ -492,10 +492,14 @@ def learn(captures: List[str] = CapturesArg,
         except modelfile.ModelFileError:
             raise Failure(f"{model} is not a model file: it is never replaced; give another path") from None
     _analysis().check_captures(captures)
-    again = sorted({os.path.basename(c) for c in captures} & set(learned.captures if learned else ()))
-    if again:
-        stderr.print(f"icsguard: note: {', '.join(again)} already learned in {model}: its traffic counts twice",
-                     markup=False, highlight=False, soft_wrap=True)
+    if learned is not None:          # --update: a capture learned before is not learned twice
+        known = set(learned.digests)
+        again = [c for c in captures if c != STDIN and os.path.isfile(c)
+                 and _analysis().capture_digest(c) in known]
+        if again:
+            stderr.print(f"icsguard: note: {', '.join(again)} already learned in {model}: skipped",
+                         markup=False, highlight=False, soft_wrap=True)
+            captures = [c for c in captures if c not in again]     # (none left: the model is refitted only)
     with _progress(captures) as progress:
         learned, error = _analysis().learn(captures, learned, site_file, estimator and estimator.value,
                                            false_alarm_rate, window, progress)

@@ -44,6 +44,7 @@ class LearnedModel:
     libraries: dict[str, str] = field(default_factory=dict)
     # what devices said of themselves while learning: (ip, protocol, attribute) -> values
     identities: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+    digests: list[str] = field(default_factory=list)       # SHA-256 of each capture learned
 
 
 def library_versions() -> dict[str, str]:
@@ -65,6 +66,7 @@ def save(learned: LearnedModel, path: str | Path) -> None:
         "baseline": learned.baseline.to_json(),
         "model": learned.model.to_json(),
         "identities": [[*key, sorted(values)] for key, values in sorted(learned.identities.items())],
+        "digests": learned.digests,
     }
     learned.libraries = body["libraries"]
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
@@ -114,7 +116,8 @@ def load(path: str | Path) -> LearnedModel:
             optional_time(training["updated"]),
             dict(body["libraries"]),
             {(str(ip), str(proto), str(attribute)): set(map(str, values))
-             for ip, proto, attribute, values in body.get("identities", [])})
+             for ip, proto, attribute, values in body.get("identities", [])},
+            list(map(str, body.get("digests", []))))
     except RecursionError:
         raise ModelFileError(f"{name}: JSON nested too deep: not a model file icsguard made") from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

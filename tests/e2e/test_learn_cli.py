@@ -124,10 +124,14 @@ def test_learn_update_adds_a_capture(trained, tmp_path):
     _failed(run_icsguard("learn", S7, "--model", updated, "--update", "--window", "10"),
             "--window 10:", "learned with 5-second windows")
     assert updated.read_bytes() == kept
-    # the same capture again is learned, with a note that it now counts twice
-    again = run_icsguard("learn", S7, "--model", updated, "--update")
-    assert again.returncode == 0 and "s7_reads_writes.pcap already learned" in again.stderr
-    assert modelfile.load(updated).captures == ["polling_slow.pcap", "s7_reads_writes.pcap", "s7_reads_writes.pcap"]
+    # the same capture again is not learned twice, even under another name
+    renamed = updated.parent / "renamed.pcap"
+    renamed.write_bytes(S7.read_bytes())
+    again = run_icsguard("learn", renamed, "--model", updated, "--update")
+    assert again.returncode == 0 and f"{renamed} already learned in {updated}: skipped" in again.stderr
+    relearned = modelfile.load(updated)
+    assert relearned.captures == ["polling_slow.pcap", "s7_reads_writes.pcap"]
+    assert relearned.packets == after.packets and relearned.baseline.events == after.baseline.events
     # --estimator with --update replaces the model's own
     run_icsguard("learn", S7, "--model", updated, "--update", "--estimator", "isolation_forest")
     assert modelfile.load(updated).model.estimator == "isolation_forest"
