@@ -130,30 +130,27 @@ def _fail(summary: str, items: list[dict[str, Any]]) -> Verdict:
 
 # --------------------------------------------------------------------------- checks
 
-def _opcua_secure_channel(facts: Facts, params: dict) -> Verdict:
+def _channel_rule(facts: Facts, rule: str, failing: str, passing: str) -> Verdict:
+    """A check that one rule about OPC UA secure channels never fired on channels that were seen."""
     opened = facts.seen("opcua", OPN)
     if not opened:
         return Verdict(NOT_ASSESSED, "no OPC UA secure channel was opened in the scanned traffic")
-    bad = facts.alerts_of({"opcua.security_policy_none"})
+    bad = facts.alerts_of({rule})
     if bad:
-        return _fail(f"{len(bad)} client/server pair(s) opened channels with security policy None",
-                     [_alert_item(a) for a in bad])
-    if (unknown := facts.unassessable({"opcua.security_policy_none"})):
+        return _fail(f"{len(bad)} client/server pair(s) {failing}", [_alert_item(a) for a in bad])
+    if (unknown := facts.unassessable({rule})):
         return unknown
-    return Verdict(PASS, "every OPC UA secure channel seen used a security policy",
-                   [_observed(_pairs(opened), "secure channels opened")])
+    return Verdict(PASS, passing, [_observed(_pairs(opened), "secure channels opened")])
+
+
+def _opcua_secure_channel(facts: Facts, params: dict) -> Verdict:
+    return _channel_rule(facts, "opcua.security_policy_none", "opened channels with security policy None",
+                         "every OPC UA secure channel seen used a security policy")
 
 
 def _opcua_no_deprecated_policy(facts: Facts, params: dict) -> Verdict:
-    opened = facts.seen("opcua", OPN)
-    if not opened:
-        return Verdict(NOT_ASSESSED, "no OPC UA secure channel was opened in the scanned traffic")
-    bad = facts.alerts_of({"opcua.deprecated_security_policy"})
-    if bad:
-        return _fail(f"{len(bad)} pair(s) used Basic128Rsa15 or Basic256", [_alert_item(a) for a in bad])
-    if (unknown := facts.unassessable({"opcua.deprecated_security_policy"})):
-        return unknown
-    return Verdict(PASS, "no secure channel used a deprecated policy", [_observed(_pairs(opened), "secure channels")])
+    return _channel_rule(facts, "opcua.deprecated_security_policy", "used Basic128Rsa15 or Basic256",
+                         "no secure channel used a deprecated policy")
 
 
 def _opcua_no_anonymous_session(facts: Facts, params: dict) -> Verdict:
