@@ -273,11 +273,6 @@ class Store:
             self.db["evidence_captures"].insert({"alert_id": alert_id, "path": path, "sha256": sha256,
                                                  "frames": frames, "written": time.time()})
 
-    def evidence_captures(self, alert_id: int | None = None) -> list[dict[str, Any]]:
-        if alert_id is None:
-            return list(self.db.query("SELECT * FROM evidence_captures ORDER BY id"))
-        return list(self.db.query("SELECT * FROM evidence_captures WHERE alert_id = ? ORDER BY id", [alert_id]))
-
     def acknowledge(self, alert_id: int) -> bool:
         with self.transaction():
             cursor = self.db.execute("UPDATE alerts SET status = 'acknowledged' WHERE id = ?", [alert_id])

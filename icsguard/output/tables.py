@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import IO, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from rich import box
 from rich.console import Console
@@ -26,14 +26,14 @@ class Column:
     right: bool = False       # numbers
 
 
-def console(file: IO[str] | None = None, stderr: bool = False) -> Console:
+def console(stderr: bool = False) -> Console:
     """A terminal's own width (or COLUMNS); a pipe's width is COLUMNS if given, else unlimited."""
-    stream = file or (sys.stderr if stderr else sys.stdout)
+    stream = sys.stderr if stderr else sys.stdout
     columns = os.environ.get("COLUMNS", "")
     width = int(columns) if columns.isdigit() and int(columns) > 0 else None
     if width is None and not stream.isatty():
         width = UNLIMITED
-    return Console(file=stream, width=width, stderr=stderr)
+    return Console(width=width, stderr=stderr)
 
 
 def show(out: Console, title: str | None, columns: Sequence[Column], rows: Iterable[Sequence[str | Text]],
