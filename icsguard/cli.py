@@ -258,13 +258,18 @@ def _rules(paths: Optional[List[str]], site: Site | None, check_groups: bool = T
     """The shipped packs (unless ``defaults`` is off) and the user's files; ``detecting``: a
     command that checks traffic, for which no active rule at all is a mistake, not a quiet night."""
     try:
-        ruleset = load_rules([*(shipped_rules() if defaults else []), *(paths or [])], site, check_groups)
+        ruleset = load_rules(_rule_files(paths, defaults), site, check_groups)
     except FileError as exc:
         raise Failure(str(exc)) from None
     if detecting and not ruleset.rules:
         waiting = f" ({len(ruleset.inactive)} need a site file: --site)" if ruleset.inactive else ""
         raise Failure(f"no active rules{waiting}: nothing would be checked")
     return ruleset
+
+
+def _rule_files(paths: Optional[List[str]], defaults: bool) -> list[str]:
+    """The shipped packs (unless left out) and the user's files, as one list of paths."""
+    return [*(str(p) for p in (shipped_rules() if defaults else [])), *(paths or [])]
 
 
 def _model(path: Optional[str]) -> modelfile.LearnedModel | None:
@@ -313,9 +318,9 @@ def analyze(captures: List[str] = CapturesArg, db: str = DbOption,
 def _sharded(captures: list[str], store: Store, workers: int, rules: Optional[List[str]], no_default_rules: bool,
              site: Optional[str], model: Optional[str], scheduler: Optional[str]) -> tuple[int, str, str | None]:
     from icsguard.shards import analyze_sharded
-    files = [str(p) for p in (shipped_rules() if not no_default_rules else [])] + list(rules or [])
     try:
-        return analyze_sharded(captures, store, workers, files, site, model, scheduler)
+        return analyze_sharded(captures, store, workers, _rule_files(rules, not no_default_rules), site, model,
+                               scheduler)
     except ImportError:
         raise Failure("--scheduler needs Dask: pip install 'icsguard[cluster]'") from None
     except OSError as exc:           # a scheduler that cannot be reached
@@ -657,14 +662,13 @@ def alerts_mute(ctx: typer.Context, rule: str = typer.Argument(..., help="the ru
     db = _group_db(ctx, db)
     src = _address("--src", src)
     store = _open_store(db, must_exist=True)
-    stored = {row["rule"] for row in store.alerts()}
-    if rule not in stored and rule not in catalogue.alert_ids(_rules(None, None, check_groups=False)):
+    if not store.has_alerts_of(rule) and rule not in catalogue.alert_ids(_rules(None, None, check_groups=False)):
         store.close()
         raise Failure(f"unknown rule {rule!r}: not a shipped rule or detector, nor in {db}'s alerts "
                       "(icsguard rules list)")
     marked = store.mute(rule, src)
     store.close()
-    _say(f"{rule} muted in {db} {'for ' + src if src else 'for every source'}; "
+    _say(f"{rule} muted in {db} {_for_source(src)}; "
          f"{marked} stored alert(s) marked muted")
 
 
@@ -679,9 +683,13 @@ def alerts_unmute(ctx: typer.Context, rule: str = typer.Argument(..., help="the 
     found, back = store.unmute(rule, src)
     store.close()
     if not found:
-        raise Failure(f"{rule} is not muted {'for ' + src if src else 'for every source'} in {db} "
+        raise Failure(f"{rule} is not muted {_for_source(src)} in {db} "
                       f"(icsguard alerts --db {db} mutes lists the mutes)")
-    _say(f"{rule} unmuted in {db} {'for ' + src if src else 'for every source'}; {back} stored alert(s) new again")
+    _say(f"{rule} unmuted in {db} {_for_source(src)}; {back} stored alert(s) new again")
+
+
+def _for_source(src: Optional[str]) -> str:
+    return f"for {src}" if src else "for every source"
 
 
 @alerts_app.command("mutes")

@@ -265,6 +265,9 @@ class Store:
                 a.id = None
             raise
 
+    def has_alerts_of(self, rule: str) -> bool:
+        return self.db.execute("SELECT 1 FROM alerts WHERE rule = ? LIMIT 1", [rule]).fetchone() is not None
+
     def alert(self, alert_id: int) -> dict[str, Any] | None:
         return next(self.db.query("SELECT * FROM alerts WHERE id = ?", [alert_id]), None)
 
