@@ -71,3 +71,41 @@ def readdress(data: bytes, old: bytes, new: bytes) -> bytes:
         if data[at:at + 4] == old:
             out[at:at + 4] = new
     return bytes(out)
+
+
+PLANT = ["modbus_polling.pcap", "s7_reads_writes.pcap", "opcua_none_anonymous.pcap"]
+PLANT_SERVER = bytes([127, 0, 0, 2])          # the one server of the project's captures
+
+
+def plant(controllers: int, path: Path, copies: int = 20, every: float | None = None, first_copy: int = 0) -> Path:
+    """The project's Modbus, S7 and OPC UA captures (real pymodbus, python-snap7 and asyncua
+    peers) played by ``controllers`` controllers at addresses of their own, ``copies`` times
+    each, a copy starting every ``every`` seconds (by default as soon as the last ended).
+    Every copy's client ports are renumbered, so each is a fresh connection; ``first_copy``
+    shifts the numbering, so that two plants made with different values share no connection."""
+    from icsguard.capture.files import read_captures
+    repo = Path(__file__).resolve().parent.parent
+    if path.is_dir():
+        path = path / f"plant-{controllers}.pcap"
+    played = []                                 # (seconds into the copy, frame bytes), each capture from 0
+    for name in PLANT:
+        frames = [f for f in read_captures([str(repo / "pcaps" / name)]) if f.link_type == 1]
+        played += [(f.ts - frames[0].ts, f.data) for f in frames]
+    played.sort(key=lambda item: item[0])
+    every = every or played[-1][0] + 1.0
+    stagger = min(0.5, every / 2) / controllers   # controllers start one after another, not in step
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        for copy in range(first_copy, first_copy + copies):
+            copy_frames = []
+            for n in range(controllers):
+                server = bytes([10, 20, n // 250, 1 + n % 250])
+                copy_frames += [(1_800_000_000 + copy * every + n * stagger + offset,
+                                 readdress(renumber(data, copy * controllers + n + 1), PLANT_SERVER, server))
+                                for offset, data in played]
+            copy_frames.sort(key=lambda item: item[0])
+            for ts, data in copy_frames:
+                micros = round(ts * 1e6)
+                out.write(struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(data), len(data)))
+                out.write(data)
+    return path

@@ -17,20 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.decode_vs_tshark import OUT, PROTOCOLS, measure
-from bench.frames import readdress, renumber
-from icsguard.capture.files import read_captures
+from bench.frames import plant
 
-PLANT = ["modbus_polling.pcap", "s7_reads_writes.pcap", "opcua_none_anonymous.pcap"]
-SERVER = bytes([127, 0, 0, 2])
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def benchmark_captures() -> list[Path]:
@@ -42,24 +36,6 @@ def benchmark_captures() -> list[Path]:
             subprocess.run([sys.executable, "-m", "pcaps.make_captures", option, "--out", str(OUT)], check=True)
         found.append(path)
     return found
-
-
-def plant(controllers: int, folder: Path, copies: int = 20) -> Path:
-    """The project's captures as played by ``controllers`` controllers, ``copies`` times each."""
-    frames = [f for f in read_captures([str(REPO / "pcaps" / name) for name in PLANT]) if f.link_type == 1]
-    span = frames[-1].ts - frames[0].ts + 1.0
-    path = folder / f"plant-{controllers}.pcap"
-    with open(path, "wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
-        for copy in range(copies):
-            for n in range(controllers):
-                server = bytes([10, 20, n // 250, 1 + n % 250])
-                for frame in frames:
-                    data = readdress(renumber(frame.data, copy * controllers + n + 1), SERVER, server)
-                    micros = round((frame.ts + copy * span) * 1e6)
-                    out.write(struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(data), len(data)))
-                    out.write(data)
-    return path
 
 
 def main() -> None:

@@ -6,10 +6,12 @@ between, the estimator decides, with the threshold below which only ``false_alar
 of the training windows score. Estimators alone cannot say how far beyond the learned
 extremes a flood is (an isolation forest scores it like the most unusual training
 window), and with few training windows their threshold is the lowest training score:
-the ranges keep both honest. The fitted estimator is never saved: the model file keeps
-the training rows and settings, and the estimator is fitted again (deterministically)
-when the file is loaded, so a model file is data only. Each alert names the features
-furthest outside their learned ranges.
+the ranges keep both honest. No fitted object is ever saved: the model file keeps the
+training rows, the settings and the threshold, and an isolation forest's trees as arrays
+(scored without scikit-learn, see forest.py); another estimator is fitted again
+(deterministically) the first time a window needs it. So a model file is data only, and an
+analysis whose windows all stay within their ranges never loads scikit-learn. Each alert
+names the features furthest outside their learned ranges.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from icsguard.budget import Budget
 from icsguard.detect.baseline import Baseline
+from icsguard.detect.forest import Forest
 from icsguard.detect.features import FEATURE_TEXT, FEATURES, WINDOW_SECONDS, Row, Windows
 from icsguard.detect.folding import Alert, Finding, Folding
 from icsguard.detect.rules import signature_id
@@ -65,7 +68,7 @@ class Model:
     false_alarm_rate: float = FALSE_ALARM_RATE
     rows: list[list[float]] = field(default_factory=list)     # training windows, FEATURES order
     threshold: float | None = None
-    _fitted: Any = field(default=None, repr=False)
+    _scorer: Any = field(default=None, repr=False)      # a Forest, or a fitted scikit-learn estimator
     _center: Any = field(default=None, repr=False)      # per feature, on the shaped scale
     _spread: Any = field(default=None, repr=False)
     _low: Any = field(default=None, repr=False)
@@ -75,7 +78,7 @@ class Model:
 
     @property
     def ready(self) -> bool:
-        return self._fitted is not None
+        return self.threshold is not None
 
     def add(self, rows: list[Row]) -> None:
         self.rows.extend(list(row.values) for row in rows)
@@ -84,25 +87,33 @@ class Model:
         """Fit the estimator on the training windows, calibrate its threshold, and keep each
         feature's learned range and spread."""
         import numpy as np
-        import pandas as pd
         if len(self.rows) > MAX_TRAINING_ROWS:
             self.rows = random.Random(0).sample(self.rows, MAX_TRAINING_ROWS)
-        if len(self.rows) < MIN_TRAINING_ROWS:
-            self._fitted, self.threshold = None, None
+        self.threshold, self._scorer = None, None
+        if not self._learn_ranges():
             return
-        raw = np.array(self.rows, dtype=float)
-        shaped = pd.DataFrame(_shape_array(raw), columns=FEATURES)
-        self._low, self._high = shaped.min().to_numpy(), shaped.max().to_numpy()
-        self._raw_low, self._raw_high = raw.min(axis=0), raw.max(axis=0)
-        spread = (shaped.quantile(0.75) - shaped.quantile(0.25)).to_numpy()
-        self._spread = np.maximum(spread, [SPREAD_FLOORS[name] for name in FEATURES])
-        self._center = shaped.median().to_numpy()
-        matrix = (shaped.to_numpy(dtype=float) - self._center) / self._spread
+        matrix = self._standard(_shape_array(np.array(self.rows, dtype=float)))
         estimator = _estimator(self.estimator)
         estimator.fit(matrix)
-        scores = estimator.score_samples(matrix)
-        self.threshold = float(np.quantile(scores, self.false_alarm_rate))
-        self._fitted = estimator
+        self._scorer = Forest.from_estimator(estimator) if self.estimator == "isolation_forest" else estimator
+        self.threshold = float(np.quantile(self._scorer.score_samples(matrix), self.false_alarm_rate))
+
+    def _learn_ranges(self) -> bool:
+        """Each feature's learned range, centre and spread; False with too few windows for a model."""
+        import numpy as np
+        if len(self.rows) < MIN_TRAINING_ROWS:
+            return False
+        raw = np.array(self.rows, dtype=float)
+        shaped = _shape_array(raw)
+        self._low, self._high = shaped.min(axis=0), shaped.max(axis=0)
+        self._raw_low, self._raw_high = raw.min(axis=0), raw.max(axis=0)
+        spread = np.quantile(shaped, 0.75, axis=0) - np.quantile(shaped, 0.25, axis=0)
+        self._spread = np.maximum(spread, [SPREAD_FLOORS[name] for name in FEATURES])
+        self._center = np.median(shaped, axis=0)
+        return True
+
+    def _standard(self, shaped):
+        return (shaped - self._center) / self._spread
 
     def score(self, rows: list[Row]) -> list[tuple[Row, float, str]]:
         """The anomalous rows, each with its score and why: a row beyond the learned range
@@ -118,7 +129,11 @@ class Model:
         candidates = np.flatnonzero(reach >= Z_WITH_MODEL)
         if not len(candidates):
             return []
-        scores = self._fitted.score_samples((shaped[candidates] - self._center) / self._spread)
+        if self._scorer is None:            # a model file without a forest: fitted the first time it is needed
+            estimator = _estimator(self.estimator)
+            estimator.fit(self._standard(_shape_array(np.array(self.rows, dtype=float))))
+            self._scorer = estimator
+        scores = self._scorer.score_samples(self._standard(shaped[candidates]))
         found = []
         for index, score in zip(candidates, scores):
             if reach[index] >= Z_ALONE or score < self.threshold:
@@ -136,9 +151,12 @@ class Model:
         return "; ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
-        return {"estimator": self.estimator, "window_seconds": self.window_seconds,
+        data = {"estimator": self.estimator, "window_seconds": self.window_seconds,
                 "false_alarm_rate": self.false_alarm_rate, "features": list(FEATURES),
                 "rows": self.rows, "threshold": self.threshold}
+        if isinstance(self._scorer, Forest):
+            data["forest"] = self._scorer.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Model:
@@ -152,7 +170,14 @@ class Model:
         if not 0 < rate < 1:
             raise ValueError(f"false-alarm rate {rate!r} is not a share")
         model = cls(data["estimator"], seconds, rate, [[float(v) for v in row] for row in data["rows"]])
-        model.fit()
+        threshold = data.get("threshold")
+        if threshold is None or not model._learn_ranges():
+            return model                        # too few windows: the baseline alone
+        model.threshold = float(threshold)
+        if not math.isfinite(model.threshold):
+            raise ValueError(f"threshold {threshold!r}")
+        if data.get("forest") is not None and model.estimator == "isolation_forest":
+            model._scorer = Forest.from_json(data["forest"], len(FEATURES))
         return model
 
 

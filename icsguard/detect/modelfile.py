@@ -1,8 +1,8 @@
 """The model file: what `learn` saved, as gzip'd JSON with a SHA-256 digest of its body.
 
 Nothing in it is code: there is no pickle. The digest is checked before anything is
-read, the format version must be this icsguard's, and the statistical model is fitted
-again from the stored training windows on loading.
+read, the format version must be this icsguard's, and the statistical model is numbers:
+its training windows, its threshold and an isolation forest's trees (see model.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from icsguard.detect.model import Model
 
 FORMAT = "icsguard-model"
 VERSION = 4
-LIBRARIES = ("icsguard", "scikit-learn", "pandas", "numpy")
+LIBRARIES = ("icsguard", "scikit-learn", "numpy")
 MAX_JSON_BYTES = 256 * 1024 * 1024     # a model file's JSON at most (a full baseline is well under)
 
 
@@ -83,12 +83,7 @@ def load(path: str | Path) -> LearnedModel:
     """A model file read, verified and made ready to detect; ModelFileError otherwise."""
     name = str(path)
     try:
-        size = _unpacked_size(path)
-        if size > MAX_JSON_BYTES:
-            raise ModelFileError(f"{name}: unpacks to more than {MAX_JSON_BYTES >> 20} MiB: not a model file "
-                                 f"icsguard made")
-        with gzip.open(path, "rt", encoding="utf-8") as handle:
-            envelope = json.load(handle)
+        envelope = json.loads(_unpacked(path, name))
     except FileNotFoundError:
         raise ModelFileError(f"{name}: no such model file") from None
     except IsADirectoryError:
@@ -125,17 +120,17 @@ def load(path: str | Path) -> LearnedModel:
     return learned
 
 
-def _unpacked_size(path: str | Path) -> int:
-    """The size of the gzip'd contents, counted without keeping them (a small file may unpack
-    to gigabytes); counting stops just past the limit."""
-    total = 0
+def _unpacked(path: str | Path, name: str) -> bytes:
+    """The gzip'd contents, read no further than the limit (a small file may unpack to gigabytes)."""
+    chunks, total = [], 0
     with gzip.open(path, "rb") as handle:
-        while total <= MAX_JSON_BYTES:
-            chunk = handle.read(1 << 20)
-            if not chunk:
-                break
+        while chunk := handle.read(1 << 20):
             total += len(chunk)
-    return total
+            if total > MAX_JSON_BYTES:
+                raise ModelFileError(f"{name}: unpacks to more than {MAX_JSON_BYTES >> 20} MiB: not a model file "
+                                     f"icsguard made")
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def describe(learned: LearnedModel) -> dict[str, Any]:

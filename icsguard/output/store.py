@@ -412,8 +412,8 @@ class Store:
 
 def _sqlite_utils():
     """sqlite-utils, imported when a database is opened (decode never needs it), and without
-    the pandas it would load for column types icsguard never stores: 55 MB of a sensor's
-    memory. Code that wants pandas (the model) still imports it as usual."""
+    the pandas it would load, where pandas is installed, for column types icsguard never
+    stores: 55 MB of a sensor's memory."""
     if "sqlite_utils" not in sys.modules and "pandas" not in sys.modules:
         sys.modules["pandas"] = None          # makes sqlite-utils' optional import fail, as if absent
         try:

@@ -12,6 +12,8 @@ import gzip
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -171,6 +173,27 @@ def test_analyze_with_model_stores_baseline_and_ml_alerts(trained, tmp_path):
     ids = {e["alert"]["signature"].split(":")[0]: e["alert"]["signature_id"] for e in eve}
     assert ids["Model"] == signature_id("ml.anomalous_window") > 0
 
+
+
+def test_an_isolation_forest_scores_without_scikit_learn(tmp_path):
+    """The default estimator's trees are in the model file: analyze scores windows with them,
+    finds the HMI writing where it only read, and never imports scikit-learn or SciPy (1.5 s
+    and 100 MB before the first packet)."""
+    learning = _retime(POLLING, tmp_path / "polling_slow.pcap", T0, 100.0)
+    model = tmp_path / "forest.icsg"
+    assert run_icsguard("learn", learning, "--model", model, "--window", "5").returncode == 0
+    writes = _retime(WRITES, tmp_path / "writes.pcap", T0 + 1000, 400.0)      # 7 ms made 2.8 s of a window
+    db = tmp_path / "forest.db"
+    code = ("import sys\nfrom icsguard.cli import main\n"
+            f"sys.argv = ['icsguard', 'analyze', {str(writes)!r}, '--model', {str(model)!r}, '--db', {str(db)!r}]\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print('LOADED', sorted({n.split('.')[0] for n in sys.modules} & {'sklearn', 'scipy', 'pandas'}))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "LOADED []"
+    listed = run_icsguard("alerts", "--db", db, "--format", "jsonl")
+    windows = [a for a in map(json.loads, listed.stdout.splitlines()) if a["rule"] == "ml.anomalous_window"]
+    assert windows and "share of writes" in windows[0]["evidence"][0]["why"]
 
 # --------------------------------------------------------------------------- #
 # Unusable model files
