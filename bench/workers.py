@@ -26,7 +26,6 @@ from bench.decode_vs_tshark import OUT, PROTOCOLS, measure
 from bench.frames import plant
 
 
-
 def benchmark_captures() -> list[Path]:
     """The decode benchmark's captures of the three protocols, made when missing."""
     found = []

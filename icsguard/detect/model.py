@@ -23,9 +23,9 @@ from typing import Any
 
 from icsguard.budget import Budget
 from icsguard.detect.baseline import Baseline
-from icsguard.detect.forest import Forest
 from icsguard.detect.features import FEATURE_TEXT, FEATURES, WINDOW_SECONDS, Row, Windows
 from icsguard.detect.folding import Alert, Finding, Folding
+from icsguard.detect.forest import Forest
 from icsguard.detect.rules import signature_id
 from icsguard.detect.targets import Targets
 from icsguard.events import Event
