@@ -28,7 +28,7 @@ BSD_AF_INET6 = (10, 24, 28, 30)  # the value differs between BSDs (and Linux)
 IPV6_EXTENSIONS = (0, 43, 60, 51)
 IPPROTO_TCP, IPPROTO_UDP, IPV6_FRAGMENT = 6, 17, 44
 
-TCP_SYN, TCP_RST, TCP_ACK = 0x02, 0x04, 0x10
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 
 _tcp_header = struct.Struct("!HHIIBB")
 _udp_ports = struct.Struct("!HH")

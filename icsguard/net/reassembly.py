@@ -15,7 +15,7 @@ from collections import Counter
 from typing import NamedTuple
 
 from icsguard.budget import Budget
-from icsguard.net.netstack import TCP_ACK, TCP_RST, TCP_SYN, Segment
+from icsguard.net.netstack import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Segment
 
 MAX_PENDING_SEGMENTS = 64          # out-of-order segments held per direction
 MAX_PENDING_BYTES = 256 * 1024     # out-of-order bytes held per direction
@@ -58,9 +58,10 @@ def community_id(src: str, sport: int, dst: str, dport: int, proto: int = 6) -> 
 
 
 class _Direction:
-    __slots__ = ("next_seq", "acked", "pending", "pending_bytes", "pending_since")
+    __slots__ = ("next_seq", "acked", "pending", "pending_bytes", "pending_since", "fin")
 
     def __init__(self) -> None:
+        self.fin = False                       # this side said it has no more to send
         self.next_seq: int | None = None
         self.acked: int | None = None          # the peer's latest ACK of this direction's bytes
         self.pending: dict[int, tuple[bytes, object]] = {}     # seq → (payload, origin)
@@ -158,7 +159,11 @@ class Reassembler:
             self._acked(conn, (seg.dst, seg.dport), seg.ack, out)
         if seg.payload:
             self._data(ts, conn, side, direction, seg.seq, seg.payload, out)
-        if flags & TCP_RST:
+        if flags & TCP_FIN:
+            direction.fin = True
+        # ended: reset, or both sides finished with nothing left to deliver (what still comes,
+        # the last ACK, is ignored: a segment without data or SYN starts no connection)
+        if flags & TCP_RST or (direction.fin and all(d.fin and not d.pending for d in conn.directions.values())):
             self._close(conn, out)
         else:
             self.connections[key] = conn   # re-inserted last: the dict is ordered by recency

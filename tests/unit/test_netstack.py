@@ -88,6 +88,23 @@ def test_connection_table_is_capped_and_idle_connections_expire():
     assert len(r.connections) == 1
 
 
+def test_a_connection_both_sides_finished_is_closed_at_once():
+    """Polling connections opened and closed by the thousand must not wait 15 idle minutes
+    each: the second FIN ends the connection (its sessions freed), the last ACK starts
+    nothing, and a side that finished alone (a half-close) still delivers what its peer sends."""
+    r = Reassembler()
+    server = ("10.0.0.2", 502)
+    r.feed(0.0, _segment(999, b"", flags=0x02))                                   # SYN
+    r.feed(0.0, Segment(*server, "10.0.0.1", 40000, 4999, 1000, 0x12, b"", None))  # SYN-ACK
+    r.feed(0.1, _segment(1000, b"q" * 12))
+    r.feed(0.2, _segment(1012, b"", flags=0x11))                                  # the client's FIN
+    chunks = r.feed(0.3, Segment(*server, "10.0.0.1", 40000, 5000, 1013, 0x18, b"a" * 11, None))
+    assert [c.kind for c in chunks] == ["data"] and len(r.connections) == 1       # half-closed: still open
+    chunks = r.feed(0.4, Segment(*server, "10.0.0.1", 40000, 5011, 1013, 0x11, b"", None))   # the server's FIN
+    assert [c.kind for c in chunks] == ["close"] and not r.connections
+    assert r.feed(0.5, _segment(1013, b"", flags=0x10)) == [] and not r.connections      # the last ACK
+
+
 def test_gap_is_announced_when_the_receiver_acknowledges_unseen_bytes():
     r = Reassembler()
     r.feed(0.0, _segment(1000, b"a" * 10))
