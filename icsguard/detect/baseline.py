@@ -39,6 +39,7 @@ PERIODIC_SPREAD = 0.2      # ... with a median absolute deviation at most this s
 PERIOD_MIN_SECONDS = 0.05
 PERIOD_WINDOW = 8          # recent intervals compared with the learned period
 PACE_BAND = 4.0            # a poller up to this many times slower or faster is drift, not a change
+DRIFT_NOTED = 1.5          # ... and from this many times off its period on, drift is noted for the report
 PERIODIC_COVERAGE = 0.5    # a periodic exchange ran through at least this share of the learning
 RATE_MAX_GAP = 60.0        # seconds: a change across a longer gap says nothing about its rate
 MAX_WRITERS = 16           # writers of one value whose last write is kept (beyond, they start afresh)
@@ -50,6 +51,9 @@ SILENCE_MIN_SECONDS = 10.0
 PAUSES_MIN = 3             # learned pauses (intervals past the silence wait) that make a duty cycle,
 PAUSE_FACTOR = 2.0         # ... which is silent only after this many times its usual pause,
 MAX_PAUSE_SECONDS = 600.0  # ... at most this long (longer gaps are most likely between captures)
+MATURE_SECONDS = 3600.0    # a pair watched this long while learning is known: what it never did is news;
+                           # one watched for less makes low-severity findings, folded into one per pair
+WATCH_GAP = 600.0          # a longer gap between two requests is a break (another capture), not watching
 
 # id, title, severity, ATT&CK for ICS
 FINDINGS = {
@@ -60,6 +64,8 @@ FINDINGS = {
     "rate_of_change": ("Baseline: value changing faster than ever learned", "medium", ("T0836",)),
     "period_change": ("Baseline: periodic exchange changed its period", "low", ("T0814",)),
     "channel_silent": ("Baseline: periodic exchange went silent", "medium", ("T0804", "T0816")),
+    "briefly_learned": ("Baseline: something new between hosts watched only briefly while learning", "low",
+                        ("T0855", "T0861")),
 }
 _FINDINGS = {key: Finding(f"baseline.{key}", title, severity, "baseline", mitre, signature_id(f"baseline.{key}"))
              for key, (title, severity, mitre) in FINDINGS.items()}
@@ -67,6 +73,9 @@ _FINDINGS = {key: Finding(f"baseline.{key}", title, severity, "baseline", mitre,
 # reads is one grade down, a target written one grade up.
 _READING = replace(_FINDINGS["new_function"], severity="medium")
 _WRITTEN = replace(_FINDINGS["new_target"], severity="high")
+NOVELTY = {"baseline.new_function", "baseline.new_target"}
+# In a baseline watched for less than MATURE_SECONDS in all, a new pair is one grade down.
+_YOUNG_TALKER = replace(_FINDINGS["new_talker"], severity="medium")
 
 
 def holder_text(holder: tuple) -> str:
@@ -107,20 +116,20 @@ class ValueRange:
 
 @dataclass
 class Channel:
-    intervals: list[float] = field(default_factory=list)       # the first MAX_INTERVALS
+    intervals: list[float] = field(default_factory=list)       # the latest MAX_INTERVALS (a poller that
+                                                               # drifted while learning goes on: its pace now)
     count: int = 0
     first_ts: float | None = None
     last_ts: float | None = None
     pauses: list[float] = field(default_factory=list)          # intervals of SILENCE_MIN_SECONDS to
-                                                               # MAX_PAUSE_SECONDS, the first MAX_INTERVALS
+                                                               # MAX_PAUSE_SECONDS, the latest MAX_INTERVALS
 
     def see(self, ts: float) -> None:
         if self.last_ts is not None and ts > self.last_ts:
             interval = ts - self.last_ts
-            if len(self.intervals) < MAX_INTERVALS:
-                self.intervals.append(interval)
-            if SILENCE_MIN_SECONDS <= interval <= MAX_PAUSE_SECONDS and len(self.pauses) < MAX_INTERVALS:
-                self.pauses.append(interval)
+            _keep(self.intervals, interval, self.count)
+            if SILENCE_MIN_SECONDS <= interval <= MAX_PAUSE_SECONDS:
+                _keep(self.pauses, interval, self.count)
         if self.first_ts is None:
             self.first_ts = ts
         self.last_ts = ts
@@ -154,20 +163,45 @@ class Baseline:
     spaces: dict[tuple, dict[str, list[list[int]] | None]] = field(default_factory=dict)
     values: dict[tuple, ValueRange] = field(default_factory=dict)         # (server, proto, holder)
     channels: dict[tuple, Channel] = field(default_factory=dict)
+    # (client, server, proto) -> [first request, last request, seconds watched]; a pair missing
+    # here (a model file from before) counts as watched long enough
+    watched: dict[tuple, list[float]] = field(default_factory=dict)
     events: int = 0
     first_ts: float | None = None
     last_ts: float | None = None
+    observed: float | None = None          # seconds of traffic learned, breaks left out (None: not known)
     _answers: dict[tuple, bool] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def span(self) -> float:
         return self.last_ts - self.first_ts if self.first_ts is not None else 0.0
 
+    def maturity(self, pair: tuple) -> float | None:
+        """Seconds the pair was watched while learning, when less than MATURE_SECONDS; None
+        for a pair known well enough (or learned before pairs were timed)."""
+        seen = self.watched.get(pair)
+        return seen[2] if seen is not None and seen[2] < MATURE_SECONDS else None
+
+    @property
+    def young(self) -> bool:
+        """Whether the whole baseline was watched for less than MATURE_SECONDS."""
+        return self.observed is not None and self.observed < MATURE_SECONDS
+
+    def briefly_watched(self) -> list[tuple]:
+        """The industrial pairs watched for less than MATURE_SECONDS: their news is weak."""
+        return [pair for pair, seen in self.watched.items() if seen[2] < MATURE_SECONDS]
+
+    def maturity_text(self) -> str:
+        return maturity_text(self.observed, len(self.briefly_watched()), len(self.watched))
+
     def learn(self, event: Event, targets: Targets) -> None:
         self.events += 1
+        ts = event.ts
         if self.first_ts is None:
-            self.first_ts = event.ts
-        self.last_ts = event.ts
+            self.first_ts, self.observed = ts, 0.0
+        elif self.observed is not None and 0 < ts - self.last_ts <= WATCH_GAP:
+            self.observed += ts - self.last_ts
+        self.last_ts = ts
         if event.direction != "request":
             self._learn_values(event, targets)
             return
@@ -181,6 +215,8 @@ class Baseline:
         functions[event.function] = functions.get(event.function, 0) + 1
         if conversation:
             return
+        if self.observed is not None:           # (a model from before timing: its pairs count as known)
+            _watch(self.watched, pair, ts)
         self._learn_targets(pair + (event.function,), targets.of(event))
         self._learn_values(event, targets)
         key = targets.channel(event)
@@ -237,8 +273,9 @@ class Baseline:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "events": self.events, "first_ts": self.first_ts, "last_ts": self.last_ts,
-            "pairs": [{"client": c, "server": s, "proto": p, "functions": f} for (c, s, p), f in self.pairs.items()],
+            "events": self.events, "first_ts": self.first_ts, "last_ts": self.last_ts, "observed": self.observed,
+            "pairs": [{"client": c, "server": s, "proto": p, "functions": f, "watched": self.watched.get((c, s, p))}
+                      for (c, s, p), f in self.pairs.items()],
             "targets": [{"client": c, "server": s, "proto": p, "function": fn, "spaces": sp}
                         for (c, s, p, fn), sp in self.spaces.items()],
             "values": [{"server": s, "proto": p, "holder": list(h), "low": v.low, "high": v.high,
@@ -253,9 +290,13 @@ class Baseline:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Baseline:
         baseline = cls(events=int(data["events"]), first_ts=optional_time(data["first_ts"]),
-                       last_ts=optional_time(data["last_ts"]))
+                       last_ts=optional_time(data["last_ts"]), observed=optional_time(data.get("observed")))
         for row in data["pairs"]:
-            baseline.pairs[(row["client"], row["server"], row["proto"])] = {k: int(v) for k, v in row["functions"].items()}
+            pair = (row["client"], row["server"], row["proto"])
+            baseline.pairs[pair] = {k: int(v) for k, v in row["functions"].items()}
+            if row.get("watched") is not None:
+                first, last, seconds = map(float, row["watched"])
+                baseline.watched[pair] = [first, last, seconds]
         for row in data["targets"]:
             baseline.spaces[(row["client"], row["server"], row["proto"], row["function"])] = {
                 space: None if ranges is None else [[int(lo), int(hi)] for lo, hi in ranges]
@@ -279,6 +320,51 @@ class Baseline:
             if period is not None:
                 found[key] = period
         return found
+
+
+def _keep(kept: list[float], value: float, seen: int) -> None:
+    """Keep the latest MAX_INTERVALS values: once full, each new one takes the place of the
+    one MAX_INTERVALS before it (their order does not matter to a median)."""
+    if len(kept) < MAX_INTERVALS:
+        kept.append(value)
+    else:
+        kept[seen % MAX_INTERVALS] = value
+
+
+def maturity_text(observed: float | None, briefly: int, pairs: int) -> str:
+    """How much a baseline has seen, in a line for the report and `model show`: seconds
+    ``observed`` in all, and how many of its timed ``pairs`` were watched only ``briefly``."""
+    if observed is None:
+        return "not timed (learned before icsguard timed its baselines)"
+    hours = f"{MATURE_SECONDS / 3600:g} h"
+    text = f"watched {watched_text(observed)} in all"
+    if observed < MATURE_SECONDS:
+        return text + f", under {hours}: new pairs are medium, their new functions or targets low"
+    if briefly:
+        return text + f"; {briefly:,} of {pairs:,} pairs watched under {hours}: what they do new is low"
+    return text + f"; every pair watched {hours} or more"
+
+
+def watched_text(seconds: float) -> str:
+    """How long something was watched, as people say it."""
+    if seconds < 60:
+        return "under a minute"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _watch(watched: dict[tuple, list[float]], pair: tuple, ts: float) -> None:
+    """Time a pair was watched: its requests' gaps, breaks between captures left out."""
+    seen = watched.get(pair)
+    if seen is None:
+        if len(watched) < MAX_PAIRS:
+            watched[pair] = [ts, ts, 0.0]
+        return
+    if 0 < ts - seen[1] <= WATCH_GAP:
+        seen[2] += ts - seen[1]
+    if ts > seen[1]:
+        seen[1] = ts
 
 
 def _announced(known: str, service: str, learned: dict[str, int]) -> bool:
@@ -336,6 +422,10 @@ class BaselineDetector:
         self.quiet: dict[tuple, None] = {}                     # PDUs' values known to be in range
         self.valued = {(server, proto) for server, proto, _ in baseline.values}
         self.checked: dict[tuple, None] = {}                   # requests whose targets were all learned
+        # (client, server, proto, function) -> [learned period, latest pace, first and last seen]:
+        # pollers off their period within PACE_BAND, noted, not alerted; those changed since take_drifts
+        self.drifts: dict[tuple, list[float]] = {}
+        self.drifted: set[tuple] = set()
         self.next_sweep = 0.0
 
     def feed(self, event: Event) -> list[Alert]:
@@ -371,7 +461,7 @@ class BaselineDetector:
             return []           # a new connection of a pair learned over S7 (learning began mid-session)
         if functions is None:
             where = "" if known == server else f" to {server}"
-            found = [(_FINDINGS["new_talker"], client, server,
+            found = [(_YOUNG_TALKER if self.baseline.young else _FINDINGS["new_talker"], client, server,
                       f"{client} never sent {event.proto} to {known} while learning "
                       f"({event.proto} {event.function}{where})")]
         elif request and event.function not in functions and \
@@ -384,7 +474,7 @@ class BaselineDetector:
         else:
             found = []
         if conversation:
-            return found
+            return self._briefly_learned(pair, found) if found else found
         found += self._check_values(event, client, server)       # whoever asks, a register keeps its range
         if request and pair in self.watched:
             self.active[pair] = event.ts
@@ -395,7 +485,20 @@ class BaselineDetector:
                 if not found:
                     remember(self.checked, channel, None, MAX_CHANNELS)
             found += self._check_period(event, channel)
-        return found
+        return self._briefly_learned(pair, found) if found else found
+
+    def _briefly_learned(self, pair: tuple, found: list) -> list[tuple[Finding, str, str, str]]:
+        """A new function or target of a pair watched only briefly while learning is weak
+        news (a function used once an hour is new to a baseline that saw a minute): one
+        low-severity finding for all of them, which folds into one alert per pair."""
+        if pair[2] in CONVERSATIONS:          # one event a conversation: the baseline's own time counts
+            seconds = self.baseline.observed if self.baseline.young else None
+        else:
+            seconds = self.baseline.maturity(pair)
+        if seconds is None:
+            return found
+        return [(_FINDINGS["briefly_learned"], src, dst, f"{why} (watched {watched_text(seconds)} while learning)")
+                if finding.rule in NOVELTY else (finding, src, dst, why) for finding, src, dst, why in found]
 
     def _check_targets(self, event: Event) -> list[tuple[Finding, str, str, str]]:
         key = (event.src, event.dst, event.proto, event.function)
@@ -491,6 +594,8 @@ class BaselineDetector:
         middle, now = statistics.median(recent), sum(recent) / len(recent)
         recent.clear()
         low, high = period / PACE_BAND, period * PACE_BAND
+        if low <= now <= high and low <= middle <= high and not 1 / DRIFT_NOTED < middle / period < DRIFT_NOTED:
+            self._note_drift(key[:4], period, middle, event.ts)
         if low <= now <= high or low <= middle <= high or (middle < period) != (now < period):
             watch.changed = False
             return []
@@ -499,6 +604,21 @@ class BaselineDetector:
         watch.changed = True
         return [(_FINDINGS["period_change"], event.src, event.dst,
                  f"{event.function} every {now:.3g} s, learned every {period:.3g} s")]
+
+    def _note_drift(self, key: tuple, period: float, pace: float, ts: float) -> None:
+        noted = self.drifts.get(key)
+        if noted is None:
+            remember(self.drifts, key, [period, pace, ts, ts], MAX_CHANNELS)
+        else:
+            noted[1], noted[3] = pace, ts
+        self.drifted.add(key)
+
+    def take_drifts(self) -> list[tuple[tuple, tuple[float, float, float, float]]]:
+        """The drifts noted or moved since the last call: ((client, server, proto, function),
+        (learned period, latest pace, first seen, last seen))."""
+        taken = [(key, tuple(self.drifts[key])) for key in self.drifted if key in self.drifts]
+        self.drifted.clear()
+        return taken
 
     def _sweep(self, now: float) -> list[tuple[Finding, tuple, float, str]]:
         """Periodic exchanges seen in this run that stopped while their client asked the

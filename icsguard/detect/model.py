@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from icsguard.budget import Budget
@@ -46,6 +46,7 @@ Z_WITH_MODEL = 2.0               # spreads beyond the learned range before the e
 Z_ALONE = 6.0                    # spreads beyond the learned range that are anomalous in any case
 FINDING = Finding("ml.anomalous_window", "Model: traffic between two hosts unlike any learned window",
                   "medium", "ml", ("T0814", "T0855"), signature_id("ml.anomalous_window"))
+BRIEFLY_WATCHED = replace(FINDING, severity="low")     # between hosts the baseline watched only briefly
 
 
 def _estimator(name: str):
@@ -198,6 +199,7 @@ class ModelDetector:
                  budget: Budget | None = None):
         """``targets``: the run's, shared with the baseline detector."""
         self.model = model
+        self.baseline = baseline
         self.folding = Folding(muted, budget)
         self.windows = Windows(model.window_seconds, baseline.covers if baseline is not None else None, targets)
 
@@ -215,5 +217,7 @@ class ModelDetector:
             evidence = {"window_start": row.start, "window_end": end, "score": round(score, 4),
                         "threshold": round(self.model.threshold, 4), "why": why,
                         "features": dict(zip(FEATURES, row.values))}
-            closed += self.folding.add(FINDING, end, row.proto, row.client, row.server, lambda: evidence, why)
+            brief = self.baseline is not None and self.baseline.maturity((row.client, row.server, row.proto)) is not None
+            closed += self.folding.add(BRIEFLY_WATCHED if brief else FINDING, end, row.proto, row.client, row.server,
+                                       lambda: evidence, why)
         return closed

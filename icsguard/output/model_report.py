@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from icsguard.detect.baseline import Baseline, holder_text
+from icsguard.detect.baseline import Baseline, holder_text, watched_text
 from icsguard.output.notation import utc_time
 
 SHOWN = 200          # rows per table; the rest are counted
@@ -24,6 +24,7 @@ def render(meta: dict[str, Any], baseline: Baseline, console: Console, brief: bo
     periodic = baseline.periodic()
     summary.add_row("baseline", f"{len(baseline.pairs):,} pairs, {len(baseline.values):,} registers/nodes/DB bytes "
                     f"with value ranges, {len(periodic):,} periodic exchanges")
+    summary.add_row("maturity", baseline.maturity_text())
     if meta["threshold"] is None:
         model = f"none: {meta['training_windows']} windows are too few (the baseline alone detects)"
     else:
@@ -51,9 +52,10 @@ def _cut(table: Table, rows: list, console: Console) -> None:
 
 
 def _pairs(baseline: Baseline, console: Console) -> None:
-    table = Table("client", "server", "proto", "functions (requests learned)", title="Who talks to whom",
+    table = Table("client", "server", "proto", "functions (requests learned)", "watched", title="Who talks to whom",
                   title_justify="left")
-    rows = [(c, s, p, ", ".join(f"{f} ({n:,})" for f, n in sorted(functions.items())))
+    rows = [(c, s, p, ", ".join(f"{f} ({n:,})" for f, n in sorted(functions.items())),
+             watched_text(baseline.watched[(c, s, p)][2]) if (c, s, p) in baseline.watched else "–")
             for (c, s, p), functions in sorted(baseline.pairs.items())]
     _cut(table, rows, console)
 

@@ -25,7 +25,7 @@ from icsguard.analysis import decode, learn
 from icsguard.detect import modelfile
 from icsguard.detect.baseline import SILENCE_MIN_SECONDS
 from icsguard.detect.model import Z_ALONE, Z_WITH_MODEL
-from tests.support.baseline_detection import HISTORIAN, HMI, PLC, ROGUE, detect, whys_of
+from tests.support.baseline_detection import HISTORIAN, HMI, PLC, ROGUE, detect, watched_long, whys_of
 from tests.support.rewrite import frames, write_pcap
 
 WINDOW = 5.0
@@ -102,6 +102,7 @@ def modbus(out):
         paths[name] = _retime(live / f"{name}.pcap", out / f"{name}.pcap", ATTACK)
     learned, error = learn([paths["learn"]], window_seconds=WINDOW)
     assert error is None
+    watched_long(learned)
     return learned, paths
 
 
@@ -299,6 +300,7 @@ def s7(out):
                               T0 if name == "learn" else FRESH if name == "fresh" else FRESH + 0.5)
     learned, error = learn([paths["learn"]], window_seconds=WINDOW)
     assert error is None
+    watched_long(learned)
     assert learned.baseline.pairs[(HMI, PLC, "s7comm")] == {
         "setup_communication": 1, "read_szl": 2, "read_var": 60, "write_var": 3}
     return learned, paths
@@ -388,6 +390,7 @@ def opcua(out):
         paths[name] = _retime(folder / f"{name}.pcap", out / f"ua_{name}.pcap", FRESH + 7.5)
     learned, error = learn([paths["learn"]], window_seconds=WINDOW)
     assert error is None
+    watched_long(learned)
     return learned, paths
 
 

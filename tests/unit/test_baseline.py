@@ -8,17 +8,25 @@ from __future__ import annotations
 import pytest
 
 from icsguard.analysis import learn
+from icsguard.detect import baseline as baseline_module
 from icsguard.detect.baseline import SILENCE_MIN_SECONDS, Baseline, BaselineDetector
 from icsguard.detect.features import FEATURES, Windows
 from icsguard.detect.targets import Targets
 from icsguard.events import Event
 from tests.support import public
-from tests.support.baseline_detection import HMI, PLC, detect, whys_of
+from tests.support.baseline_detection import HISTORIAN, HMI, PLC, ROGUE, detect, whys_of
 
 REQUESTS = FEATURES.index("requests")
 
 
 TARGETS = Targets()     # one for the whole module, as a run has one
+
+
+@pytest.fixture
+def watched_long(monkeypatch):
+    """Baselines made of a few hand-made events, taken as watched long enough: what these
+    tests check is what is new, not how sure the baseline is of it."""
+    monkeypatch.setattr(baseline_module, "MATURE_SECONDS", 0.0)
 
 
 def test_windows_cut_by_the_capture_are_scaled_to_whole_ones():
@@ -55,15 +63,19 @@ def test_public_s7comm_plus_traffic_learned_raises_nothing_on_itself():
     assert error is None
     assert any(proto == "s7comm-plus" for _, _, proto in learned.baseline.pairs)
     assert detect(learned, normal) == []
+    # a minute of learning: what the station never did is news of low severity, one alert a pair
     alerts = detect(learned, stop)
-    assert "baseline.new_function" in {a.rule for a in alerts}
-    assert any("set_variable never used" in why for a in alerts for why in whys_of(a))
+    young = [a for a in alerts if a.rule == "baseline.briefly_learned"]
+    assert young and {a.severity for a in young} == {"low"}
+    assert len({(a.src, a.dst) for a in young}) == len(young)
+    assert any("set_variable never used" in why and why.endswith("(watched under a minute while learning)")
+               for a in young for why in whys_of(a))
     # the variables each PLC was read at are learned by access area and LID path, as OPC UA
     # nodes are: a read of one never read before is a new target
     spaces = learned.baseline.spaces[("192.168.55.5", "192.168.41.10", "s7comm-plus", "get_multi_variables")]
     assert "variable area 201 1081.0" in spaces and all(name.startswith("variable ") for name in spaces)
-    assert ("medium", "get_multi_variables on variable area 34 2449: never accessed by 192.168.55.5 on 192.168.41.10") \
-        in {(a.severity, why) for a in alerts if a.rule == "baseline.new_target" for why in whys_of(a)}
+    assert "get_multi_variables on variable area 34 2449: never accessed by 192.168.55.5 on 192.168.41.10 " \
+        "(watched under a minute while learning)" in {why for a in young for why in whys_of(a)}
 
 
 def test_period_change_needs_mean_and_median_off():
@@ -93,6 +105,40 @@ def test_period_change_needs_mean_and_median_off():
     assert changes(slow) == ["read_coils every 5 s, learned every 1 s"]
 
 
+
+def test_drift_within_the_band_is_noted_not_alerted():
+    """A poll learned at 1 s running three times slower, then back at its pace: noted as
+    drift (learned period, latest pace, first and last seen), once per exchange, never an
+    alert; a poll 1.2 times slower is no drift; one five times slower is a change, not drift."""
+    baseline = Baseline()
+    for second in range(60):
+        baseline.learn(_poll(1000.0 + second), TARGETS)
+
+    def drifts(times):
+        detector = BaselineDetector(baseline)
+        found = [f for ts in times for f in detector.findings(_poll(ts))]
+        return found, detector.take_drifts(), detector
+    found, noted, detector = drifts([2000.0 + s * 3 for s in range(40)] + [2120.0 + s for s in range(20)])
+    assert found == []
+    assert noted == [((HMI, PLC, "modbus", "read_coils"), (pytest.approx(1.0), 3.0, 2024.0, 2120.0))]
+    assert detector.take_drifts() == []                     # taken: only what moves since is given again
+    assert drifts([2000.0 + s * 1.2 for s in range(40)])[1] == []
+    found, noted, _ = drifts([2000.0 + s * 5 for s in range(40)])
+    assert [f.rule for f, *_ in found] == ["baseline.period_change"] and noted == []
+
+
+def test_learning_goes_on_with_the_pace_the_poller_keeps():
+    """An exchange's period is the median of its latest intervals: learned at 1 s, then
+    updated with an hour at 3 s, it is a 3 s poll."""
+    baseline = Baseline()
+    for second in range(600):
+        baseline.learn(_poll(1000.0 + second), TARGETS)
+    for step in range(1200):
+        baseline.learn(_poll(2000.0 + 3 * step), TARGETS)
+    assert list(baseline.periodic().values()) == [pytest.approx(3.0)]
+
+
+@pytest.mark.usefixtures("watched_long")
 def test_internet_hosts_are_one_peer():
     """The TIA Portal laptop of the S7-1200 lab, learned while it reached no cloud host,
     then reaches six over TLS while going online: one alert that it reached the Internet at
@@ -126,6 +172,7 @@ def test_plant_hosts_on_public_addresses_stay_themselves():
     assert peer("192.168.1.5", "52.20.30.255") == INTERNET                # outside the site first
 
 
+@pytest.mark.usefixtures("watched_long")
 def test_a_host_that_announced_itself_may_announce_itself_another_way():
     """The TIA Portal laptop of the S7-1200 lab sent SSDP to a multicast group while
     learning; its NetBIOS datagrams to the subnet's broadcast address later are nothing new.
@@ -218,6 +265,7 @@ def test_two_writers_of_one_setpoint_each_change_it_at_their_own_pace():
     assert rates(write(2100.0, HMI, 1000)) == [] and rates(write(2102.0, HMI, 1009))    # 4.5/s against 0.5/s
 
 
+@pytest.mark.usefixtures("watched_long")
 def test_what_changes_something_is_graded_up():
     """A new function that only reads is medium, one that writes or controls is high; a new
     target written is high, one read is medium, and the two never fold into one alert."""
@@ -285,6 +333,7 @@ def test_addresses_next_to_learned_ones_are_learned():
 
 
 
+@pytest.mark.usefixtures("watched_long")
 def test_a_dbread_item_teaches_its_data_blocks():
     """WinCC reads several DB ranges in one DBREAD item (syntax 0xB0): learned, each range is a
     target, and a read of another data block is a new target."""
@@ -299,3 +348,56 @@ def test_a_dbread_item_teaches_its_data_blocks():
     new = [why for f, _, _, why in detector.findings(dbread(2000.0, 7)) if f.rule == "baseline.new_target"]
     assert new and "DB7" in new[0]
     assert [f for f, _, _, _ in detector.findings(dbread(2001.0, 5)) if f.rule == "baseline.new_target"] == []
+
+
+def test_what_was_watched_briefly_makes_low_folded_findings():
+    """The HMI polled for two hours, the historian for 30 minutes in two sittings a day apart
+    (the day between is no watching): something new from the HMI is news at its usual
+    severity; from the historian, a new function and a new register are one low alert for the
+    pair, saying how long it was watched. The timing survives the model file; a model file
+    from before it (no timing) treats every pair as known."""
+    def request(ts, client, function, address):
+        return Event(ts, "modbus", client, 40000, PLC, 502, "request", function, 1, "", "x.pcap", 1,
+                     {"unit_id": 1, "address": address, "quantity": 1})
+    baseline = Baseline()
+    for second in range(0, 7200, 10):
+        baseline.learn(request(1000.0 + second, HMI, "read_coils", 0), TARGETS)
+    for start in (1000.0, 1000.0 + 86_400):
+        for second in range(0, 900, 10):
+            baseline.learn(request(start + second, HISTORIAN, "read_coils", 0), TARGETS)
+    assert baseline.maturity((HMI, PLC, "modbus")) is None
+    assert baseline.maturity((HISTORIAN, PLC, "modbus")) == pytest.approx(1780.0)
+    assert not baseline.young
+
+    def alerts_of(learned):
+        detector = BaselineDetector(learned)
+        events = [request(100_000.0, HMI, "write_single_coil", 0), request(100_001.0, HISTORIAN, "write_single_coil", 0),
+                  request(100_002.0, HISTORIAN, "read_coils", 500)]
+        return sorted((a.rule, a.severity, a.src, a.count) for e in events for a in detector.feed(e)) + \
+            sorted((a.rule, a.severity, a.src, a.count) for a in detector.flush())
+
+    assert alerts_of(baseline) == [("baseline.briefly_learned", "low", HISTORIAN, 2),
+                                   ("baseline.new_function", "high", HMI, 1)]
+    detector = BaselineDetector(baseline)
+    why = detector.findings(request(100_001.0, HISTORIAN, "write_single_coil", 0))[0][3]
+    assert why.endswith("(learned: read_coils) (watched 30 min while learning)")
+    assert alerts_of(Baseline.from_json(baseline.to_json())) == alerts_of(baseline)
+    old = baseline.to_json()
+    del old["observed"]
+    for row in old["pairs"]:
+        del row["watched"]
+    assert [rule for rule, *_ in alerts_of(Baseline.from_json(old))] == ["baseline.new_function"] * 2 + \
+        ["baseline.new_target"]
+
+
+def test_a_baseline_watched_for_minutes_grades_a_new_pair_down():
+    def request(ts, client):
+        return Event(ts, "modbus", client, 40000, PLC, 502, "request", "read_coils", 1, "", "x.pcap", 1,
+                     {"unit_id": 1, "address": 0, "quantity": 1})
+    baseline = Baseline()
+    for second in range(0, 600, 10):
+        baseline.learn(request(1000.0 + second, HMI), TARGETS)
+    assert baseline.young and baseline.observed == pytest.approx(590.0)
+    found = BaselineDetector(baseline).findings(request(5000.0, ROGUE))
+    assert [(f.rule, f.severity) for f, *_ in found] == [("baseline.new_talker", "medium")]
+
