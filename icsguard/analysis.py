@@ -76,12 +76,18 @@ class Detection:
         self.rules = RuleDetector(rules if rules is not None else RuleSet(), muted, budget)
         self.identity = IdentityDetector(known, macs, stats.hosts, muted, budget)
         self.detectors: list = [self.rules, self.identity]
+        self.baseline: BaselineDetector | None = None
         if learned is not None:
             targets = Targets()
-            self.detectors.append(BaselineDetector(learned.baseline, muted, targets, budget))
+            self.baseline = BaselineDetector(learned.baseline, muted, targets, budget)
+            self.detectors.append(self.baseline)
             if learned.model.ready:
                 self.detectors.append(ModelDetector(learned.model, learned.baseline, muted, targets, budget))
             stats.counters["baseline.pairs"] = len(learned.baseline.pairs)
+            if learned.baseline.observed is not None:
+                stats.counters["baseline.watched_seconds"] = round(learned.baseline.observed)
+                stats.counters["baseline.briefly_watched_pairs"] = len(learned.baseline.briefly_watched())
+                stats.counters["baseline.watched_pairs"] = len(learned.baseline.watched)
         if health is not None:
             self.detectors.append(health)
         self.sources = [source for source in (health, evidence) if source is not None]
@@ -96,6 +102,10 @@ class Detection:
     def flush(self) -> None:
         for each in self.detectors:
             each.flush()
+
+    def take_drifts(self) -> list:
+        """Pace drifts the baseline noted since the last call (none without a model)."""
+        return self.baseline.take_drifts() if self.baseline is not None else []
 
     def count(self) -> None:
         counters = self.stats.counters
@@ -142,7 +152,7 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
             on_commit(run_id, raised, stats.counters)
 
     recorder = RunRecorder(store, run_id, stats, inventory, [each.folding for each in detectors], count_findings,
-                           after_commit=after_commit, identity=detection.identity)
+                           after_commit=after_commit, identity=detection.identity, drifts=detection.take_drifts)
 
     def on_frame(frame: Frame) -> None:          # (a live source sends heartbeats while the tap is idle)
         if progress is not None:

@@ -53,6 +53,7 @@ class ShardResult:
     sightings: list[tuple[tuple[str, str, str], Sighting]]
     across: list[Event]                 # events matched by the rules that count across servers
     error: str | None
+    drifts: list = field(default_factory=list)
 
 
 def analyze_shard(job: ShardJob) -> ShardResult:
@@ -75,7 +76,8 @@ def analyze_shard(job: ShardJob) -> ShardResult:
     detection.flush()
     detection.count()
     alerts = [alert for each in detection.detectors for alert in each.folding.drain()]
-    return ShardResult(stats, detection.inventory, alerts, detection.identity.take_changes(), matched, error)
+    return ShardResult(stats, detection.inventory, alerts, detection.identity.take_changes(), matched, error,
+                       detection.take_drifts())
 
 
 def run_shards(jobs: list[ShardJob], scheduler: str | None) -> list[ShardResult]:
@@ -120,7 +122,7 @@ def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files:
     errors = [r.error for r in results if r.error]
     status, error = ("failed", errors[0]) if errors else ("finished", None)
     pairs, assets = inventory.take_changes(stats.hosts)
-    store.record(run_id, stats, status, alerts, pairs, assets, sightings)
+    store.record(run_id, stats, status, alerts, pairs, assets, sightings, [d for r in results for d in r.drifts])
     return run_id, status, error
 
 

@@ -19,7 +19,7 @@ from markupsafe import Markup, escape
 from icsguard.events import CONVERSATIONS
 from icsguard.output.exports import COMMON
 from icsguard.output.notation import details, endpoint, utc_time
-from icsguard.output.report import sensor_summary, status_text
+from icsguard.output.report import DRIFT_COLUMNS, DRIFT_TITLE, drift_rows, sensor_summary, status_text
 from icsguard.output.scan_report import change_lines, evidence_text
 
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -68,7 +68,8 @@ def render_report(data: dict[str, Any], scan: dict[str, Any] | None = None) -> s
     return _page(title=f"icsguard run {run['id']}", subtitle=", ".join(run["captures"]), run=run, facts=facts,
                  alerts=alerts, assets=assets, timeline=Markup(timeline(data["alerts"], run)),
                  mix=Markup(function_mix(data["functions"])), map=Markup(asset_map(data["assets"], data["pairs"])),
-                 map_note=zones_note, **context)
+                 map_note=zones_note, drifts=drift_rows(data["drifts"]), drift_title=DRIFT_TITLE,
+                 drift_columns=DRIFT_COLUMNS, **context)
 
 
 def _first_pdu(alert: dict[str, Any]) -> str:

@@ -22,10 +22,11 @@ class RunRecorder:
     def __init__(self, store: Store, run_id: int, stats: RunStats, inventory: Inventory,
                  foldings: Iterable[Folding], before_commit: Callable[[], None] | None = None,
                  interval: float = COMMIT_SECONDS, after_commit: Callable[[list[Alert]], None] | None = None,
-                 identity: IdentityDetector | None = None):
+                 identity: IdentityDetector | None = None, drifts: Callable[[], list] | None = None):
         """``before_commit`` brings the run's counters up to date (what the detectors found);
         ``after_commit`` is told of the alerts each commit stored for the first time;
-        ``identity`` holds what devices said about themselves."""
+        ``identity`` holds what devices said about themselves; ``drifts`` gives the pace
+        drifts noted since it was last asked."""
         self.store = store
         self.run_id = run_id
         self.stats = stats
@@ -34,6 +35,7 @@ class RunRecorder:
         self.before_commit = before_commit
         self.after_commit = after_commit
         self.identity = identity
+        self.drifts = drifts
         self.interval = interval
         self.due = time.monotonic() + interval
         self.commits = 0
@@ -54,7 +56,8 @@ class RunRecorder:
             self.stats.counters["inventory.dropped_pairs"] = self.inventory.dropped_pairs
         raised = [alert for alert in alerts if alert.id is None]
         identities = self.identity.take_changes() if self.identity is not None else []
-        self.store.record(self.run_id, self.stats, status, alerts, pairs, assets, identities)
+        drifts = self.drifts() if self.drifts is not None else []
+        self.store.record(self.run_id, self.stats, status, alerts, pairs, assets, identities, drifts)
         if self.after_commit is not None:
             self.after_commit(raised)
         self.commits += 1

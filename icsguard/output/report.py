@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from icsguard.detect.baseline import maturity_text
 from icsguard.events import CONVERSATIONS
 from icsguard.net.conversations import INDUSTRIAL_SERVICES
 from icsguard.output import tables
@@ -63,6 +64,7 @@ def gather(store: Store, run_id: int | None = None) -> dict[str, Any]:
                   for k, v in sorted(pairs.items(), key=lambda kv: -kv[1]["pdus"])],
         "assets": [a for a in store.assets() if a["last_run"] == run["id"]],
         "alerts": list(store.alerts(run_id=run["id"])),
+        "drifts": store.drifts(run["id"]),
         "problems": {k: v for k, v in sorted(counters.items()) if any(w in k for w in DROP_COUNTERS)},
         "counters": counters,
     }
@@ -106,6 +108,21 @@ def markdown_text(value: Any) -> str:
     return text.replace("://", "\\://").replace("www.", "www\\.")      # no autolink (GitHub's Markdown)
 
 
+DRIFT_TITLE = "What changed, not alerted: pollers off their learned period, within the pace band"
+DRIFT_COLUMNS = ("client", "server", "proto", "function", "learned every", "now every", "change", "last seen")
+DRIFT_NUMBERS = ("learned every", "now every")
+
+
+def drift_rows(drifts: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for d in drifts:
+        ratio = d["pace"] / d["period"]
+        change = f"{ratio:.1f}x slower" if ratio >= 1 else f"{1 / ratio:.1f}x faster"
+        rows.append([d["client"], d["server"], d["proto"], d["function"], f"{d['period']:.3g} s", f"{d['pace']:.3g} s",
+                     change, utc_time(d["last_seen"])])
+    return rows
+
+
 def render_terminal(data: dict[str, Any], console: Console) -> None:
     run = data["run"]
     if run is None:
@@ -131,6 +148,10 @@ def render_terminal(data: dict[str, Any], console: Console) -> None:
                  else "none (too little training traffic)")
         summary.add_row("learned", f"baseline of {counters['baseline.pairs']:,} pairs: "
                                    f"{counters.get('baseline.findings', 0):,} findings; model: {model}")
+        if "baseline.watched_seconds" in counters:
+            summary.add_row("maturity", maturity_text(counters["baseline.watched_seconds"],
+                                                      counters.get("baseline.briefly_watched_pairs", 0),
+                                                      counters.get("baseline.watched_pairs", 0)))
     if run["command"] == "sense":
         summary.add_row("sensor", sensor_summary(counters))
     if run["status"] != "finished":
@@ -201,6 +222,10 @@ def _render_tail(data: dict[str, Any], console: Console) -> None:
     else:
         console.print(Text.assemble(("Alerts", "bold"), ": none"))
 
+    if data["drifts"]:
+        tables.show(console, DRIFT_TITLE, [Column(name, right=name in DRIFT_NUMBERS) for name in DRIFT_COLUMNS],
+                    drift_rows(data["drifts"]))
+
     if data["problems"]:
         tables.show(console, "Malformed, dropped and unusual", [Column("counter"), Column("count", right=True)],
                     [[name, f"{count:,}"] for name, count in data["problems"].items()])
@@ -245,5 +270,7 @@ def render_markdown(data: dict[str, Any]) -> str:
             a["role"], ", ".join(a["protocols"]), ", ".join(a["posture"]) or "-"] for a in data["assets"]])
     table("Alerts", ["id", "severity", "rule", "title", "src", "dst", "count"],
           [[a["id"], a["severity"], a["rule"], a["title"], a["src"], a["dst"], a["count"]] for a in data["alerts"]])
+    if data["drifts"]:
+        table(DRIFT_TITLE, list(DRIFT_COLUMNS), drift_rows(data["drifts"]))
     table("Malformed, dropped and unusual", ["counter", "count"], [[k, v] for k, v in data["problems"].items()])
     return "\n".join(lines)

@@ -121,10 +121,18 @@ def _v8(db: sqlite_utils.Database) -> None:
         db["runs"].add_column("rules", str)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
+def _v9(db: sqlite_utils.Database) -> None:
+    """Pollers a run saw off their learned period within the pace band: drift, noted, not alerted."""
+    db["drifts"].create({"run_id": int, "client": str, "server": str, "proto": str, "function": str,
+                         "period": float, "pace": float, "first_seen": float, "last_seen": float},
+                        pk=("run_id", "client", "server", "proto", "function"), if_not_exists=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
 ALL_SOURCES = "*"                 # a mute's src when it holds for every source
 SCHEMA_VERSION = len(MIGRATIONS)
-TABLES = ("runs", "communications", "assets", "alerts", "scans", "mutes", "identities", "evidence_captures")
+TABLES = ("runs", "communications", "assets", "alerts", "scans", "mutes", "identities", "evidence_captures",
+          "drifts")
 
 
 class Store:
@@ -187,10 +195,11 @@ class Store:
 
     def record(self, run_id: int, stats: RunStats, status: str, alerts: Iterable[Alert],
                pairs: Iterable[tuple[tuple, Communication]], assets: Iterable[Asset],
-               identities: Iterable[tuple[tuple[str, str, str], Any]] = ()) -> None:
+               identities: Iterable[tuple[tuple[str, str, str], Any]] = (),
+               drifts: Iterable[tuple[tuple, tuple]] = ()) -> None:
         """What a run has found since the last call, in one transaction: its counters and
-        status, alerts new (their ids are set) or grown, communications, assets and identity
-        sightings changed."""
+        status, alerts new (their ids are set) or grown, communications, assets, identity
+        sightings and pace drifts changed."""
         now = time.time()
         counters = {k: v for k, v in stats.counters.items() if v}
         if stats.longest_silence:
@@ -220,6 +229,11 @@ class Store:
                 "last_seen = max(last_seen, excluded.last_seen), last_run = excluded.last_run",
                 [(*key, s.proto, s.message, s.capture, s.frame, run_id, s.first_seen, s.last_seen, run_id)
                  for key, s in identities])
+            self.db.conn.executemany(
+                "INSERT INTO drifts (run_id, client, server, proto, function, period, pace, first_seen, last_seen) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, client, server, proto, function) DO UPDATE "
+                "SET pace = excluded.pace, last_seen = excluded.last_seen",
+                [(run_id, *key, *noted) for key, noted in drifts])
 
     def _write_alerts(self, run_id: int, alerts: Iterable[Alert]) -> None:
         """New alerts are inserted and take their id; known ones take their count, last time
@@ -380,6 +394,11 @@ class Store:
         for row in self.db.query("SELECT * FROM identities ORDER BY ip, last_seen DESC"):
             found.setdefault(row["ip"], []).append(row)
         return found
+
+    def drifts(self, run_id: int) -> list[dict[str, Any]]:
+        """The pace drifts a run noted, the furthest off their period first."""
+        rows = list(self.db.query("SELECT * FROM drifts WHERE run_id = ?", [run_id]))
+        return sorted(rows, key=lambda row: -max(row["pace"] / row["period"], row["period"] / row["pace"]))
 
     def known_identities(self) -> tuple[dict[tuple[str, str, str], set[str]], dict[str, str]]:
         """(ip, protocol, attribute) → the values seen, and ip → the MAC known, for a run's

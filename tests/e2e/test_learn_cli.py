@@ -76,6 +76,8 @@ def test_learn_prints_what_it_learned(trained):
     assert summary["baseline"] == "2 pairs, 46 registers/nodes/DB bytes with value ranges, 5 periodic exchanges"
     assert summary["model"].startswith("local_outlier_factor, 22 windows of 5 s, threshold -")
     assert summary["model"].endswith("(false-alarm rate 0.001)")
+    assert summary["maturity"] == "watched 2 min in all, under 1 h: new pairs are medium, their new functions " \
+                                  "or targets low"
     assert "Who talks to whom" not in out                 # learn shows the summary only
 
 
@@ -85,8 +87,8 @@ def test_model_show_prints_pairs_functions_ranges_values_periods(trained):
     assert result.returncode == 0, result.stderr
     rows = _cells(result.stdout)
     assert [HMI, PLC, "modbus", "read_coils (50), read_discrete_inputs (50), read_holding_registers (100), "
-            "read_input_registers (50)"] in rows
-    assert [HMI, PLC, "tcp", "modbus (1)"] in rows
+            "read_input_registers (50)", "2 min"] in rows
+    assert [HMI, PLC, "tcp", "modbus (1)", "–"] in rows
     assert [HMI, PLC, "modbus", "read_holding_registers", "unit 1 holding_register 0-9,100-103"] in rows
     assert [HMI, PLC, "modbus", "read_coils", "unit 1 coil 0-15"] in rows
     assert [PLC, "modbus", "unit 1 holding_register 100", "1100", "1100", "0", "50"] in rows
@@ -154,25 +156,50 @@ def test_analyze_with_model_stores_baseline_and_ml_alerts(trained, tmp_path):
     alerts = {a["rule"]: a for a in stored if a["detector"] in ("baseline", "ml")}   # not the shipped rules'
     assert len(alerts) == len([a for a in stored if a["detector"] in ("baseline", "ml")])
     assert {rule for rule, a in alerts.items() if a["detector"] == "ml"} == {"ml.anomalous_window"}
+    # learned from two minutes: the new function and the new registers are one low alert
     assert {rule for rule, a in alerts.items() if a["detector"] == "baseline"} == {
-        "baseline.new_function", "baseline.new_target", "baseline.period_change", "baseline.value_out_of_range"}
+        "baseline.briefly_learned", "baseline.period_change", "baseline.value_out_of_range"}
     for alert in alerts.values():
         assert (alert["src"], alert["dst"]) == (HMI, PLC)
         assert alert["title"].endswith(": " + alert["evidence"][0]["why"])
-    new_function = alerts["baseline.new_function"]["evidence"][0]
+    briefly = alerts["baseline.briefly_learned"]
+    assert briefly["severity"] == "low" and briefly["count"] >= 2
+    new_function = briefly["evidence"][0]
     assert new_function["why"] == (f"write_single_coil never used from {HMI} to {PLC} (learned: read_coils, "
-                                   "read_discrete_inputs, read_holding_registers, read_input_registers)")
+                                   "read_discrete_inputs, read_holding_registers, read_input_registers) "
+                                   "(watched 2 min while learning)")
     assert new_function["function"] == "write_single_coil"
+    assert any("never accessed" in entry["why"] for entry in briefly["evidence"])
     assert alerts["baseline.period_change"]["evidence"][0]["why"].endswith("learned every 2.23 s")
     window = alerts["ml.anomalous_window"]
     assert "requests" in window["evidence"][0]["why"] and "learned" in window["evidence"][0]["why"]
     assert set(window["evidence"][0]["features"]) == set(FEATURES)
-    assert "ml.anomalous_window" in result.stdout and "baseline.new_function" in result.stdout
+    assert "ml.anomalous_window" in result.stdout and "baseline.briefly_learned" in result.stdout
     # in EVE too, each with its own stable signature id
     eve = [json.loads(line) for line in run_icsguard("alerts", "--db", db, "--format", "eve").stdout.splitlines()]
     ids = {e["alert"]["signature"].split(":")[0]: e["alert"]["signature_id"] for e in eve}
     assert ids["Model"] == signature_id("ml.anomalous_window") > 0
 
+
+
+def test_a_poller_drifting_within_the_band_is_reported_not_alerted(trained, tmp_path):
+    """The polling learned every 2.2 s runs every 4.4 s: no alert, and the report's "what
+    changed" names each exchange, its learned period, its pace now and by how much."""
+    _, model, _ = trained
+    slower = _retime(POLLING, tmp_path / "polling_slower.pcap", T0 + 1000, 200.0)
+    db = tmp_path / "drift.db"
+    result = run_icsguard("analyze", slower, "--model", model, "--db", db)
+    assert result.returncode == 0, result.stderr
+    assert "Alerts: none" in result.stdout
+    assert "maturity" in result.stdout and "watched 2 min in all" in result.stdout
+    report = run_icsguard("report", "--db", db, "--format", "md").stdout
+    assert "## What changed, not alerted" in report
+    drifts = [line for line in report.splitlines() if "x slower" in line]
+    assert {line.split(" | ")[3] for line in drifts} == {"read_coils", "read_discrete_inputs",
+                                                          "read_holding_registers", "read_input_registers"}
+    assert all(" | 2.23 s | 4.4" in line and "2.0x slower" in line for line in drifts), drifts
+    stored = json.loads(run_icsguard("report", "--db", db, "--format", "json").stdout)["drifts"]
+    assert len(stored) == 4 and all(d["client"] == HMI and d["server"] == PLC for d in stored)
 
 
 def test_an_isolation_forest_scores_without_scikit_learn(tmp_path):
