@@ -40,8 +40,9 @@ class RunRecorder:
         self.due = time.monotonic() + interval
         self.commits = 0
 
-    def tick(self) -> None:
-        """Commit when a second has passed since the last commit; cheap otherwise."""
+    def tick(self, _frame: object = None) -> None:
+        """Commit when a second has passed since the last commit; cheap otherwise (the
+        pipeline may call it with each frame, as its progress)."""
         if time.monotonic() >= self.due:
             self.commit()
 

@@ -153,6 +153,18 @@ class S7Session:
         return "cotp", sender_direction(from_client), "data", 0xF, {}
 
     def _cotp(self, tpdu: bytes, from_client: bool) -> tuple:
+        """A COTP PDU other than data: a connection's request and confirm repeat byte for byte
+        (the same TSAPs each time a client connects), so their decoding is kept."""
+        key = ("cotp", from_client, tpdu)
+        decoded = self.cache.get(key)
+        if decoded is None:
+            decoded = self._cotp_fields(tpdu, from_client)
+            self.cache.put(key, decoded)
+        proto, direction, function, code, fields = decoded
+        return proto, direction, function, code, dict(fields)
+
+    @staticmethod
+    def _cotp_fields(tpdu: bytes, from_client: bool) -> tuple:
         header_length, code = tpdu[4], tpdu[5] >> 4
         kind = iso.PDU_TYPES.get(code, f"type_{code:x}")
         least = CONNECTION_HEADERS.get(kind, 1)
