@@ -29,7 +29,7 @@ from icsguard.detect.site import Site, load_site
 from icsguard.detect.yamlfile import FileError
 from icsguard.events import PROTOCOLS, Event
 from icsguard.output import exports, model_report, notation, report, tables
-from icsguard.output.progress import DelayedProgress
+from icsguard.output.progress import DelayedProgress, progress_bar
 from icsguard.output.store import ALERT_STATUSES, DEFAULT_DB, Store, StoreError
 from icsguard.output.tables import Column
 
@@ -180,8 +180,9 @@ def _stop_on_signals() -> threading.Event:
 
 @contextmanager
 def _progress(captures: list[str], shown: bool = True) -> Iterator[DelayedProgress | None]:
-    """A progress bar on stderr for a long read (``shown``: not while a table goes to the same terminal)."""
-    progress = DelayedProgress(captures, stderr) if shown else None
+    """A progress bar on stderr for a long read (``shown``: not while a table goes to the same terminal),
+    none when stderr is no terminal (the pipeline then calls nothing per frame for it)."""
+    progress = progress_bar(captures, stderr) if shown else None
     try:
         yield progress
     finally:

@@ -14,6 +14,12 @@ DELAY = 1.0
 RECORD_OVERHEAD = 16      # a pcap record header; close enough for pcapng
 
 
+def progress_bar(paths: list[str], console: Console) -> DelayedProgress | None:
+    """A bar for reading these captures, or None where the console is no terminal (a pipe, a
+    file): then nothing at all is called for each frame."""
+    return DelayedProgress(paths, console) if console.is_terminal else None
+
+
 class DelayedProgress:
     def __init__(self, paths: list[str], console: Console):
         self.total = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
@@ -30,7 +36,7 @@ class DelayedProgress:
         if self.seen & 0x3FF:
             return
         if self.bar is None:
-            if time.monotonic() - self.started < DELAY or not self.console.is_terminal:
+            if time.monotonic() - self.started < DELAY:
                 return
             self.bar = Progress(TextColumn("decoding"), BarColumn(), TransferSpeedColumn(),
                                 TimeRemainingColumn(), console=self.console, transient=True)
