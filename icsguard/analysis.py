@@ -225,6 +225,29 @@ def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site
     replace its own). Events inside the site's maintenance windows are not learned:
     maintenance is not normal operation. Returns the model and the error that stopped a
     capture early, if any (what came before it is learned)."""
+    learned = learning_model(learned, estimator, false_alarm_rate, window_seconds)
+    learning = Learning(learned, site_file)
+    stats = RunStats(captures=list(paths))
+    error = None
+
+    def on_frame(frame: Frame) -> None:
+        learning.clock(frame)
+        if progress is not None:
+            progress(frame)
+    try:
+        for event in decode(paths, stats=stats, conversations=True, progress=on_frame):
+            learning.feed(event)
+    except CaptureError as exc:
+        error = str(exc)
+    learning.finish()
+    finish_learning(learned, paths, stats)
+    return learned, error
+
+
+def learning_model(learned: LearnedModel | None, estimator: str | None = None, false_alarm_rate: float | None = None,
+                   window_seconds: float | None = None) -> LearnedModel:
+    """The model to learn into: the one given (going on learning) or a new one, with the
+    settings asked for."""
     if learned is None:
         learned = LearnedModel()
         if window_seconds is not None:
@@ -233,25 +256,42 @@ def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site
         learned.model.estimator = estimator
     if false_alarm_rate is not None:
         learned.model.false_alarm_rate = false_alarm_rate
-    baseline = learned.baseline
-    # training windows have no never-seen targets by definition: the baseline is still being
-    # learned, and counting its first sightings as new would make a scan look normal
-    targets = Targets()
-    windows = Windows(learned.model.window_seconds, targets=targets)
-    stats = RunStats(captures=list(paths))
-    error = None
-    try:
-        for event in decode(paths, stats=stats, conversations=True, progress=progress):
-            if site_file is not None and site_file.in_maintenance(event.ts):
-                continue
-            learned.model.add(windows.feed(event))
-            baseline.learn(event, targets)
-            for attribute, value in identity_facts(event):
-                if len(learned.identities) < MAX_LEARNED_IDENTITIES:
-                    learned.identities.setdefault((event.src, event.proto, attribute), set()).add(value)
-    except CaptureError as exc:
-        error = str(exc)
-    learned.model.add(windows.flush())
+    return learned
+
+
+class Learning:
+    """What learning keeps as events go by: the baseline, the model's windows of features, and
+    what devices said of themselves (events inside the site's maintenance windows are not
+    normal operation, and are left out)."""
+
+    def __init__(self, learned: LearnedModel, site_file: site.Site | None = None):
+        self.learned, self.site_file = learned, site_file
+        # training windows have no never-seen targets by definition: the baseline is still being
+        # learned, and counting its first sightings as new would make a scan look normal
+        self.targets = Targets()
+        self.windows = Windows(learned.model.window_seconds, targets=self.targets)
+
+    def feed(self, event: Event) -> None:
+        if self.site_file is not None and self.site_file.in_maintenance(event.ts):
+            return
+        learned = self.learned
+        learned.model.add(self.windows.feed(event))
+        learned.baseline.learn(event, self.targets)
+        for attribute, value in identity_facts(event):
+            if len(learned.identities) < MAX_LEARNED_IDENTITIES:
+                learned.identities.setdefault((event.src, event.proto, attribute), set()).add(value)
+
+    def clock(self, frame: Frame) -> None:
+        """Each frame's time cuts the windows, its servers' or not (see Windows.clock)."""
+        if frame.data:
+            self.learned.model.add(self.windows.clock(frame.ts))
+
+    def finish(self) -> None:
+        self.learned.model.add(self.windows.flush())
+
+
+def finish_learning(learned: LearnedModel, paths: list[str], stats: RunStats) -> None:
+    """Fit the model on every window learned, and say what the model was learned from."""
     learned.model.fit()
     learned.captures += [os.path.basename(p) for p in paths]
     learned.digests += [capture_digest(p) for p in paths if rereadable(p)]
@@ -259,7 +299,6 @@ def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site
     if stats.first_ts is not None:
         learned.first_ts = min(stats.first_ts, learned.first_ts or stats.first_ts)
         learned.last_ts = max(stats.last_ts, learned.last_ts or stats.last_ts)
-    return learned, error
 
 
 def draft_site_file(paths: list[str], progress: Callable[[Frame], None] | None = None) -> str:

@@ -46,6 +46,8 @@ DbOption = typer.Option(DEFAULT_DB, "--db", help="SQLite database file")
 RulesOption = typer.Option(None, "--rules", help="rule file or folder, added to the shipped packs (repeatable)")
 NoDefaultRulesOption = typer.Option(False, "--no-default-rules", help="leave out the shipped rule packs")
 SiteOption = typer.Option(None, "--site", help="site file (YAML): zones, roles, writers, maintenance")
+WorkersOption = typer.Option(1, "--workers", help="processes to share the work, by server address")
+SchedulerOption = typer.Option(None, "--scheduler", help="a Dask scheduler's address (local: a cluster started here)")
 ModelOption = typer.Option(None, "--model", help="model file made by icsguard learn: baseline and ML detection")
 rules_app = typer.Typer(no_args_is_help=True, help="List, validate and try out rules.")
 model_app = typer.Typer(no_args_is_help=True, help="Model files made by icsguard learn.")
@@ -284,20 +286,15 @@ def _model(path: Optional[str]) -> modelfile.LearnedModel | None:
 def analyze(captures: List[str] = CapturesArg, db: str = DbOption,
             rules: Optional[List[str]] = RulesOption, site: Optional[str] = SiteOption,
             model: Optional[str] = ModelOption, no_default_rules: bool = NoDefaultRulesOption,
-            workers: int = typer.Option(1, "--workers", help="processes to share the work, by server address"),
-            scheduler: Optional[str] = typer.Option(None, "--scheduler", help="a Dask scheduler's address "
-                                                                             "(local: a cluster started here)")):
+            workers: int = WorkersOption, scheduler: Optional[str] = SchedulerOption):
     """Decode captures, check them against the rules (and a learned model), store what was
     seen and print the report."""
     _check_captures(captures)
-    if workers < 1:
-        raise Failure("--workers: give at least 1")
+    _check_workers(captures, workers, scheduler)
     # a broken rule, site or model file stops us before any work
     ruleset = _rules(rules, _site(site), defaults=not no_default_rules, detecting=True)
     learned = _model(model)
     _analysis().check_captures(captures)      # before the database is touched
-    if STDIN in captures and (workers > 1 or scheduler):
-        raise Failure("standard input can be read by one worker only: give files to --workers")
     store = _open_store(db)
     if workers > 1 or scheduler:
         run_id, status, error = _sharded(captures, store, workers, rules, no_default_rules, site, model, scheduler)
@@ -319,13 +316,27 @@ def analyze(captures: List[str] = CapturesArg, db: str = DbOption,
 def _sharded(captures: list[str], store: Store, workers: int, rules: Optional[List[str]], no_default_rules: bool,
              site: Optional[str], model: Optional[str], scheduler: Optional[str]) -> tuple[int, str, str | None]:
     from icsguard.shards import analyze_sharded
-    try:
+    with _cluster_errors(scheduler):
         return analyze_sharded(captures, store, workers, _rule_files(rules, not no_default_rules), site, model,
                                scheduler)
+
+
+@contextmanager
+def _cluster_errors(scheduler: Optional[str]) -> Iterator[None]:
+    """Dask missing, or a scheduler that cannot be reached, said in one line."""
+    try:
+        yield
     except ImportError:
         raise Failure("--scheduler needs Dask: pip install 'icsguard[cluster]'") from None
-    except OSError as exc:           # a scheduler that cannot be reached
+    except OSError as exc:
         raise Failure(f"--scheduler {scheduler}: {exc.strerror or exc}") from None
+
+
+def _check_workers(captures: list[str], workers: int, scheduler: Optional[str]) -> None:
+    if workers < 1:
+        raise Failure("--workers: give at least 1")
+    if STDIN in captures and (workers > 1 or scheduler):
+        raise Failure("standard input can be read by one worker only: give files to --workers")
 
 
 Estimator = Enum("Estimator", {name: name for name in ESTIMATORS}, type=str)
@@ -475,9 +486,11 @@ def learn(captures: List[str] = CapturesArg,
                                         "with --update, replaces the model's)"),
           false_alarm_rate: Optional[float] = typer.Option(
               None, "--false-alarm-rate", help="share of normal windows allowed to alert (default 0.001)"),
-          window: Optional[float] = typer.Option(None, "--window", help="seconds per feature window (default 60)")):
+          window: Optional[float] = typer.Option(None, "--window", help="seconds per feature window (default 60)"),
+          workers: int = WorkersOption, scheduler: Optional[str] = SchedulerOption):
     """Learn normal traffic (the baseline) and fit the anomaly model, from captures believed normal."""
     _check_captures(captures)
+    _check_workers(captures, workers, scheduler)
     if false_alarm_rate is not None and not 0 < false_alarm_rate < 0.5:
         raise Failure("--false-alarm-rate: give a share between 0 and 0.5, e.g. 0.001")
     if window is not None and not window >= 1:
@@ -506,9 +519,15 @@ def learn(captures: List[str] = CapturesArg,
             stderr.print(f"icsguard: note: {', '.join(again)} already learned in {model}: skipped",
                          markup=False, highlight=False, soft_wrap=True)
             captures = [c for c in captures if c not in again]     # (none left: the model is refitted only)
-    with _progress(captures) as progress:
-        learned, error = _analysis().learn(captures, learned, site_file, estimator and estimator.value,
-                                           false_alarm_rate, window, progress)
+    if workers > 1 or scheduler:
+        from icsguard.shards import learn_sharded
+        with _cluster_errors(scheduler):
+            learned, error = learn_sharded(captures, learned, site, workers, scheduler, estimator and estimator.value,
+                                           false_alarm_rate, window)
+    else:
+        with _progress(captures) as progress:
+            learned, error = _analysis().learn(captures, learned, site_file, estimator and estimator.value,
+                                               false_alarm_rate, window, progress)
     if update:
         learned.updated = time.time()
     try:

@@ -1,5 +1,5 @@
-"""One analysis split by server address over worker processes or a Dask cluster, merged into
-one database with the same alerts as one process.
+"""One analysis (or one learning) split by server address over worker processes or a Dask
+cluster, merged into one database with the same alerts as one process (into one model).
 
 Every worker reads every capture but goes on only with the connections of its servers (a
 controller's traffic stays in one shard, so its reassembly, baseline, thresholds and folds are
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import concurrent.futures
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
-from icsguard.analysis import Detection, check_captures, known_identities
+from icsguard.analysis import Detection, Learning, check_captures, finish_learning, known_identities, learning_model
 from icsguard.budget import Budget
 from icsguard.capture.files import CaptureError, read_captures
 from icsguard.detect import modelfile
@@ -80,18 +81,63 @@ def analyze_shard(job: ShardJob) -> ShardResult:
                        detection.take_drifts())
 
 
-def run_shards(jobs: list[ShardJob], scheduler: str | None) -> list[ShardResult]:
-    """On worker processes, or on a Dask cluster (``local``: one started here for the run)."""
+def run_shards(work: Callable[[Any], Any], jobs: list, scheduler: str | None) -> list:
+    """``work`` on each job, on worker processes, or on a Dask cluster (``local``: one started
+    here for the run)."""
     if scheduler is None:
         with concurrent.futures.ProcessPoolExecutor(max_workers=len(jobs)) as pool:
-            return list(pool.map(analyze_shard, jobs))
+            return list(pool.map(work, jobs))
     from dask.distributed import Client, LocalCluster
     if scheduler == "local":
         with LocalCluster(n_workers=len(jobs), threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
                 Client(cluster) as client:
-            return client.gather(client.map(analyze_shard, jobs, pure=False))
+            return client.gather(client.map(work, jobs, pure=False))
     with Client(scheduler) as client:
-        return client.gather(client.map(analyze_shard, jobs, pure=False))
+        return client.gather(client.map(work, jobs, pure=False))
+
+
+@dataclass
+class LearnJob:
+    captures: list[str]
+    shard: int
+    shards: int
+    site: str | None
+    window_seconds: float
+
+
+def learn_shard(job: LearnJob) -> tuple[modelfile.LearnedModel, RunStats, str | None]:
+    """What one shard learned: its servers' baseline, windows and identities."""
+    site = load_site(job.site) if job.site else None
+    learned = learning_model(None, window_seconds=job.window_seconds)
+    learning = Learning(learned, site)
+    stats = RunStats(captures=list(job.captures))
+    error = None
+    try:
+        pipeline = Pipeline(stats, conversations=True, shard=(job.shard, job.shards))
+        for event in pipeline.run(read_captures(job.captures), learning.clock):
+            learning.feed(event)
+    except CaptureError as exc:
+        error = str(exc)
+    learning.finish()
+    return learned, stats, error
+
+
+def learn_sharded(captures: list[str], learned: modelfile.LearnedModel | None, site: str | None, workers: int,
+                  scheduler: str | None = None, estimator: str | None = None, false_alarm_rate: float | None = None,
+                  window_seconds: float | None = None) -> tuple[modelfile.LearnedModel, str | None]:
+    """Learn over ``workers`` shards, as ``analysis.learn`` does in one process: each shard's
+    baseline, windows and identities are merged, then the model is fitted on all the windows."""
+    check_captures(captures)
+    learned = learning_model(learned, estimator, false_alarm_rate, window_seconds)
+    jobs = [LearnJob(list(captures), n, workers, site, learned.model.window_seconds) for n in range(workers)]
+    results = run_shards(learn_shard, jobs, scheduler)
+    for shard, _, _ in results:
+        learned.baseline.merge(shard.baseline)
+        learned.model.rows += shard.model.rows
+        for key, values in shard.identities.items():
+            learned.identities.setdefault(key, set()).update(values)
+    finish_learning(learned, captures, results[0][1])           # (every shard counts every packet)
+    return learned, next((error for _, _, error in results if error), None)
 
 
 def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files: list[str], site: str | None,
@@ -105,7 +151,7 @@ def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files:
     rules = load_rules(rule_files, load_site(site) if site else None)
     run_id = store.start_run("analyze", list(captures), [rule.id for rule in rules.rules])
     try:
-        results = run_shards(jobs, scheduler)
+        results = run_shards(analyze_shard, jobs, scheduler)
     except BaseException as exc:         # no shard's findings: the run says how it ended, and why
         failed = RunStats(captures=list(captures), error=f"the workers did not finish: {exc}")
         store.record(run_id, failed, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", [], [], [])

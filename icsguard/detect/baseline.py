@@ -269,6 +269,40 @@ class Baseline:
             remember(self._answers, question, answer, MAX_VALUES)
         return answer
 
+    def merge(self, other: Baseline) -> None:
+        """Add what another baseline learned: a shard's, whose servers are its own (so most
+        of what it holds is new here; what both hold, conversations with the Internet or the
+        local network, adds up). A shard watched only its servers' traffic: the longer
+        watch of the two stands for the capture's."""
+        self.events += other.events
+        if other.first_ts is not None:
+            self.first_ts = other.first_ts if self.first_ts is None else min(self.first_ts, other.first_ts)
+            self.last_ts = other.last_ts if self.last_ts is None else max(self.last_ts, other.last_ts)
+        if other.observed is not None:
+            self.observed = max(self.observed or 0.0, other.observed)
+        for pair, functions in other.pairs.items():
+            mine = self.pairs.setdefault(pair, {})
+            for function, count in functions.items():
+                mine[function] = mine.get(function, 0) + count
+        for pair, (first, last, seconds) in other.watched.items():
+            seen = self.watched.get(pair)
+            self.watched[pair] = [first, last, seconds] if seen is None else \
+                [min(seen[0], first), max(seen[1], last), seen[2] + seconds]
+        for key, spaces in other.spaces.items():
+            self.spaces.setdefault(key, {})
+            for space, ranges in spaces.items():
+                self._learn_targets(key, [(space, None, None)] if ranges is None else
+                                    [(space, lo, hi) for lo, hi in ranges])
+        for key, value in other.values.items():
+            mine = self.values.get(key)
+            if mine is None:
+                self.values[key] = value
+            else:
+                mine.low, mine.high = min(mine.low, value.low), max(mine.high, value.high)
+                mine.max_rate, mine.count = max(mine.max_rate, value.max_rate), mine.count + value.count
+        for key, channel in other.channels.items():
+            self.channels.setdefault(key, channel)
+
     # --- the model file's JSON form ---
 
     def to_json(self) -> dict[str, Any]:

@@ -88,6 +88,7 @@ class Model:
         """Fit the estimator on the training windows, calibrate its threshold, and keep each
         feature's learned range and spread."""
         import numpy as np
+        self.rows.sort()            # the same windows fit the same model, in whatever order they came
         if len(self.rows) > MAX_TRAINING_ROWS:
             self.rows = random.Random(0).sample(self.rows, MAX_TRAINING_ROWS)
         self.threshold, self._scorer = None, None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from icsguard.detect import modelfile
 from tests.support import MIXED_TRAFFIC, PCAPS, public, run_icsguard
 
 SCAN = "Modbus_dataset/characterization_modbus_6RTU_with_operate.pcap"
@@ -90,3 +91,31 @@ def test_workers_that_cannot_start_leave_the_run_failed(tmp_path):
     assert result.returncode == 1 and result.stderr.startswith("icsguard: --scheduler tcp://127.0.0.1:1: ")
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT status FROM runs").fetchall() == [("failed",)]
+
+
+def test_learning_over_shards_learns_what_one_process_learns(tmp_path):
+    """learn --workers 2 and on a local Dask cluster: the same pairs, functions, targets, values,
+    periods, watch times, identities and model windows (so the same threshold) as one process,
+    on the project's three protocols and two public plants; only the baseline's total watch
+    may differ by the gaps one shard saw and another did not."""
+    captures = [PCAPS / "modbus_polling.pcap", PCAPS / "s7_reads_writes.pcap", PCAPS / "opcua_none_anonymous.pcap",
+                PCAPS / "s7_identification.pcap", public("Modbus_dataset/moving_two_files_modbus_6RTU.pcap"),
+                public("ct-samples/s7/Plant1_S7comm.pcap")]
+    learned = []
+    for options in (["--workers", "1"], ["--workers", "2"], ["--workers", "2", "--scheduler", "local"]):
+        model = tmp_path / f"m{len(learned)}.icsg"
+        result = run_icsguard("learn", *captures, "--model", model, *options)
+        assert result.returncode == 0, result.stderr
+        learned.append(modelfile.load(model))
+    one = learned[0]
+    assert len(one.baseline.pairs) >= 20 and len(one.model.rows) >= 20 and one.identities
+    for shards in learned[1:]:
+        for part in ("pairs", "spaces", "watched", "events", "first_ts", "last_ts"):
+            assert getattr(shards.baseline, part) == getattr(one.baseline, part), part
+        assert {k: vars(v) for k, v in shards.baseline.values.items()} == \
+            {k: vars(v) for k, v in one.baseline.values.items()}
+        assert {k: (c.count, sorted(c.intervals)) for k, c in shards.baseline.channels.items()} == \
+            {k: (c.count, sorted(c.intervals)) for k, c in one.baseline.channels.items()}
+        assert shards.baseline.observed == pytest.approx(one.baseline.observed, rel=0.01)
+        assert shards.model.rows == one.model.rows and shards.model.threshold == one.model.threshold
+        assert shards.identities == one.identities and shards.packets == one.packets
