@@ -14,7 +14,7 @@ from collections import Counter
 from icsguard.bounded import remember
 from icsguard.budget import Budget
 from icsguard.events import Event
-from icsguard.net.netstack import IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN, Segment
+from icsguard.net.netstack import IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Segment
 from icsguard.net.reassembly import community_id
 
 # Well-known services, by server port. Names are what an analyst searches for.
@@ -46,6 +46,8 @@ ANNOUNCEMENTS = frozenset({"netbios_name", "netbios_datagram", "llmnr", "mdns", 
 SERVICES = {(IPPROTO_TCP, port): name for port, name in TCP_SERVICES.items()} | \
     {(IPPROTO_UDP, port): name for port, name in UDP_SERVICES.items()}
 TRANSPORTS = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp"}
+ENDS = TCP_FIN | TCP_RST
+ENDING = 4096                 # finished directions remembered for the segments that trail them
 
 
 def service_name(transport: int, port: int) -> str:
@@ -63,11 +65,21 @@ class Conversations:
         self.counters = counters if counters is not None else Counter()
         self.seen: dict[tuple, None] = {}
         self.flows: dict[tuple, None] = {}
+        self.ending: dict[tuple, None] = {}       # directions that sent a FIN or RST: their last ACKs
 
     def feed(self, ts: float, segment: Segment, capture: str, frame: int) -> Event | None:
-        """The Event of a conversation this segment starts, or None for one already known."""
+        """The Event of a conversation this segment starts, or None for one already known. A
+        direction that finishes leaves the 5-tuples (a few in ``ending`` for the segments that
+        trail it), so they hold the connections alive, not every one a capture ever opened."""
         flow = (segment.src, segment.sport, segment.dst, segment.dport, segment.transport)
         if flow in self.flows:
+            if segment.flags & ENDS and segment.transport == IPPROTO_TCP:
+                ended = [flow, (flow[2], flow[3], flow[0], flow[1], flow[4])] if segment.flags & TCP_RST else [flow]
+                for each in ended:          # (a reset ends both directions)
+                    self.flows.pop(each, None)
+                    remember(self.ending, each, None, ENDING)
+            return None
+        if flow in self.ending:
             return None
         self.counters["conversations.flows_forgotten"] += remember(self.flows, flow, None, self.capacity)
         if (segment.dst, segment.dport, segment.src, segment.sport, segment.transport) in self.flows:
