@@ -5,11 +5,11 @@ python-snap7 and asyncua captures, played by 24 controllers, every copy a fresh 
 with client ports of its own, so that tshark sees no retransmission), and a training capture
 of the same plant whose connections it never shares, from which a model is learned. Then, in
 alternating rounds, times tshark extracting the fields icsguard decodes, `icsguard decode`,
-`analyze`, `analyze --model` and `analyze --workers N`; prints each one's best time, its
-ratio to tshark's and its peak memory; and, with ``--scale K``, the peak memory of both
-analyses on a capture K times larger.
+`analyze`, `analyze --model` and `analyze --model --workers N` for each N asked (the
+scaling curve); prints each one's best time, its ratio to tshark's and its peak memory; and,
+with ``--scale K``, the peak memory of both analyses on a capture K times larger.
 
-    python -m bench.analyze_vs_tshark [--packets 250000] [--runs 3] [--scale 10] [--dask]
+    python -m bench.analyze_vs_tshark [--packets 250000] [--runs 3] [--scale 10] [--workers 2,3,4] [--dask]
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=250_000)
     parser.add_argument("--runs", type=int, default=3, help="best of this many alternating rounds")
     parser.add_argument("--scale", type=int, default=0, metavar="K", help="also peak memory on a capture K times larger")
-    parser.add_argument("--dask", action="store_true", help="also a local Dask cluster")
+    parser.add_argument("--workers", default="2", help="worker counts to time, comma-separated (the scaling curve)")
+    parser.add_argument("--dask", action="store_true", help="also a local Dask cluster of 2 workers")
     args = parser.parse_args()
     capture = mixed_capture(args.packets)
     cores = os.cpu_count() or 1
@@ -79,11 +80,10 @@ def main() -> None:
             "icsguard decode": icsguard("decode", str(capture), db=False),
             "icsguard analyze": icsguard("analyze", str(capture)),
             "icsguard analyze --model": icsguard("analyze", str(capture), "--model", str(model)),
-            "analyze --model --workers 2": icsguard("analyze", str(capture), "--model", str(model), "--workers", "2"),
         }
-        if cores > 2:
-            settings[f"analyze --model --workers {cores}"] = icsguard("analyze", str(capture), "--model", str(model),
-                                                                       "--workers", str(cores))
+        for workers in (int(n) for n in args.workers.split(",") if n.strip()):
+            settings[f"analyze --model --workers {workers}"] = icsguard("analyze", str(capture), "--model", str(model),
+                                                                         "--workers", str(workers))
         if args.dask:
             settings["analyze --model, Dask of 2"] = icsguard("analyze", str(capture), "--model", str(model),
                                                               "--workers", "2", "--scheduler", "local")

@@ -124,7 +124,9 @@ class Rule:
 
 
 MAX_GROUPS = 4096      # (protocol, function, direction) indexes kept
-MAX_ANSWERS = 4096     # remembered answers per field, and match lists per group
+MAX_ANSWERS = 4096     # match lists remembered per group
+MAX_FIELD_ANSWERS = 1024   # answers remembered per field; a field with more values (a client's
+                           # ephemeral port) is not remembered at all: its tests run each time
 MAX_LIST_KEY = 256     # longest list whose answers are remembered
 
 
@@ -182,10 +184,11 @@ class _Group:
                     for bit, test in tests:
                         if test(value, event):
                             bits |= bit
-                    if key is not None:
-                        if len(answers) >= MAX_ANSWERS:
-                            answers.clear()
-                        answers[key] = bits
+                    if key is not None and answers is not _UNREMEMBERED:
+                        if len(answers) >= MAX_FIELD_ANSWERS:
+                            self.fields[name] = (_UNREMEMBERED, tests)
+                        else:
+                            answers[key] = bits
                 mask |= bits
         found = self.matches.get(mask)
         if found is None:
@@ -207,6 +210,9 @@ class _Group:
             self.matches.clear()
         self.matches[mask] = rules
         return rules
+
+
+_UNREMEMBERED: dict = {}      # the answers of a field with too many values to remember: never written
 
 
 def _answer_key(value: Any) -> Any:

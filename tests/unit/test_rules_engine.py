@@ -170,6 +170,23 @@ def test_rules_index_agrees_with_each_rule_on_real_traffic(tmp_path):
     assert matched > 100
 
 
+def test_a_field_of_too_many_values_is_tested_each_time_not_remembered():
+    """Every client port is new (each poll a fresh connection): the shipped rule that tests the
+    ports of every industrial PDU stops remembering the client's after MAX_FIELD_ANSWERS of them,
+    and still answers right: a PDU to an unusual port matches, the others do not."""
+    from icsguard.detect import rules as rules_module
+
+    def poll(sport, dport=502):
+        return Event(1_700_000_000.0, "modbus", "10.0.0.10", sport, "10.0.0.2", dport, "request",
+                     "read_holding_registers", 3, "1:x", "t.pcap", 1, {"unit_id": 1, "address": 0, "quantity": 2})
+    rules = load_rules()
+    for port in range(20_000, 20_000 + rules_module.MAX_FIELD_ANSWERS + 500):
+        assert "generic.unusual_port" not in [r.id for r in rules.matching(poll(port))]
+    group = rules._groups[("modbus", "read_holding_registers", "request")]
+    assert group.fields["sport"][0] is rules_module._UNREMEMBERED
+    assert sum(len(answers) for answers, _ in group.fields.values()) < 100
+    assert "generic.unusual_port" in [r.id for r in rules.matching(poll(30_000, 503))]
+
 
 def test_shipped_packs_load_and_map_to_attack(tmp_path):
     (tmp_path / "site.yaml").write_text(SITE)
