@@ -6,6 +6,8 @@ pipeline only wires the stages together and keeps the run's statistics.
 
 from __future__ import annotations
 
+import socket
+import struct
 import time
 import zlib
 from collections import Counter
@@ -16,7 +18,17 @@ from icsguard.budget import Budget
 from icsguard.capture.files import CaptureError, Frame
 from icsguard.events import SERVER_PORTS, Event
 from icsguard.net.conversations import SERVICES, Conversations
-from icsguard.net.netstack import IPPROTO_TCP, TCP_ACK, TCP_SYN, NetStack, Segment, UnsupportedLink
+from icsguard.net.netstack import (
+    IPPROTO_TCP,
+    TCP_ACK,
+    TCP_FIN,
+    TCP_RST,
+    TCP_SYN,
+    NetStack,
+    Segment,
+    UnsupportedLink,
+    plain_tcp4,
+)
 from icsguard.net.reassembly import Reassembler
 from icsguard.protocols import ProtocolStage
 from icsguard.runstats import RunStats
@@ -49,6 +61,7 @@ class Pipeline:
         feed_tcp = self.reassembler.feed
         feed_app = self.protocols.feed
         see = self.conversations.feed if self.conversations is not None else None
+        sharder = self.sharder
         hosts = stats.hosts
         macs: dict[str, bytes] = {}
         last = None
@@ -70,6 +83,13 @@ class Pipeline:
                 stats.last_ts = frame.ts
                 if progress is not None:
                     progress(frame)
+                plain = sharder.plain(frame) if sharder is not None else None
+                if plain is not None:
+                    known = sharder.flows.get(plain)
+                    if known is False:
+                        continue                   # another shard's connection, known as such
+                    if known:
+                        plain = None               # ours, known as such: nothing to remember
                 try:
                     segment = decode(frame.ts, frame.link_type, frame.data)
                 except UnsupportedLink as exc:     # a pcapng interface added mid-file
@@ -82,7 +102,7 @@ class Pipeline:
                 if mac and macs.get(segment.src) != mac and (segment.src in macs or len(macs) < self.max_hosts):
                     macs[segment.src] = mac
                     hosts[segment.src] = mac.hex(":")
-                if self.sharder is not None and not self.sharder.mine(segment):
+                if sharder is not None and not sharder.mine(segment, plain):
                     continue
                 if see is not None:
                     started = see(frame.ts, segment, frame.capture, frame.number)
@@ -118,17 +138,33 @@ class Sharder:
     def __init__(self, index: int, count: int, capacity: int):
         self.index, self.count, self.capacity = index, count, capacity
         self.servers: dict[tuple, str] = {}        # connection -> its server, as its SYN said
+        # a plain TCP frame's flow (see plain_tcp4) -> whether it is this shard's: frames of other
+        # shards' connections are passed over before they are decoded
+        self.flows: dict[bytes, bool] = {}
 
-    def mine(self, segment: Segment) -> bool:
+    def plain(self, frame: Frame) -> bytes | None:
+        """The flow of a plain TCP frame that is neither SYN, FIN nor reset, else None."""
+        found = plain_tcp4(frame.link_type, frame.data)
+        return found[0] if found is not None and not found[1] & (TCP_SYN | TCP_FIN | TCP_RST) else None
+
+    def mine(self, segment: Segment, plain: bytes | None = None) -> bool:
         a, b = (segment.src, segment.sport), (segment.dst, segment.dport)
         key = (a, b) if a < b else (b, a)
         flags = segment.flags if segment.transport == IPPROTO_TCP else 0
         if flags & TCP_SYN:
             server = segment.src if flags & TCP_ACK else segment.dst
             remember(self.servers, key, server, self.capacity)
+            if self.flows and segment.transport == IPPROTO_TCP and ":" not in segment.src:
+                # a new connection on these addresses and ports: its frames are decided afresh
+                src, dst = socket.inet_aton(segment.src), socket.inet_aton(segment.dst)
+                self.flows.pop(src + dst + struct.pack("!HH", segment.sport, segment.dport), None)
+                self.flows.pop(dst + src + struct.pack("!HH", segment.dport, segment.sport), None)
         else:
             server = self.servers.get(key) or _server_by_port(segment)
-        return zlib.crc32(server.encode()) % self.count == self.index
+        ours = zlib.crc32(server.encode()) % self.count == self.index
+        if plain is not None:
+            remember(self.flows, plain, ours, self.capacity)
+        return ours
 
 
 def _server_by_port(segment: Segment) -> str:

@@ -10,6 +10,7 @@ each shard sends the events those rules match, and they are counted here, in tim
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,7 +21,7 @@ from icsguard.detect import modelfile
 from icsguard.detect.folding import Alert
 from icsguard.detect.identity import Sighting
 from icsguard.detect.rule_engine import RuleDetector
-from icsguard.detect.rules import load_rules
+from icsguard.detect.rules import RuleSet, load_rules
 from icsguard.detect.site import load_site
 from icsguard.events import Event
 from icsguard.output.inventory import Asset, Communication, Inventory
@@ -59,9 +60,8 @@ class ShardResult:
 
 def analyze_shard(job: ShardJob) -> ShardResult:
     """One shard's analysis, in a worker process (or on a Dask worker)."""
-    site = load_site(job.site) if job.site else None
-    local, across = load_rules(job.rule_files, site).split_by_server()
-    learned = modelfile.load(job.model) if job.model else None
+    local, across = _rules(tuple(job.rule_files), job.site).split_by_server()
+    learned = _model(job.model) if job.model else None
     stats, budget = RunStats(captures=list(job.captures)), Budget()
     detection = Detection(stats, budget, local, learned, job.muted, job.known, job.macs)
     matched: list[Event] = []
@@ -79,6 +79,18 @@ def analyze_shard(job: ShardJob) -> ShardResult:
     alerts = [alert for each in detection.detectors for alert in each.folding.drain()]
     return ShardResult(stats, detection.inventory, alerts, detection.identity.take_changes(), matched, error,
                        detection.take_drifts())
+
+
+# Loaded once per process: worker processes forked after the parent loaded them start with them
+# (a model file costs a third of a second to read and check); Dask's workers load their own.
+@functools.lru_cache(maxsize=2)
+def _model(path: str) -> modelfile.LearnedModel:
+    return modelfile.load(path)
+
+
+@functools.lru_cache(maxsize=2)
+def _rules(rule_files: tuple[str, ...], site: str | None) -> RuleSet:
+    return load_rules(list(rule_files), load_site(site) if site else None)
 
 
 def run_shards(work: Callable[[Any], Any], jobs: list, scheduler: str | None) -> list:
@@ -144,11 +156,11 @@ def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files:
                     model: str | None, scheduler: str | None = None) -> tuple[int, str, str | None]:
     """Analyse over ``workers`` shards and store one run, as ``analysis.analyze`` does."""
     check_captures(captures)
-    known, macs = known_identities(store, modelfile.load(model) if model else None)
+    known, macs = known_identities(store, _model(model) if model else None)
     muted = store.mutes()
     jobs = [ShardJob(list(captures), n, workers, list(rule_files), site, model, muted, known, macs)
             for n in range(workers)]
-    rules = load_rules(rule_files, load_site(site) if site else None)
+    rules = _rules(tuple(rule_files), site)
     run_id = store.start_run("analyze", list(captures), [rule.id for rule in rules.rules])
     try:
         results = run_shards(analyze_shard, jobs, scheduler)
