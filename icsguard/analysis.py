@@ -6,6 +6,7 @@ import gc
 import hashlib
 import os
 import threading
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from icsguard.budget import Budget
@@ -62,6 +63,24 @@ def analyze(paths: list[str], store: Store, progress: Callable[[Frame], None] | 
     """Analyze capture files: see analyze_frames."""
     check_captures(paths)
     return analyze_frames(read_captures(paths), list(paths), store, "analyze", progress, rules, learned, stop)
+
+
+@contextmanager
+def long_run_collection() -> Iterator[None]:
+    """Garbage collection set for a long run. What was loaded so far (Scapy, the rules, the
+    model) lives for the run: it is frozen, so that full collections need not walk it again and
+    again (pauses of 100 ms became 30). And each event makes a few containers that reference
+    counting frees: a young collection every 700 of them cost 4% of an analysis, so one every
+    GC_YOUNG is enough to catch the rare cycle."""
+    gc.collect()
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 class Detection:
@@ -163,32 +182,23 @@ def analyze_frames(frames: Iterable[Frame], captures: list[str], store: Store, c
         if evidence is not None:
             evidence.tick()
         recorder.tick()
-    gc.collect()
-    gc.freeze()      # what was loaded so far (Scapy, the rules, the model) lives for the run: full
-                     # collections need not walk it again and again (pauses of 100 ms became 30)
-    thresholds = gc.get_threshold()
-    # Each event makes a few containers that reference counting frees; a young collection every
-    # 700 of them cost 4% of an analysis. Every GC_YOUNG is enough to catch the rare cycle.
-    gc.set_threshold(GC_YOUNG, *thresholds[1:])
     status, error = "finished", None
     try:
-        pipeline = Pipeline(stats, conversations=True, budget=budget,
-                            on_segment=evidence.feed if evidence is not None else None)
-        quiet = progress is None and health is None and evidence is None
-        for event in pipeline.run(frames, recorder.tick if quiet else on_frame):
-            detection.feed(event)
-            if on_event is not None:
-                on_event(event)
-            if stop is not None and stop.is_set():
-                break
+        with long_run_collection():
+            pipeline = Pipeline(stats, conversations=True, budget=budget,
+                                on_segment=evidence.feed if evidence is not None else None)
+            quiet = progress is None and health is None and evidence is None
+            for event in pipeline.run(frames, recorder.tick if quiet else on_frame):
+                detection.feed(event)
+                if on_event is not None:
+                    on_event(event)
+                if stop is not None and stop.is_set():
+                    break
     except CaptureError as exc:
         status, error = "failed", str(exc)
     except BaseException as exc:        # a bug or a second Ctrl-C: keep what was found, say how it ended
         recorder.commit("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         raise
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
     if stop is not None and stop.is_set():
         status = "interrupted"
     detection.flush()

@@ -14,7 +14,15 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from icsguard.analysis import Detection, Learning, check_captures, finish_learning, known_identities, learning_model
+from icsguard.analysis import (
+    Detection,
+    Learning,
+    check_captures,
+    finish_learning,
+    known_identities,
+    learning_model,
+    long_run_collection,
+)
 from icsguard.budget import Budget
 from icsguard.capture.files import CaptureError, read_captures
 from icsguard.detect import modelfile
@@ -67,11 +75,12 @@ def analyze_shard(job: ShardJob) -> ShardResult:
     matched: list[Event] = []
     error = None
     try:
-        for event in Pipeline(stats, conversations=True, budget=budget,
-                              shard=(job.shard, job.shards)).run(read_captures(job.captures)):
-            detection.feed(event)
-            if across.rules and across.matching(event):
-                matched.append(event)
+        with long_run_collection():
+            for event in Pipeline(stats, conversations=True, budget=budget,
+                                  shard=(job.shard, job.shards)).run(read_captures(job.captures)):
+                detection.feed(event)
+                if across.rules and across.matching(event):
+                    matched.append(event)
     except CaptureError as exc:
         error = str(exc)
     detection.flush()
