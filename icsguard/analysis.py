@@ -240,12 +240,8 @@ def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site
     stats = RunStats(captures=list(paths))
     error = None
 
-    def on_frame(frame: Frame) -> None:
-        learning.clock(frame)
-        if progress is not None:
-            progress(frame)
     try:
-        for event in decode(paths, stats=stats, conversations=True, progress=on_frame):
+        for event in decode(paths, stats=stats, conversations=True, progress=progress):
             learning.feed(event)
     except CaptureError as exc:
         error = str(exc)
@@ -290,11 +286,6 @@ class Learning:
         for attribute, value in identity_facts(event):
             if len(learned.identities) < MAX_LEARNED_IDENTITIES:
                 learned.identities.setdefault((event.src, event.proto, attribute), set()).add(value)
-
-    def clock(self, frame: Frame) -> None:
-        """Each frame's time cuts the windows, its servers' or not (see Windows.clock)."""
-        if frame.data:
-            self.learned.model.add(self.windows.clock(frame.ts))
 
     def finish(self) -> None:
         self.learned.model.add(self.windows.flush())

@@ -135,7 +135,7 @@ def learn_shard(job: LearnJob) -> tuple[modelfile.LearnedModel, RunStats, str | 
     error = None
     try:
         pipeline = Pipeline(stats, conversations=True, shard=(job.shard, job.shards))
-        for event in pipeline.run(read_captures(job.captures), learning.clock):
+        for event in pipeline.run(read_captures(job.captures)):
             learning.feed(event)
     except CaptureError as exc:
         error = str(exc)
@@ -147,7 +147,10 @@ def learn_sharded(captures: list[str], learned: modelfile.LearnedModel | None, s
                   scheduler: str | None = None, estimator: str | None = None, false_alarm_rate: float | None = None,
                   window_seconds: float | None = None) -> tuple[modelfile.LearnedModel, str | None]:
     """Learn over ``workers`` shards, as ``analysis.learn`` does in one process: each shard's
-    baseline, windows and identities are merged, then the model is fitted on all the windows."""
+    baseline, windows and identities are merged, then the model is fitted on all the windows.
+    A shard's windows are those one process cuts, but for the first and the last a capture's
+    traffic only partly covers: a shard scales those by its own servers' first and last event
+    (one process by any server's), and the baseline's total watch by its own events' gaps."""
     check_captures(captures)
     learned = learning_model(learned, estimator, false_alarm_rate, window_seconds)
     jobs = [LearnJob(list(captures), n, workers, site, learned.model.window_seconds) for n in range(workers)]

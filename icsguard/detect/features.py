@@ -90,16 +90,16 @@ class Windows:
         self.known = known
         self.start: float | None = None      # the open window's start
         self.begin = 0.0                     # when the traffic began covering it
-        self.last: float | None = None       # the latest time told
+        self.last: float | None = None       # the latest event's time
         self.open: dict[tuple[str, str, str], _Sums] = {}
         self.tracked = 0                     # targets held by the open window, all pairs
         self.shapes: dict[tuple, tuple] = {}  # request (channel) -> (kind, targets, unknown targets)
 
-    def clock(self, ts: float) -> list[Row]:
-        """Time goes by: the rows of windows it closed. ``feed`` tells it each event's time; a
-        learner may tell it each frame's, so that a shard, which sees only its servers' events,
-        cuts its windows where one process seeing every event would."""
+    def feed(self, event: Event) -> list[Row]:
+        if event.proto in CONVERSATIONS:
+            return []
         rows: list[Row] = []
+        ts = event.ts
         if self.start is None or ts - self.last > RESTART_WINDOWS * self.seconds:   # traffic (re)starts here
             rows = self._close(self.last) if self.start is not None else []
             self.start = math.floor(ts / self.seconds) * self.seconds
@@ -110,13 +110,6 @@ class Windows:
             self.begin = self.start
         if self.last is None or ts > self.last:
             self.last = ts
-        return rows
-
-    def feed(self, event: Event) -> list[Row]:
-        if event.proto in CONVERSATIONS:
-            return []
-        ts = event.ts
-        rows = self.clock(ts)
         request = event.direction == "request"
         key = (event.src, event.dst, event.proto) if request else (event.dst, event.src, event.proto)
         sums = self.open.get(key)

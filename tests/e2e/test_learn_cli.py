@@ -74,7 +74,7 @@ def test_learn_prints_what_it_learned(trained):
     assert summary["trained on"] == "1 capture(s): polling_slow.pcap"
     assert summary["packets, events"] == "508, 501"
     assert summary["baseline"] == "2 pairs, 46 registers/nodes/DB bytes with value ranges, 5 periodic exchanges"
-    assert summary["model"].startswith("local_outlier_factor, 23 windows of 5 s, threshold -")
+    assert summary["model"].startswith("local_outlier_factor, 22 windows of 5 s, threshold -")
     assert summary["model"].endswith("(false-alarm rate 0.001)")
     assert summary["maturity"] == "watched 2 min in all, under 1 h: new pairs are medium, their new functions " \
                                   "or targets low"
