@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import csv
 import re
+import socket
 import struct
 import sys
 import tempfile
@@ -44,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.frames import renumber
+from bench.frames import readdress, renumber
 from bench.rules_on_public import PUBLIC, label_of
 from icsguard.analysis import decode, learn
 from icsguard.capture.files import CaptureError, Frame, read_capture
@@ -338,12 +339,17 @@ class Scratch:
 @dataclass(frozen=True)
 class Drift:
     """A benign change of the held-out normal traffic: its polling slower or faster
-    (``stretch``), or every client reconnecting each ``reconnect`` seconds."""
+    (``stretch``), every client reconnecting each ``reconnect`` seconds, or a second HMI doing
+    what the busiest client does, from an address of its own, learned with `learn --update`
+    (continuous recordings of Ethernet captures only)."""
     stretch: float = 1.0
     reconnect: float | None = None
+    second_client: bool = False       # the busiest client's traffic again from a new address, learned later
 
     @property
     def label(self) -> str:
+        if self.second_client:
+            return "drift: a second HMI, learned later"
         if self.reconnect is not None:
             return f"drift: reconnects every {self.reconnect:g} s"
         return "as captured" if self.stretch == 1.0 else f"drift: timestamps ×{self.stretch:g}"
@@ -621,6 +627,38 @@ def per_hour(alerts: int, hours: float) -> str:
     return f"{alerts} ({alerts / hours:.1f}/h)" if hours >= MIN_RATE_HOURS else f"{alerts}"
 
 
+def second_client_runs(network: Network, runs: list[Run], learned_for: list, train_paths: list[str], args,
+                       window: float | None, rules, scratch: Scratch) -> list[Run]:
+    """The held-out normal traffic with the busiest training client's traffic played again by a
+    second client, a new address, whose own training traffic was learned afterwards with
+    `learn --update`: nothing of it should be news. Networks with a site file are left out:
+    their roles would have to name the new HMI (the rules rightly flag a host they do not)."""
+    if network.sessions or network.site:
+        return []
+    training = [f for path in train_paths for f in read_capture(path) if f.link_type == 1]
+    busiest = Counter(e.src for e in decode(train_paths) if e.direction == "request").most_common(1)
+    if not training or not busiest or ":" in busiest[0][0]:
+        return []
+    old = socket.inet_aton(busiest[0][0])
+    new = old[:3] + bytes([(old[3] + 100) % 254 + 1])
+    learned, _ = learn(train_paths, estimator=args.estimator, window_seconds=window)
+    learned, _ = learn([scratch.capture([_readdressed(f, old, new) for f in training], "second-client-training")],
+                       learned)
+    changed = []
+    for run in runs:
+        if run.held is None:
+            continue
+        frames = [f for f in read_capture(str(PUBLIC / run.test.relative)) if f.link_type == 1]
+        both = sorted(frames + [_readdressed(f, old, new) for f in frames], key=lambda f: f.ts)
+        changed.append(run_test(scratch.capture(both, Path(run.test.relative).stem + "-two-clients"), run.test,
+                                learned, rules))
+    return changed
+
+
+def _readdressed(frame: Frame, old: bytes, new: bytes) -> Frame:
+    return Frame(frame.ts, frame.link_type, readdress(frame.data, old, new), frame.capture, frame.number)
+
+
 def print_maturity(cases: list[Drift], all_runs, drift_runs) -> None:
     """False alarms split by how long the baseline that judged the traffic was watched: the
     target holds for baselines watched an hour or more; younger ones grade their news down."""
@@ -681,6 +719,8 @@ def main() -> None:
                         help="time-stretch factors of the benign-drift cases (0.5: polling twice as fast; '' for none)")
     parser.add_argument("--reconnect", type=float, default=300.0,
                         help="also a case of every client reconnecting every so many seconds (0: none)")
+    parser.add_argument("--no-second-client", dest="second_client", action="store_false",
+                        help="leave out the case of a second HMI learned later")
     parser.add_argument("--estimator", default="isolation_forest", choices=ESTIMATORS)
     parser.add_argument("--window-seconds", type=float, default=None,
                         help="model window for every network (default: icsguard's, 10 s for the short lab captures)")
@@ -700,7 +740,8 @@ def main() -> None:
     if not chosen:
         sys.exit("no network matches --datasets")
     drifts = [Drift(float(x)) for x in args.drift.split(",") if x.strip()] + \
-        ([Drift(reconnect=args.reconnect)] if args.reconnect else [])
+        ([Drift(reconnect=args.reconnect)] if args.reconnect else []) + \
+        ([Drift(second_client=True)] if args.second_client else [])
     scratch = Scratch()
     shipped = load_rules()
     started = time.perf_counter()
@@ -743,8 +784,10 @@ def main() -> None:
                 runs[i] = run_test(str(PUBLIC / network.tests[i].relative), network.tests[i], learned_for_fold, rules)
         for drift in drifts:
             changed = []
+            if drift.second_client:
+                changed = second_client_runs(network, runs, learned_for, train_paths, args, window, rules, scratch)
             for run, learned_by in zip(runs, learned_for):
-                if run.held is None:
+                if run.held is None or drift.second_client:
                     continue
                 frames = list(read_capture(str(PUBLIC / run.test.relative)))
                 path = scratch.capture(frames, Path(run.test.relative).stem, drift)
