@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -90,15 +91,32 @@ def analyze_shard(job: ShardJob) -> ShardResult:
                        detection.take_drifts())
 
 
-# Loaded once per process: worker processes forked after the parent loaded them start with them
-# (a model file costs a third of a second to read and check); Dask's workers load their own.
-@functools.lru_cache(maxsize=2)
+# Loaded once per process and file version: worker processes forked after the parent loaded them
+# start with them (a model file costs a third of a second to read and check); Dask's workers
+# load their own.
 def _model(path: str) -> modelfile.LearnedModel:
+    return _loaded_model(path, _version(path))
+
+
+def _rules(rule_files: tuple[str, ...], site: str | None) -> RuleSet:
+    return _loaded_rules(rule_files, site, tuple(_version(p) for p in (*rule_files, *([site] if site else []))))
+
+
+def _version(path: str) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None              # (loading says what is wrong with it)
+    return found.st_mtime_ns, found.st_size
+
+
+@functools.lru_cache(maxsize=2)
+def _loaded_model(path: str, _version: tuple | None) -> modelfile.LearnedModel:
     return modelfile.load(path)
 
 
 @functools.lru_cache(maxsize=2)
-def _rules(rule_files: tuple[str, ...], site: str | None) -> RuleSet:
+def _loaded_rules(rule_files: tuple[str, ...], site: str | None, _versions: tuple) -> RuleSet:
     return load_rules(list(rule_files), load_site(site) if site else None)
 
 
