@@ -239,7 +239,6 @@ def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site
     learning = Learning(learned, site_file)
     stats = RunStats(captures=list(paths))
     error = None
-
     try:
         for event in decode(paths, stats=stats, conversations=True, progress=progress):
             learning.feed(event)

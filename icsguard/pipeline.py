@@ -6,8 +6,6 @@ pipeline only wires the stages together and keeps the run's statistics.
 
 from __future__ import annotations
 
-import socket
-import struct
 import time
 import zlib
 from collections import Counter
@@ -143,9 +141,18 @@ class Sharder:
         self.flows: dict[bytes, bool] = {}
 
     def plain(self, frame: Frame) -> bytes | None:
-        """The flow of a plain TCP frame that is neither SYN, FIN nor reset, else None."""
+        """The flow of a plain TCP frame that is neither SYN, FIN nor reset, else None. A SYN
+        starts a connection on its addresses and ports: their frames are decided afresh."""
         found = plain_tcp4(frame.link_type, frame.data)
-        return found[0] if found is not None and not found[1] & (TCP_SYN | TCP_FIN | TCP_RST) else None
+        if found is None:
+            return None
+        flow, flags = found
+        if flags & TCP_SYN:
+            if self.flows:
+                self.flows.pop(flow, None)
+                self.flows.pop(flow[4:8] + flow[:4] + flow[10:12] + flow[8:10], None)
+            return None
+        return None if flags & (TCP_FIN | TCP_RST) else flow
 
     def mine(self, segment: Segment, plain: bytes | None = None) -> bool:
         a, b = (segment.src, segment.sport), (segment.dst, segment.dport)
@@ -154,11 +161,6 @@ class Sharder:
         if flags & TCP_SYN:
             server = segment.src if flags & TCP_ACK else segment.dst
             remember(self.servers, key, server, self.capacity)
-            if self.flows and segment.transport == IPPROTO_TCP and ":" not in segment.src:
-                # a new connection on these addresses and ports: its frames are decided afresh
-                src, dst = socket.inet_aton(segment.src), socket.inet_aton(segment.dst)
-                self.flows.pop(src + dst + struct.pack("!HH", segment.sport, segment.dport), None)
-                self.flows.pop(dst + src + struct.pack("!HH", segment.dport, segment.sport), None)
         else:
             server = self.servers.get(key) or _server_by_port(segment)
         ours = zlib.crc32(server.encode()) % self.count == self.index

@@ -94,11 +94,18 @@ class Model:
         self.threshold, self._scorer = None, None
         if not self._learn_ranges():
             return
+        matrix = self._fit_scorer()
+        self.threshold = float(np.quantile(self._scorer.score_samples(matrix), self.false_alarm_rate))
+
+    def _fit_scorer(self):
+        """Fit the estimator on the training windows (an isolation forest kept as a Forest);
+        returns the windows as it saw them."""
+        import numpy as np
         matrix = self._standard(_shape_array(np.array(self.rows, dtype=float)))
         estimator = _estimator(self.estimator)
         estimator.fit(matrix)
         self._scorer = Forest.from_estimator(estimator) if self.estimator == "isolation_forest" else estimator
-        self.threshold = float(np.quantile(self._scorer.score_samples(matrix), self.false_alarm_rate))
+        return matrix
 
     def _learn_ranges(self) -> bool:
         """Each feature's learned range, centre and spread; False with too few windows for a model."""
@@ -132,9 +139,7 @@ class Model:
         if not len(candidates):
             return []
         if self._scorer is None:            # a model file without a forest: fitted the first time it is needed
-            estimator = _estimator(self.estimator)
-            estimator.fit(self._standard(_shape_array(np.array(self.rows, dtype=float))))
-            self._scorer = estimator
+            self._fit_scorer()
         scores = self._scorer.score_samples(self._standard(shaped[candidates]))
         found = []
         for index, score in zip(candidates, scores):
