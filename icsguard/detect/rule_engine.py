@@ -9,11 +9,13 @@ exceptions from one source in 60 s") keep their state per group, bounded.
 from __future__ import annotations
 
 from collections import deque
+from operator import itemgetter
+from typing import Any, Callable
 
 from icsguard.bounded import remember
 from icsguard.budget import Budget
 from icsguard.detect.folding import Alert, Finding, Folding, compact
-from icsguard.detect.rules import Rule, RuleSet, resolve
+from icsguard.detect.rules import COMMON_INDEX, MISSING, Rule, RuleSet, resolve
 from icsguard.events import Event, hashable
 
 
@@ -29,6 +31,7 @@ class RuleDetector:
         self.max_groups = budget.entries("rule_groups")
         self.groups: dict[tuple, deque | dict] = {}
         self.findings: dict[str, Finding] = {}
+        self.keys: dict[str, tuple[Callable, Callable | None]] = {}    # rule id -> (group key, distinct value)
 
     @property
     def matches(self) -> int:
@@ -59,7 +62,11 @@ class RuleDetector:
         """Whether this match makes ``count`` within ``seconds`` for its group (or, with
         ``distinct``, is a new value that makes ``count`` different values of that field)."""
         threshold = rule.threshold
-        group = (rule.id, *(hashable(resolve(event, tuple(name.split(".")))) for name in threshold.by))
+        keys = self.keys.get(rule.id)
+        if keys is None:
+            keys = self.keys[rule.id] = (values_of(threshold.by),
+                                         values_of((threshold.distinct,)) if threshold.distinct else None)
+        group = (rule.id, keys[0](event))
         state = self.groups.get(group)
         if state is None:
             state = {} if threshold.distinct else deque(maxlen=threshold.count)
@@ -68,7 +75,7 @@ class RuleDetector:
         if threshold.distinct is None:
             state.append(event.ts)
             return len(state) == threshold.count and state[0] >= horizon
-        value = hashable(resolve(event, tuple(threshold.distinct.split("."))))
+        value = keys[1](event)
         new = state.pop(value, None) is None
         state[value] = event.ts                       # newest last
         while state and next(iter(state.values())) < horizon:
@@ -76,6 +83,18 @@ class RuleDetector:
         while len(state) > threshold.count * 4:       # enough to know the count is reached
             del state[next(iter(state))]
         return new and len(state) >= threshold.count  # each further new value counts once
+
+
+def values_of(names: tuple[str, ...]) -> Callable[[Event], Any]:
+    """What a threshold groups by, or counts distinct, as one function of the event: a
+    common field straight from the Event's tuple, any other through its path."""
+    if all(name in COMMON_INDEX for name in names):
+        return itemgetter(*(COMMON_INDEX[name] for name in names))
+    if len(names) == 1 and "." not in names[0]:
+        name = names[0]
+        return lambda event: hashable(event.fields.get(name, MISSING))
+    paths = [tuple(name.split(".")) for name in names]
+    return lambda event: tuple(hashable(resolve(event, path)) for path in paths)
 
 
 def actors(event: Event) -> tuple[str, str]:

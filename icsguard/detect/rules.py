@@ -65,7 +65,7 @@ FIELDS = frozenset(COMMON_FIELDS) | PROTOCOL_FIELDS
 COMMON_INDEX = {name: index for index, name in enumerate(COMMON_FIELDS)}     # an Event's tuple position
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _MITRE = re.compile(r"^T0\d{3}(\.\d{3})?$")
-_MISSING = object()
+MISSING = object()
 
 Predicate = Callable[[Any, Event], bool]
 
@@ -148,7 +148,7 @@ class _Group:
     one look-up per field the rules test, however many rules there are."""
 
     def __init__(self, alternatives: list[_Alternative]) -> None:
-        self.fields: dict[str, tuple[dict, list]] = {}      # name -> (answers per value, [(bit, test)])
+        tests: dict[str, list] = {}                         # field name -> [(bit, test)]
         self.plain: list[tuple[int, int, Rule]] = []        # (need, order, rule)
         self.extra: list[tuple[int, int, Rule, Callable[[Event], bool]]] = []
         self.order: dict[str, int] = {alt.rule.id: alt.order for alt in alternatives}
@@ -158,7 +158,7 @@ class _Group:
             need, others = 0, []
             for c in alt.rest:
                 if len(c.path) == 1 and c.value_only:
-                    self.fields.setdefault(c.path[0], ({}, []))[1].append((bit, c.test))
+                    tests.setdefault(c.path[0], []).append((bit, c.test))
                     need |= bit
                     bit <<= 1
                 else:
@@ -167,29 +167,31 @@ class _Group:
                 self.extra.append((need, alt.order, alt.rule, _compile(others)))
             else:
                 self.plain.append((need, alt.order, alt.rule))
+        # per field tested: [name, its position in an Event when common, answers per value, its tests]
+        self.tested = [[name, COMMON_INDEX.get(name), {}, each] for name, each in tests.items()]
 
     def matching(self, event: Event) -> list[Rule]:
         mask = 0
-        if self.fields:
-            carried = event.fields
-            for name, (answers, tests) in self.fields.items():
-                value = carried.get(name, _MISSING)        # as in the event's JSON: its fields over the common
-                if value is _MISSING and name in COMMON_INDEX:
-                    value = event[COMMON_INDEX[name]]
-                kind = value.__class__
-                key = value if kind is str or kind is int or kind is float else _answer_key(value)
-                bits = answers.get(key) if key is not None else None
-                if bits is None:
-                    bits = 0
-                    for bit, test in tests:
-                        if test(value, event):
-                            bits |= bit
-                    if key is not None and answers is not _UNREMEMBERED:
-                        if len(answers) >= MAX_FIELD_ANSWERS:
-                            self.fields[name] = (_UNREMEMBERED, tests)
-                        else:
-                            answers[key] = bits
-                mask |= bits
+        carried = event.fields
+        for tested in self.tested:
+            name, index, answers, tests = tested
+            value = carried.get(name, MISSING)        # as in the event's JSON: its fields over the common
+            if value is MISSING and index is not None:
+                value = event[index]
+            kind = value.__class__
+            key = value if kind is str or kind is int or kind is float or value is MISSING else _answer_key(value)
+            bits = answers.get(key) if key is not None else None
+            if bits is None:
+                bits = 0
+                for bit, test in tests:
+                    if test(value, event):
+                        bits |= bit
+                if key is not None and answers is not _UNREMEMBERED:
+                    if len(answers) >= MAX_FIELD_ANSWERS:
+                        tested[2] = _UNREMEMBERED
+                    else:
+                        answers[key] = bits
+            mask |= bits
         found = self.matches.get(mask)
         if found is None:
             found = self._plain(mask)
@@ -220,7 +222,7 @@ def _answer_key(value: Any) -> Any:
     scalar, a list of scalars (a PDU's registers) as a tuple, otherwise None (not
     remembered). Booleans are keyed apart from the numbers they equal."""
     kind = value.__class__
-    if kind is str or kind is int or kind is float or value is _MISSING:
+    if kind is str or kind is int or kind is float or value is MISSING:
         return value
     if kind is bool:
         return (bool, value)
@@ -312,14 +314,14 @@ def _compile(conditions: list[Condition]) -> Callable[[Event], bool]:
 
 def resolve(event: Event, path: tuple[str, ...]) -> Any:
     """A field's value, following a dotted path into mappings and through lists."""
-    value = event.get(path[0], _MISSING)
+    value = event.get(path[0], MISSING)
     for key in path[1:]:
         if isinstance(value, dict):
-            value = value.get(key, _MISSING)
+            value = value.get(key, MISSING)
         elif isinstance(value, (list, tuple)):
             value = [item.get(key) for item in value if isinstance(item, dict) and key in item]
         else:
-            return _MISSING
+            return MISSING
     return value
 
 
@@ -492,7 +494,7 @@ def _literal_values(operator: str, operand: Any) -> frozenset | None:
 
 
 def _show(value: Any) -> str:
-    text = "missing" if value is _MISSING else repr(value)
+    text = "missing" if value is MISSING else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -504,7 +506,7 @@ def _elements(value) -> list:
 
 def _any_element(test: Callable[[Any], bool]) -> Predicate:
     def check(value, event):
-        if value is _MISSING or value is None:
+        if value is MISSING or value is None:
             return False
         return any(test(v) for v in _elements(value))
     return check
@@ -512,7 +514,7 @@ def _any_element(test: Callable[[Any], bool]) -> Predicate:
 
 def _equals(operand, site, check_groups) -> Predicate:
     if isinstance(operand, list):
-        return lambda value, event: value is not _MISSING and list(_elements(value)) == operand
+        return lambda value, event: value is not MISSING and list(_elements(value)) == operand
     return _any_element(lambda v: v == operand)
 
 
@@ -581,7 +583,7 @@ def _membership(inside: bool):
         member = _members(operand, site, check_groups)
 
         def check(value, event):
-            if value is _MISSING or value is None:
+            if value is MISSING or value is None:
                 return False
             return any(member(v, event) for v in _elements(value)) == inside
         return check
@@ -619,7 +621,7 @@ def _regex(operand, site, check_groups) -> Predicate:
 def _exists(operand, site, check_groups) -> Predicate:
     if not isinstance(operand, bool):
         raise ValueError("exists is true or false")
-    return lambda value, event: (value is not _MISSING and value is not None) == operand
+    return lambda value, event: (value is not MISSING and value is not None) == operand
 
 
 def _contains(operand, site, check_groups) -> Predicate:

@@ -42,6 +42,15 @@ def plain_tcp4(link_type: int, data: bytes) -> tuple[bytes, int] | None:
     no VLAN tag, not a fragment, every length fitting. None for any other frame. A reader that
     only needs to know whose flow a frame is (a shard passing over other shards' traffic) can
     stop there."""
+    where = _plain_tcp4_at(link_type, data)
+    if where is None:
+        return None
+    tcp = where[0]
+    return data[26:34] + data[tcp:tcp + 4], data[tcp + 13]
+
+
+def _plain_tcp4_at(link_type: int, data: bytes) -> tuple[int, int, int] | None:
+    """Where a plain TCP frame (see plain_tcp4) has its TCP header, its payload and its end."""
     if link_type != LINK_ETHERNET or len(data) < 54 or data[12] != 8 or data[13] or data[23] != IPPROTO_TCP \
             or data[14] >> 4 != 4 or data[20] & 0x3F or data[21]:
         return None
@@ -53,7 +62,7 @@ def plain_tcp4(link_type: int, data: bytes) -> tuple[bytes, int] | None:
     offset = (data[tcp + 12] >> 4) * 4
     if offset < 20 or offset > total - header:
         return None
-    return data[26:34] + data[tcp:tcp + 4], data[tcp + 13]
+    return tcp, tcp + offset, 14 + total
 
 
 def _ntop4(raw: bytes) -> str:
@@ -94,6 +103,12 @@ class NetStack:
         self.fragments = FragmentReassembler(self.counters)
 
     def decode(self, ts: float, link_type: int, data: bytes) -> Segment | None:
+        plain = _plain_tcp4_at(link_type, data)
+        if plain is not None:            # most of a plant's frames: straight from the frame, one copy
+            tcp, payload, end = plain
+            sport, dport, seq, ack, _, flags = _tcp_header.unpack_from(data, tcp)
+            return Segment(_ntop4(data[26:30]), sport, _ntop4(data[30:34]), dport, seq, ack, flags,
+                           data[payload:end], data[6:12])
         mac = None
         if link_type == LINK_ETHERNET:
             if len(data) < 14:

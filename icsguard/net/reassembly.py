@@ -157,8 +157,13 @@ class Reassembler:
             return out
         if flags & TCP_ACK:
             self._acked(conn, (seg.dst, seg.dport), seg.ack, out)
-        if seg.payload:
-            self._data(ts, conn, side, direction, seg.seq, seg.payload, out)
+        payload = seg.payload
+        if payload:
+            if seg.seq == direction.next_seq and not direction.pending:      # in order: the usual case
+                out.append(Chunk(DATA, conn, side, payload, origin))
+                direction.next_seq = seq_add(seg.seq, len(payload))
+            else:
+                self._data(ts, conn, side, direction, seg.seq, payload, out)
         if flags & TCP_FIN:
             direction.fin = True
         # ended: reset, or both sides finished with nothing left to deliver (what still comes,

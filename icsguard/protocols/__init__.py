@@ -63,7 +63,7 @@ class _Claimed:
     """A connection being decoded: a framer per direction, the protocol's session, and —
     until it is known which side is the client — the PDUs waiting for that answer."""
     __slots__ = ("analyzer", "session", "client", "framers", "unoriented", "unoriented_bytes", "partial", "pdus_key",
-                 "malformed_key")
+                 "malformed_key", "ends")
 
     def __init__(self, analyzer: ModuleType, session, client: tuple | None):
         self.analyzer = analyzer
@@ -75,6 +75,7 @@ class _Claimed:
         self.partial: dict[tuple, int] = {}      # side -> bytes of the fragments of a unit not complete yet
         self.pdus_key = f"{analyzer.NAME}.pdus"
         self.malformed_key = f"{analyzer.NAME}.malformed"
+        self.ends: dict[tuple, tuple] = {}       # side -> (sent by the client, src, sport, dst, dport), once oriented
 
 
 class ProtocolStage:
@@ -221,9 +222,10 @@ class ProtocolStage:
         """Events of PDUs one side sent in one packet; a PDU that is only part of a larger
         unit (a COTP fragment) gives none yet."""
         decode = state.session.decode
-        from_client = side == state.client
-        src, sport = side
-        dst, dport = conn.peer(side)
+        ends = state.ends.get(side)
+        if ends is None:
+            ends = state.ends[side] = (side == state.client, *side, *conn.peer(side))
+        from_client, src, sport, dst, dport = ends
         flow = conn.flow_id
         events = []
         partial = state.partial

@@ -35,6 +35,8 @@ class PduFramer:
 
     def feed(self, data: bytes) -> list[bytes]:
         """PDUs completed by these bytes; header problems are left in ``problems``."""
+        if not self.buffer and self.in_step and self.rule(data, 0, False) == len(data):
+            return [data]           # the usual case: one whole PDU in one segment
         if self.buffer:
             data = self.buffer + data
         rule = self.rule

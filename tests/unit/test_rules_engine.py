@@ -183,8 +183,9 @@ def test_a_field_of_too_many_values_is_tested_each_time_not_remembered():
     for port in range(20_000, 20_000 + rules_module.MAX_FIELD_ANSWERS + 500):
         assert "generic.unusual_port" not in [r.id for r in rules.matching(poll(port))]
     group = rules._groups[("modbus", "read_holding_registers", "request")]
-    assert group.fields["sport"][0] is rules_module._UNREMEMBERED
-    assert sum(len(answers) for answers, _ in group.fields.values()) < 100
+    answers = {name: remembered for name, _, remembered, _ in group.tested}
+    assert answers["sport"] is rules_module._UNREMEMBERED
+    assert sum(len(remembered) for remembered in answers.values()) < 100
     assert "generic.unusual_port" in [r.id for r in rules.matching(poll(30_000, 503))]
 
 
