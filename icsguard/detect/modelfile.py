@@ -18,6 +18,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from icsguard.detect.baseline import Baseline, optional_time
 from icsguard.detect.model import Model
 
@@ -83,13 +85,11 @@ def load(path: str | Path) -> LearnedModel:
     """A model file read, verified and made ready to detect; ModelFileError otherwise."""
     name = str(path)
     try:
-        envelope = json.loads(_unpacked(path, name))
+        envelope = _parsed(_unpacked(path, name), name)
     except FileNotFoundError:
         raise ModelFileError(f"{name}: no such model file") from None
     except IsADirectoryError:
         raise ModelFileError(f"{name}: is a folder, not a model file") from None
-    except RecursionError:
-        raise ModelFileError(f"{name}: JSON nested too deep: not a model file icsguard made") from None
     except (gzip.BadGzipFile, EOFError, zlib.error, UnicodeDecodeError, json.JSONDecodeError, OSError):
         raise ModelFileError(f"{name}: not an icsguard model file (not gzip'd JSON, or cut short)") from None
     if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
@@ -102,7 +102,7 @@ def load(path: str | Path) -> LearnedModel:
     if not isinstance(text, str) or digest != "sha256:" + hashlib.sha256(text.encode()).hexdigest():
         raise ModelFileError(f"{name}: corrupt model file (its digest does not match its contents)")
     try:
-        body = json.loads(text)
+        body = _parsed(text, name)
         training = body["training"]
         learned = LearnedModel(
             Baseline.from_json(body["baseline"]), Model.from_json(body["model"]),
@@ -113,11 +113,20 @@ def load(path: str | Path) -> LearnedModel:
             {(str(ip), str(proto), str(attribute)): set(map(str, values))
              for ip, proto, attribute, values in body.get("identities", [])},
             list(map(str, body.get("digests", []))))
-    except RecursionError:
-        raise ModelFileError(f"{name}: JSON nested too deep: not a model file icsguard made") from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(f"{name}: unusable model file ({exc})") from None
     return learned
+
+
+def _parsed(text: bytes | str, name: str) -> Any:
+    """JSON as orjson reads it (several times faster than json for a model's arrays); JSON
+    nested deeper than it follows is no model file icsguard made."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc):
+            raise ModelFileError(f"{name}: JSON nested too deep: not a model file icsguard made") from None
+        raise
 
 
 def _unpacked(path: str | Path, name: str) -> bytes:

@@ -12,6 +12,7 @@ from functools import lru_cache
 from netaddr import EUI
 from netaddr.core import NotRegisteredError
 
+from icsguard.bounded import remember
 from icsguard.budget import Budget
 from icsguard.events import CONVERSATIONS, SERVER_PORTS, Event, function_kind, refused
 
@@ -107,6 +108,7 @@ class Inventory:
         self.dropped_pairs = 0
         self.changed_pairs: set[tuple] = set()     # since the last take_changes()
         self.changed_assets: set[str] = set()
+        self.parties: dict[tuple, tuple] = {}      # communication -> see _parties
 
     def feed(self, event: Event) -> None:
         request = event.direction == "request"
@@ -114,13 +116,14 @@ class Inventory:
         client, server = (event.src, event.dst) if from_client else (event.dst, event.src)
         port = event.dport if from_client else event.sport
         key = (client, server, port, event.proto, event.function)
-        comm = self.pairs.get(key)
-        if comm is None:
-            if len(self.pairs) >= self.max_pairs:
-                self.dropped_pairs += 1
+        parties = self.parties.get(key)
+        if parties is None:
+            parties = self._parties(key, event)
+            if parties is None:
                 return
-            comm = self.pairs[key] = Communication(first_seen=event.ts)
-        comm.last_seen = event.ts
+        comm, client_asset, server_asset, writes, engineering = parties
+        ts = event.ts
+        comm.last_seen = ts
         self.changed_pairs.add(key)
         fields = event.fields
         if "malformed" in fields:
@@ -131,34 +134,54 @@ class Inventory:
             comm.responses += 1
             if refused(fields):
                 comm.exceptions += 1
-        if event.proto in CONVERSATIONS:        # who talks to whom, but no clue to a role
+        if client_asset is None:        # a conversation (who talks to whom, but no clue to a role), or no room
             return
-        self._asset(client, event, False, from_client and request, port)
-        self._asset(server, event, not from_client, False, port)
+        client_asset.last_seen = server_asset.last_seen = ts
+        self.changed_assets.add(client)
+        self.changed_assets.add(server)
+        if not from_client:
+            server_asset.serves += 1
+            server_asset.served_ports.add(port)
+            if ("cpu_info" in fields or "objects" in fields) and event.proto in ("s7comm", "modbus"):
+                server_asset.controller_identity = True
+        elif request:
+            client_asset.requests += 1
+            client_asset.writes += writes
+            client_asset.engineering += engineering
 
-    def _asset(self, ip: str, event: Event, sent_as_server: bool, asked: bool, port: int) -> None:
-        """``sent_as_server``: this host sent the PDU from its server port; ``asked``: it sent a
-        request as the client."""
+    def _parties(self, key: tuple, event: Event) -> tuple | None:
+        """A communication's record, its client's and server's assets and what a request of
+        its function counts as (a write, engineering), made when it is first seen; None when
+        the budget has no room for the communication, no assets when it has none for one of
+        them (both counted as dropped)."""
+        client, server, port, proto, function = key
+        comm = self.pairs.get(key)
+        if comm is None:
+            if len(self.pairs) >= self.max_pairs:
+                self.dropped_pairs += 1
+                return None
+            comm = self.pairs[key] = Communication(first_seen=event.ts)
+        if proto in CONVERSATIONS:
+            parties = (comm, None, None, 0, 0)
+        else:
+            client_asset, server_asset = self._asset(client, event), self._asset(server, event)
+            if client_asset is None or server_asset is None:
+                return comm, None, None, 0, 0        # counted, not remembered: asked again next time
+            client_asset.protocols.add(proto)
+            server_asset.protocols.add(proto)
+            parties = (comm, client_asset, server_asset, int(function_kind(function) == "write"),
+                       int(is_engineering(function)))
+        remember(self.parties, key, parties, self.max_pairs)
+        return parties
+
+    def _asset(self, ip: str, event: Event) -> Asset | None:
         asset = self.assets.get(ip)
         if asset is None:
             if len(self.assets) >= self.max_assets:
                 self.dropped_assets += 1
-                return
+                return None
             asset = self.assets[ip] = Asset(ip, first_seen=event.ts)
-        asset.last_seen = event.ts
-        asset.protocols.add(event.proto)
-        self.changed_assets.add(ip)
-        if sent_as_server:
-            asset.serves += 1
-            asset.served_ports.add(port)
-            if event.proto in ("s7comm", "modbus") and ("cpu_info" in event.fields or "objects" in event.fields):
-                asset.controller_identity = True
-        elif asked:
-            asset.requests += 1
-            if function_kind(event.function) == "write":
-                asset.writes += 1
-            if is_engineering(event.function):
-                asset.engineering += 1
+        return asset
 
     def take_changes(self, hosts: dict[str, str]) -> tuple[list[tuple[tuple, Communication]], list[Asset]]:
         """The communications and assets changed since the last call, assets with the MAC
