@@ -111,13 +111,13 @@ class Detection:
         if health is not None:
             self.detectors.append(health)
         self.sources = [source for source in (health, evidence) if source is not None]
+        self.feeds = [self.inventory.feed] + [each.feed for each in self.detectors]
         stats.counters["rules.active"] = len(self.rules.rules.rules)
         stats.counters["rules.need_site_file"] = len(self.rules.rules.inactive)
 
     def feed(self, event: Event) -> None:
-        self.inventory.feed(event)
-        for each in self.detectors:
-            each.feed(event)
+        for feed in self.feeds:
+            feed(event)
 
     def flush(self) -> None:
         for each in self.detectors:

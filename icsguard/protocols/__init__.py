@@ -204,7 +204,8 @@ class ProtocolStage:
                 state.unoriented_bytes += held
                 return events
             return events + self._orient(state, conn, client or _guess_client(conn))
-        return events + self._emit(state, conn, side, pdus, ts, capture, frame)
+        emitted = self._emit(state, conn, side, pdus, ts, capture, frame)
+        return events + emitted if events else emitted
 
     def _orient(self, state: _Claimed, conn: Connection, client: tuple) -> list[Event]:
         """The client is known now: decode the PDUs that waited for it."""
