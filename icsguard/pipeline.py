@@ -82,12 +82,11 @@ class Pipeline:
                 if progress is not None:
                     progress(frame)
                 plain = sharder.plain(frame) if sharder is not None else None
+                known = None
                 if plain is not None:
                     known = sharder.flows.get(plain)
                     if known is False:
                         continue                   # another shard's connection, known as such
-                    if known:
-                        plain = None               # ours, known as such: nothing to remember
                 try:
                     segment = decode(frame.ts, frame.link_type, frame.data)
                 except UnsupportedLink as exc:     # a pcapng interface added mid-file
@@ -100,8 +99,8 @@ class Pipeline:
                 if mac and macs.get(segment.src) != mac and (segment.src in macs or len(macs) < self.max_hosts):
                     macs[segment.src] = mac
                     hosts[segment.src] = mac.hex(":")
-                if sharder is not None and not sharder.mine(segment, plain):
-                    continue
+                if sharder is not None and not known and not sharder.mine(segment, plain):
+                    continue                       # (ours, known as such: nothing to work out)
                 if see is not None:
                     started = see(frame.ts, segment, frame.capture, frame.number)
                     if started is not None:

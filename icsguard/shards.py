@@ -124,8 +124,8 @@ def run_shards(work: Callable[[Any], Any], jobs: list, scheduler: str | None) ->
     """``work`` on each job, on worker processes, or on a Dask cluster (``local``: one started
     here for the run)."""
     if scheduler is None:
-        with concurrent.futures.ProcessPoolExecutor(max_workers=len(jobs)) as pool:
-            return list(pool.map(work, jobs))
+        with long_run_collection(), concurrent.futures.ProcessPoolExecutor(max_workers=len(jobs)) as pool:
+            return list(pool.map(work, jobs))     # (the parent's heap frozen: forked workers need not copy it)
     from dask.distributed import Client, LocalCluster
     if scheduler == "local":
         with LocalCluster(n_workers=len(jobs), threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \

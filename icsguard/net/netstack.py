@@ -46,7 +46,7 @@ def plain_tcp4(link_type: int, data: bytes) -> tuple[bytes, int] | None:
     if where is None:
         return None
     tcp = where[0]
-    return data[26:34] + data[tcp:tcp + 4], data[tcp + 13]
+    return data[26:38] if tcp == 34 else data[26:34] + data[tcp:tcp + 4], data[tcp + 13]
 
 
 def _plain_tcp4_at(link_type: int, data: bytes) -> tuple[int, int, int] | None:
