@@ -43,7 +43,7 @@ class Row(NamedTuple):
     values: tuple[float, ...]        # in FEATURES order
 
 
-@dataclass
+@dataclass(slots=True)
 class _Sums:
     pdus: int = 0
     bytes: int = 0

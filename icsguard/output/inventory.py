@@ -28,7 +28,7 @@ CONTROLLER_PORTS = SERVER_PORTS - {4840}     # S7 and Modbus: served by controll
 GATEWAY_IPS = 3       # a MAC in front of this many IPs is a router's or a gateway's, not theirs
 
 
-@dataclass
+@dataclass(slots=True)
 class Communication:
     requests: int = 0
     responses: int = 0
@@ -38,7 +38,7 @@ class Communication:
     last_seen: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Asset:
     ip: str
     mac: str | None = None
