@@ -456,6 +456,8 @@ class BaselineDetector:
         self.quiet: dict[tuple, None] = {}                     # PDUs' values known to be in range
         self.valued = {(server, proto) for server, proto, _ in baseline.values}
         self.checked: dict[tuple, None] = {}                   # requests whose targets were all learned
+        # requests without values found known, as a whole -> (pair, pair watched, periodic exchange)
+        self.steady: dict[tuple, tuple] = {}
         # (client, server, proto, function) -> [learned period, latest pace, first and last seen]:
         # pollers off their period within PACE_BAND, noted, not alerted; those changed since take_drifts
         self.drifts: dict[tuple, list[float]] = {}
@@ -486,6 +488,15 @@ class BaselineDetector:
         conversation = event.proto in CONVERSATIONS
         if not request and conversation:
             return []
+        if request and not conversation:
+            channel = self.targets.channel(event)
+            steady = self.steady.get(channel)
+            if steady is not None:          # asked before and known: only its pace is left to follow
+                pair, watched, watch = steady
+                if watched:
+                    self.active[pair] = event.ts
+                found = self._check_period(event, channel, watch) if watch is not None else []
+                return self._briefly_learned(pair, found) if found else found
         client, server = (event.src, event.dst) if request else (event.dst, event.src)
         known = peer(client, server) if conversation else server
         pair = (client, known, event.proto)
@@ -509,16 +520,23 @@ class BaselineDetector:
             found = []
         if conversation:
             return self._briefly_learned(pair, found) if found else found
-        found += self._check_values(event, client, server)       # whoever asks, a register keeps its range
-        if request and pair in self.watched:
+        layout, stated = self.targets.slots(event)
+        if layout is not None:                     # whoever asks, a register keeps its range
+            found += self._check_values(event, client, server, layout, stated)
+        watched = request and pair in self.watched
+        if watched:
             self.active[pair] = event.ts
         if request and not found:
-            channel = self.targets.channel(event)
             if channel not in self.checked:          # the same request again: its targets are known
                 found += self._check_targets(event)
                 if not found:
                     remember(self.checked, channel, None, MAX_CHANNELS)
-            found += self._check_period(event, channel)
+            watch = self.watch.get(channel)
+            if not found and layout is None and function_kind(event.function) != "write":
+                # a read (or control) request without values: the same answer next time
+                remember(self.steady, channel, (pair, watched, watch), MAX_CHANNELS)
+            if watch is not None:
+                found += self._check_period(event, channel, watch)
         return self._briefly_learned(pair, found) if found else found
 
     def _briefly_learned(self, pair: tuple, found: list) -> list[tuple[Finding, str, str, str]]:
@@ -544,13 +562,11 @@ class BaselineDetector:
                          f"{event.function} on {at}: never accessed by {event.src} on {event.dst}")]
         return []
 
-    def _check_values(self, event: Event, src: str, dst: str) -> list[tuple[Finding, str, str, str]]:
-        """Values against their learned ranges and rates. Polls repeat the same values: the
-        same values in the same layout, once found in range with no rate to follow, are not
-        looked at again."""
-        layout, stated = self.targets.slots(event)
-        if layout is None:
-            return []
+    def _check_values(self, event: Event, src: str, dst: str, layout: tuple,
+                      stated: Any) -> list[tuple[Finding, str, str, str]]:
+        """Values (as Targets.slots states them) against their learned ranges and rates. Polls
+        repeat the same values: the same values in the same layout, once found in range with
+        no rate to follow, are not looked at again."""
         server = event.dst if event.direction == "request" else event.src
         if (server, event.proto) not in self.valued:
             return []
@@ -607,12 +623,9 @@ class BaselineDetector:
         return key, known.low - margin, known.high + margin, \
             0.0 if holder[0] == "s7" else RATE_FACTOR * known.max_rate
 
-    def _check_period(self, event: Event, key: tuple) -> list[tuple[Finding, str, str, str]]:
+    def _check_period(self, event: Event, key: tuple, watch: _Watch) -> list[tuple[Finding, str, str, str]]:
         """Every PERIOD_WINDOW intervals, their mean and median against the learned period; a
         change is reported once, until the exchange is back within PACE_BAND of its period."""
-        watch = self.watch.get(key)
-        if watch is None:
-            return []
         watch.silent = False
         last, recent, period = watch.last, watch.recent, watch.period
         watch.last = event.ts
