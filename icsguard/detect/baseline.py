@@ -401,6 +401,21 @@ def _watch(watched: dict[tuple, list[float]], pair: tuple, ts: float) -> None:
         seen[1] = ts
 
 
+# what every connection of a protocol opens or closes with: on a pair learned after its
+# connection was up (learning began mid-session), a reconnect, not a new function
+CONNECTING = {
+    "opcua": frozenset({"Hello", "OpenSecureChannel", "OpenSecureChannelRequest", "GetEndpointsRequest",
+                        "CreateSessionRequest", "ActivateSessionRequest", "CloseSessionRequest",
+                        "CloseSecureChannel", "CloseSecureChannelRequest"}),
+    "s7comm": frozenset({"setup_communication"}),
+}
+
+
+def _reconnecting(proto: str, function: str) -> bool:
+    connecting = CONNECTING.get(proto)
+    return connecting is not None and function in connecting
+
+
 def _announced(known: str, service: str, learned: dict[str, int]) -> bool:
     """An announcement to the local network by a host that learned to announce itself."""
     return known == LOCAL and service in ANNOUNCEMENTS and not ANNOUNCEMENTS.isdisjoint(learned)
@@ -510,7 +525,7 @@ class BaselineDetector:
                       f"{client} never sent {event.proto} to {known} while learning "
                       f"({event.proto} {event.function}{where})")]
         elif request and event.function not in functions and \
-                not _announced(known, event.function, functions):
+                not _announced(known, event.function, functions) and not _reconnecting(event.proto, event.function):
             # (only requests: responses name functions their own way)
             used = ", ".join(sorted(functions)[:8])
             finding = _READING if function_kind(event.function) == "read" else _FINDINGS["new_function"]
@@ -641,8 +656,11 @@ class BaselineDetector:
         middle, now = statistics.median(recent), sum(recent) / len(recent)
         recent.clear()
         low, high = period / PACE_BAND, period * PACE_BAND
-        if low <= now <= high and low <= middle <= high and not 1 / DRIFT_NOTED < middle / period < DRIFT_NOTED:
-            self._note_drift(key[:4], period, middle, event.ts)
+        if low <= now <= high and low <= middle <= high:
+            # a poller that drifted slower may pause as many of its own periods as it learned to
+            watch.wait = max(watch.learned_wait, SILENCE_PERIODS * middle)
+            if not 1 / DRIFT_NOTED < middle / period < DRIFT_NOTED:
+                self._note_drift(key[:4], period, middle, event.ts)
         if low <= now <= high or low <= middle <= high or (middle < period) != (now < period):
             watch.changed = False
             return []
@@ -685,11 +703,12 @@ class BaselineDetector:
 
 class _Watch:
     """A periodic exchange as this run sees it."""
-    __slots__ = ("period", "wait", "last", "recent", "changed", "silent")
+    __slots__ = ("period", "learned_wait", "wait", "last", "recent", "changed", "silent")
 
     def __init__(self, period: float, wait: float):
         self.period = period
-        self.wait = wait                   # silent after this long without it
+        self.learned_wait = wait           # silent after this long without it, as learned,
+        self.wait = wait                   # ... or as long as the pace it keeps within the band
         self.last: float | None = None
         self.recent: list[float] = []      # intervals since the last comparison
         self.changed = False               # off its period, reported

@@ -127,6 +127,25 @@ def test_drift_within_the_band_is_noted_not_alerted():
     assert [f.rule for f, *_ in found] == ["baseline.period_change"] and noted == []
 
 
+def test_a_poller_drifted_slower_may_pause_as_long_as_its_own_pace_allows():
+    """Learned at 1 s, an exchange is silent after 10 s without it. Drifted to 3 s, a pause of
+    14 s (a reconnect) is five of its own periods at most, not a silence; stopping still is."""
+    def poll(ts, client):
+        return Event(ts, "modbus", client, 40000, PLC, 502, "request", "read_coils", 1, "", "x.pcap", 1,
+                     {"unit_id": 1, "address": 0, "quantity": 8})
+    baseline = Baseline()
+    for second in range(60):
+        baseline.learn(poll(1000.0 + second, HMI), TARGETS)
+        baseline.learn(poll(1000.5 + second, HISTORIAN), TARGETS)
+    detector = BaselineDetector(baseline)
+    hmi = [2000.0 + 3 * n for n in range(40)] + [2131.0 + 3 * n for n in range(10)]
+    historian = [2000.5 + n for n in range(200)]
+    alerts = [a for ts, client in sorted([(t, HMI) for t in hmi] + [(t, HISTORIAN) for t in historian])
+              for a in detector.feed(poll(ts, client))] + detector.flush()
+    assert [(a.rule, a.src) for a in alerts] == [("baseline.channel_silent", HMI)]
+    assert alerts[0].ts > 2158.0 + 15          # found after the last poll and five of its periods
+
+
 def test_learning_goes_on_with_the_pace_the_poller_keeps():
     """An exchange's period is the median of its latest intervals: learned at 1 s, then
     updated with an hour at 3 s, it is a 3 s poll."""
@@ -401,3 +420,25 @@ def test_a_baseline_watched_for_minutes_grades_a_new_pair_down():
     found = BaselineDetector(baseline).findings(request(5000.0, ROGUE))
     assert [(f.rule, f.severity) for f, *_ in found] == [("baseline.new_talker", "medium")]
 
+
+
+@pytest.mark.usefixtures("watched_long")
+def test_a_reconnect_of_a_client_learned_mid_session_is_not_news():
+    """Learning began while the historian's OPC UA session was up, so it saw reads only. Its
+    reconnect later (a new secure channel and session) opens with functions every connection
+    opens with: on its learned pair they are no new function; a write still is, and the same
+    handshake from a host never seen is a new talker."""
+    def request(ts, function, src=HISTORIAN):
+        fields = {"node_ids": ["ns=2;i=7"]} if function in ("ReadRequest", "WriteRequest") else {}
+        return Event(ts, "opcua", src, 50000, PLC, 4840, "request", function, 0, "", "x.pcap", 1, fields)
+    baseline = Baseline()
+    for second in range(10):
+        baseline.learn(request(1000.0 + second, "ReadRequest"), TARGETS)
+    detector = BaselineDetector(baseline)
+    handshake = ["Hello", "OpenSecureChannelRequest", "GetEndpointsRequest", "CreateSessionRequest",
+                 "ActivateSessionRequest", "ReadRequest", "CloseSessionRequest", "CloseSecureChannelRequest"]
+    assert [detector.findings(request(2000.0 + n, function)) for n, function in enumerate(handshake)] == [[]] * 8
+    assert [(finding.rule, why) for finding, _, _, why in detector.findings(request(2010.0, "WriteRequest"))] == [
+        ("baseline.new_function", f"WriteRequest never used from {HISTORIAN} to {PLC} (learned: ReadRequest)")]
+    assert [finding.rule for finding, *_ in detector.findings(request(2011.0, "CreateSessionRequest", ROGUE))] == [
+        "baseline.new_talker"]
