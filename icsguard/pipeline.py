@@ -25,7 +25,10 @@ from icsguard.net.netstack import (
     NetStack,
     Segment,
     UnsupportedLink,
+    plain_flow,
     plain_tcp4,
+    plain_tcp4_at,
+    plain_tcp_fields,
 )
 from icsguard.net.reassembly import Reassembler
 from icsguard.protocols import ProtocolStage
@@ -55,13 +58,22 @@ class Pipeline:
         """Events in capture order. Errors in the capture end the stream with CaptureError
         after everything before them has been yielded."""
         stats = self.stats
-        decode = self.netstack.decode
-        feed_tcp = self.reassembler.feed
+        decode, plain_segment = self.netstack.decode, self.netstack.plain_segment
+        feed_tcp, feed_known = self.reassembler.feed, self.reassembler.feed_known
+        # connections followed by their raw flows, unless something needs every frame's segment
+        lanes = self.reassembler.lanes if self.on_segment is None else None
         feed_app = self.protocols.feed
         see = self.conversations.feed if self.conversations is not None else None
         sharder = self.sharder
         hosts = stats.hosts
         macs: dict[str, bytes] = {}
+
+        def seen_from(src: str, mac: bytes) -> None:
+            """The latest MAC a host was seen from: a device replaced shows."""
+            if src in macs or len(macs) < self.max_hosts:
+                macs[src] = mac
+                hosts[src] = mac.hex(":")
+
         last = None
         failure = None
         try:
@@ -87,18 +99,33 @@ class Pipeline:
                     known = sharder.flows.get(plain)
                     if known is False:
                         continue                   # another shard's connection, known as such
-                try:
-                    segment = decode(frame.ts, frame.link_type, frame.data)
-                except UnsupportedLink as exc:     # a pcapng interface added mid-file
-                    raise CaptureError(f"{frame.capture}: {exc}") from None
-                if segment is None:
-                    continue
+                where = plain_tcp4_at(frame.link_type, frame.data) if lanes is not None else None
+                if where is not None:
+                    data = frame.data
+                    flow = plain_flow(data, where[0])
+                    if flow in lanes:          # an open connection's: its usual segments go straight on
+                        chunks = feed_known(flow, frame.ts, *plain_tcp_fields(data, where), frame)
+                        if chunks is not None:
+                            src, mac = lanes[flow][1][0], data[6:12]
+                            if macs.get(src) != mac:
+                                seen_from(src, mac)
+                            for chunk in chunks:
+                                yield from feed_app(chunk, frame.ts, frame.capture, frame.number)
+                            continue
+                    segment = plain_segment(data, where)
+                else:
+                    flow = None
+                    try:
+                        segment = decode(frame.ts, frame.link_type, frame.data)
+                    except UnsupportedLink as exc:     # a pcapng interface added mid-file
+                        raise CaptureError(f"{frame.capture}: {exc}") from None
+                    if segment is None:
+                        continue
                 if self.on_segment is not None:
                     self.on_segment(frame, segment)
-                mac = segment.src_mac           # the latest a host was seen from: a device replaced shows
-                if mac and macs.get(segment.src) != mac and (segment.src in macs or len(macs) < self.max_hosts):
-                    macs[segment.src] = mac
-                    hosts[segment.src] = mac.hex(":")
+                mac = segment.src_mac
+                if mac and macs.get(segment.src) != mac:
+                    seen_from(segment.src, mac)
                 if sharder is not None and not known and not sharder.mine(segment, plain):
                     continue                       # (ours, known as such: nothing to work out)
                 if see is not None:
@@ -108,7 +135,7 @@ class Pipeline:
                         yield started
                 if segment.transport != IPPROTO_TCP:
                     continue
-                for chunk in feed_tcp(frame.ts, segment, frame):
+                for chunk in feed_tcp(frame.ts, segment, frame, flow):
                     origin = chunk.origin
                     yield from feed_app(chunk, origin.ts, origin.capture, origin.number)
         except CaptureError as exc:

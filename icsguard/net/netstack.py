@@ -32,6 +32,7 @@ TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 
 _tcp_header = struct.Struct("!HHIIBB")
 _udp_ports = struct.Struct("!HH")
+_seq_ack = struct.Struct("!II")
 MAX_CACHED_ADDRESSES = 65536
 _ipv4_text: dict[bytes, str] = {}
 
@@ -42,14 +43,25 @@ def plain_tcp4(link_type: int, data: bytes) -> tuple[bytes, int] | None:
     no VLAN tag, not a fragment, every length fitting. None for any other frame. A reader that
     only needs to know whose flow a frame is (a shard passing over other shards' traffic) can
     stop there."""
-    where = _plain_tcp4_at(link_type, data)
+    where = plain_tcp4_at(link_type, data)
     if where is None:
         return None
-    tcp = where[0]
-    return data[26:38] if tcp == 34 else data[26:34] + data[tcp:tcp + 4], data[tcp + 13]
+    return plain_flow(data, where[0]), data[where[0] + 13]
 
 
-def _plain_tcp4_at(link_type: int, data: bytes) -> tuple[int, int, int] | None:
+def plain_flow(data: bytes, tcp: int) -> bytes:
+    """A plain TCP frame's 12 bytes of addresses and ports, given where its TCP header starts."""
+    return data[26:38] if tcp == 34 else data[26:34] + data[tcp:tcp + 4]
+
+
+def plain_tcp_fields(data: bytes, where: tuple[int, int, int]) -> tuple[int, int, int, bytes]:
+    """(sequence number, acknowledgement, flags, payload) of a plain TCP frame."""
+    tcp, payload, end = where
+    seq, ack = _seq_ack.unpack_from(data, tcp + 4)
+    return seq, ack, data[tcp + 13], data[payload:end]
+
+
+def plain_tcp4_at(link_type: int, data: bytes) -> tuple[int, int, int] | None:
     """Where a plain TCP frame (see plain_tcp4) has its TCP header, its payload and its end."""
     if link_type != LINK_ETHERNET or len(data) < 54 or data[12] != 8 or data[13] or data[23] != IPPROTO_TCP \
             or data[14] >> 4 != 4 or data[20] & 0x3F or data[21]:
@@ -103,12 +115,9 @@ class NetStack:
         self.fragments = FragmentReassembler(self.counters)
 
     def decode(self, ts: float, link_type: int, data: bytes) -> Segment | None:
-        plain = _plain_tcp4_at(link_type, data)
-        if plain is not None:            # most of a plant's frames: straight from the frame, one copy
-            tcp, payload, end = plain
-            sport, dport, seq, ack, _, flags = _tcp_header.unpack_from(data, tcp)
-            return Segment(_ntop4(data[26:30]), sport, _ntop4(data[30:34]), dport, seq, ack, flags,
-                           data[payload:end], data[6:12])
+        plain = plain_tcp4_at(link_type, data)
+        if plain is not None:
+            return self.plain_segment(data, plain)
         mac = None
         if link_type == LINK_ETHERNET:
             if len(data) < 14:
@@ -157,6 +166,13 @@ class NetStack:
             return self._ipv6(ts, ip, mac)
         self.counters["link.not_ip"] += 1
         return None
+
+    def plain_segment(self, data: bytes, where: tuple[int, int, int]) -> Segment:
+        """The segment of a plain TCP frame (most of a plant's), straight from the frame: one copy."""
+        tcp, payload, end = where
+        sport, dport, seq, ack, _, flags = _tcp_header.unpack_from(data, tcp)
+        return Segment(_ntop4(data[26:30]), sport, _ntop4(data[30:34]), dport, seq, ack, flags,
+                       data[payload:end], data[6:12])
 
     def _ipv4(self, ts: float, ip: bytes, mac: bytes | None) -> Segment | None:
         if len(ip) < 20 or ip[0] >> 4 != 4:

@@ -26,6 +26,7 @@ SWEEP_INTERVAL = 10.0
 
 DATA, GAP, CLOSE = "data", "gap", "close"
 SEQ_SPACE = 1 << 32                # sequence numbers wrap around here
+LANE_FLAGS = TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK     # of these, a usual segment has the ACK alone
 
 
 def seq_add(seq: int, count: int) -> int:
@@ -71,7 +72,7 @@ class _Direction:
 
 class Connection:
     """Both directions of one TCP connection, plus a slot for the protocol stage's state."""
-    __slots__ = ("key", "client", "saw_syn", "last_seen", "directions", "session", "_flow_id")
+    __slots__ = ("key", "client", "saw_syn", "last_seen", "directions", "session", "_flow_id", "lanes")
 
     def __init__(self, key: tuple, first: Segment, ts: float):
         self.key = key
@@ -81,6 +82,7 @@ class Connection:
         self.directions = {(first.src, first.sport): _Direction(), (first.dst, first.dport): _Direction()}
         self.session: object = None
         self._flow_id: str | None = None
+        self.lanes: list[bytes] = []             # its directions' raw flows followed (see Reassembler.lanes)
 
     def peer(self, side: tuple) -> tuple:
         """The other end of the connection from ``side``."""
@@ -120,8 +122,34 @@ class Reassembler:
         self.connections: dict[tuple, Connection] = {}
         self._next_sweep = 0.0
         self._origin: object = None
+        # a plain frame's raw flow (netstack.plain_flow) -> (connection, side, its direction, the
+        # peer's), for the connections open now: their usual segments go by feed_known
+        self.lanes: dict[bytes, tuple[Connection, tuple, _Direction, _Direction]] = {}
 
-    def feed(self, ts: float, seg: Segment, origin: object = None) -> list[Chunk]:
+    def feed_known(self, flow: bytes, ts: float, seq: int, ack: int, flags: int, payload: bytes,
+                   origin: object) -> list[Chunk] | None:
+        """A segment of an open connection by its raw flow, when it is the usual one: an ACK
+        carrying the next bytes in order, or none, with nothing held out of order. None for any
+        other (or an unknown flow): then the segment goes the general way, by ``feed``."""
+        lane = self.lanes.get(flow)
+        if lane is None or flags & LANE_FLAGS != TCP_ACK or ts >= self._next_sweep:
+            return None
+        conn, side, direction, peer = lane
+        if direction.pending or peer.pending or (payload and seq != direction.next_seq):
+            return None
+        key = conn.key
+        del self.connections[key]              # re-inserted last: the dict is ordered by recency
+        self.connections[key] = conn
+        conn.last_seen = ts
+        peer.acked = ack
+        if not payload:
+            return []
+        direction.next_seq = seq_add(seq, len(payload))
+        return [Chunk(DATA, conn, side, payload, origin)]
+
+    def feed(self, ts: float, seg: Segment, origin: object = None, flow: bytes | None = None) -> list[Chunk]:
+        """``flow``: the segment's raw flow, when it came in a plain frame: the connection is
+        then followed by it too (see feed_known)."""
         self._origin = origin
         out: list[Chunk] = []
         if ts >= self._next_sweep:
@@ -172,6 +200,9 @@ class Reassembler:
             self._close(conn, out)
         else:
             self.connections[key] = conn   # re-inserted last: the dict is ordered by recency
+            if flow is not None and flow not in self.lanes:
+                self.lanes[flow] = (conn, side, direction, conn.directions[(seg.dst, seg.dport)])
+                conn.lanes.append(flow)
         return out
 
     def _data(self, ts: float, conn: Connection, side: tuple, d: _Direction,
@@ -268,6 +299,9 @@ class Reassembler:
         return payload, origin
 
     def _close(self, conn: Connection, out: list[Chunk]) -> None:
+        for flow in conn.lanes:
+            del self.lanes[flow]
+        conn.lanes.clear()
         for side, d in conn.directions.items():
             while d.pending:
                 self._skip_hole(conn, side, d, out)

@@ -122,3 +122,39 @@ def test_connection_joined_mid_stream(tmp_path):
     got = _pdus(events)
     assert not got - expected
     assert sum(got.values()) == sum(expected.values()) - 10     # all but the ten PDUs before the capture began
+
+
+def test_connections_followed_by_raw_flow_decode_as_the_general_path(tmp_path, monkeypatch):
+    """The usual segments of an open connection go by their raw flow (Reassembler.feed_known),
+    the rest by the general path: on clean, re-cut, retransmitted, re-ordered and holed
+    conversations and on every project capture, the events, the counters and the hosts are
+    those of the general path alone (which a pipeline that needs every segment takes)."""
+    from icsguard.capture.files import read_captures
+    from icsguard.net.reassembly import Reassembler
+    from icsguard.pipeline import Pipeline
+    followed = Counter()
+    known = Reassembler.feed_known
+
+    def counted(self, *args):
+        chunks = known(self, *args)
+        followed[chunks is not None] += 1
+        return chunks
+    monkeypatch.setattr(Reassembler, "feed_known", counted)
+    client, server, payloads, _ = _reference()
+    segments = cut(payloads, 5)
+    rng = random.Random(3)
+    messy = [seg for i, seg in enumerate(segments) for _ in range(2 if i % 5 == 0 else 1)]   # retransmissions
+    for start in range(0, len(messy) - 4, 40):              # a few reorderings
+        run = messy[start:start + 3]
+        rng.shuffle(run)
+        messy[start:start + 3] = run
+    captures = [write_conversation(tmp_path / "clean.pcap", client, server, cut(payloads, 10_000)),
+                write_conversation(tmp_path / "messy.pcap", client, server, messy[:200] + messy[201:]),
+                *sorted(PCAPS.glob("*.pcap"))]
+    for path in captures:
+        general, followed_stats = RunStats(), RunStats()
+        expected = list(Pipeline(general, conversations=True, on_segment=lambda frame, segment: None)
+                        .run(read_captures([str(path)])))
+        assert list(Pipeline(followed_stats, conversations=True).run(read_captures([str(path)]))) == expected
+        assert followed_stats.counters == general.counters and followed_stats.hosts == general.hosts
+    assert followed[True] > 1000 and followed[False] > 0
