@@ -26,7 +26,6 @@ from icsguard.net.netstack import (
     Segment,
     UnsupportedLink,
     plain_flow,
-    plain_tcp4,
     plain_tcp4_at,
     plain_tcp_fields,
 )
@@ -58,13 +57,14 @@ class Pipeline:
         """Events in capture order. Errors in the capture end the stream with CaptureError
         after everything before them has been yielded."""
         stats = self.stats
+        sharder = self.sharder
         decode, plain_segment = self.netstack.decode, self.netstack.plain_segment
         feed_tcp, feed_known = self.reassembler.feed, self.reassembler.feed_known
         # connections followed by their raw flows, unless something needs every frame's segment
         lanes = self.reassembler.lanes if self.on_segment is None else None
+        plain_frames = lanes is not None or sharder is not None       # (see netstack.plain_tcp4_at)
         feed_app = self.protocols.feed
         see = self.conversations.feed if self.conversations is not None else None
-        sharder = self.sharder
         hosts = stats.hosts
         macs: dict[str, bytes] = {}
 
@@ -93,16 +93,16 @@ class Pipeline:
                 stats.last_ts = frame.ts
                 if progress is not None:
                     progress(frame)
-                plain = sharder.plain(frame) if sharder is not None else None
+                where = plain_tcp4_at(frame.link_type, frame.data) if plain_frames else None
+                flow = plain_flow(frame.data, where[0]) if where is not None else None
+                plain = sharder.plain(flow, frame.data[where[0] + 13]) if sharder is not None and flow else None
                 known = None
                 if plain is not None:
                     known = sharder.flows.get(plain)
                     if known is False:
                         continue                   # another shard's connection, known as such
-                where = plain_tcp4_at(frame.link_type, frame.data) if lanes is not None else None
-                if where is not None:
+                if where is not None and lanes is not None:
                     data = frame.data
-                    flow = plain_flow(data, where[0])
                     if flow in lanes:          # an open connection's: its usual segments go straight on
                         chunks = feed_known(flow, frame.ts, *plain_tcp_fields(data, where), frame)
                         if chunks is not None:
@@ -114,7 +114,6 @@ class Pipeline:
                             continue
                     segment = plain_segment(data, where)
                 else:
-                    flow = None
                     try:
                         segment = decode(frame.ts, frame.link_type, frame.data)
                     except UnsupportedLink as exc:     # a pcapng interface added mid-file
@@ -162,17 +161,13 @@ class Sharder:
     def __init__(self, index: int, count: int, capacity: int):
         self.index, self.count, self.capacity = index, count, capacity
         self.servers: dict[tuple, str] = {}        # connection -> its server, as its SYN said
-        # a plain TCP frame's flow (see plain_tcp4) -> whether it is this shard's: frames of other
+        # a plain TCP frame's flow (see netstack.plain_flow) -> whether it is this shard's: frames of other
         # shards' connections are passed over before they are decoded
         self.flows: dict[bytes, bool] = {}
 
-    def plain(self, frame: Frame) -> bytes | None:
-        """The flow of a plain TCP frame that is neither SYN, FIN nor reset, else None. A SYN
+    def plain(self, flow: bytes, flags: int) -> bytes | None:
+        """A plain TCP frame's flow when it is neither SYN, FIN nor reset, else None. A SYN
         starts a connection on its addresses and ports: their frames are decided afresh."""
-        found = plain_tcp4(frame.link_type, frame.data)
-        if found is None:
-            return None
-        flow, flags = found
         if flags & TCP_SYN:
             if self.flows:
                 self.flows.pop(flow, None)

@@ -37,18 +37,6 @@ MAX_CACHED_ADDRESSES = 65536
 _ipv4_text: dict[bytes, str] = {}
 
 
-def plain_tcp4(link_type: int, data: bytes) -> tuple[bytes, int] | None:
-    """(the 12 bytes naming the flow's direction — addresses and ports —, the TCP flags) of an
-    Ethernet, IPv4, TCP frame that ``NetStack.decode`` would take without counting anything:
-    no VLAN tag, not a fragment, every length fitting. None for any other frame. A reader that
-    only needs to know whose flow a frame is (a shard passing over other shards' traffic) can
-    stop there."""
-    where = plain_tcp4_at(link_type, data)
-    if where is None:
-        return None
-    return plain_flow(data, where[0]), data[where[0] + 13]
-
-
 def plain_flow(data: bytes, tcp: int) -> bytes:
     """A plain TCP frame's 12 bytes of addresses and ports, given where its TCP header starts."""
     return data[26:38] if tcp == 34 else data[26:34] + data[tcp:tcp + 4]
@@ -62,7 +50,11 @@ def plain_tcp_fields(data: bytes, where: tuple[int, int, int]) -> tuple[int, int
 
 
 def plain_tcp4_at(link_type: int, data: bytes) -> tuple[int, int, int] | None:
-    """Where a plain TCP frame (see plain_tcp4) has its TCP header, its payload and its end."""
+    """Where a plain TCP frame has its TCP header, its payload and its end; None for any other.
+    A plain frame is an Ethernet, IPv4, TCP frame that ``NetStack.decode`` would take without
+    counting anything: no VLAN tag, not a fragment, every length fitting. A reader that only
+    needs to know whose flow a frame is (a shard passing over other shards' traffic, a known
+    connection's usual segment) can stop at its flow (plain_flow)."""
     if link_type != LINK_ETHERNET or len(data) < 54 or data[12] != 8 or data[13] or data[23] != IPPROTO_TCP \
             or data[14] >> 4 != 4 or data[20] & 0x3F or data[21]:
         return None

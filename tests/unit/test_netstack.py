@@ -125,30 +125,31 @@ def test_fragment_flood_is_bounded():
 
 
 def test_plain_tcp_frames_are_named_as_decode_names_them():
-    """A shard passes over other shards' frames by their raw flow: for every frame it names, the
-    netstack decodes the same addresses, ports and flags and counts nothing; frames cut short,
+    """A shard passes over other shards' frames, and a known connection's usual segments go on,
+    by their raw flow: for every frame named plain, the netstack decodes the same addresses,
+    ports, sequence numbers, flags and payload and counts nothing; frames cut short,
     fragmented, tagged or not TCP are left to the netstack."""
     import socket
     import struct as packing
     from collections import Counter
 
     from icsguard.capture.files import read_capture
-    from icsguard.net.netstack import plain_tcp4
+    from icsguard.net.netstack import plain_flow, plain_tcp4_at, plain_tcp_fields
     named = 0
     for path in sorted(PCAPS.glob("*.pcap")):
         for frame in read_capture(str(path)):
-            found = plain_tcp4(frame.link_type, frame.data)
-            if found is None:
+            where = plain_tcp4_at(frame.link_type, frame.data)
+            if where is None:
                 continue
             named += 1
             counters = Counter()
             segment = NetStack(counters).decode(frame.ts, frame.link_type, frame.data)
-            flow, flags = found
-            assert flow == socket.inet_aton(segment.src) + socket.inet_aton(segment.dst) + \
-                packing.pack("!HH", segment.sport, segment.dport)
-            assert flags == segment.flags and not counters
+            assert plain_flow(frame.data, where[0]) == socket.inet_aton(segment.src) + \
+                socket.inet_aton(segment.dst) + packing.pack("!HH", segment.sport, segment.dport)
+            assert plain_tcp_fields(frame.data, where) == (segment.seq, segment.ack, segment.flags, segment.payload)
+            assert not counters
             for broken in (frame.data[:-1], frame.data[:34], frame.data[:20] + b"\x20" + frame.data[21:],
                            frame.data[:12] + b"\x81\x00" + frame.data[14:]):
-                assert plain_tcp4(frame.link_type, broken) is None or NetStack(Counter()).decode(
+                assert plain_tcp4_at(frame.link_type, broken) is None or NetStack(Counter()).decode(
                     frame.ts, frame.link_type, broken) is not None
     assert named > 1000
