@@ -412,8 +412,7 @@ CONNECTING = {
 
 
 def _reconnecting(proto: str, function: str) -> bool:
-    connecting = CONNECTING.get(proto)
-    return connecting is not None and function in connecting
+    return function in CONNECTING.get(proto, ())
 
 
 def _announced(known: str, service: str, learned: dict[str, int]) -> bool:
