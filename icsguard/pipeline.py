@@ -103,10 +103,11 @@ class Pipeline:
                         continue                   # another shard's connection, known as such
                 if where is not None and lanes is not None:
                     data = frame.data
-                    if flow in lanes:          # an open connection's: its usual segments go straight on
-                        chunks = feed_known(flow, frame.ts, *plain_tcp_fields(data, where), frame)
+                    lane = lanes.get(flow)
+                    if lane is not None:       # an open connection's: its usual segments go straight on
+                        chunks = feed_known(lane, frame.ts, *plain_tcp_fields(data, where), frame)
                         if chunks is not None:
-                            src, mac = lanes[flow][1][0], data[6:12]
+                            src, mac = lane.side[0], data[6:12]
                             if macs.get(src) != mac:
                                 seen_from(src, mac)
                             for chunk in chunks:

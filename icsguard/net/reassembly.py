@@ -97,6 +97,14 @@ class Connection:
         return self._flow_id
 
 
+class Lane(NamedTuple):
+    """One direction of an open connection, as its plain frames' raw flow names it."""
+    conn: Connection
+    side: tuple                  # (address, port) that sends on it
+    direction: _Direction
+    peer: _Direction
+
+
 class Chunk(NamedTuple):
     """In-order bytes of one direction (DATA), a hole before the next bytes (GAP), or the end (CLOSE).
 
@@ -122,17 +130,16 @@ class Reassembler:
         self.connections: dict[tuple, Connection] = {}
         self._next_sweep = 0.0
         self._origin: object = None
-        # a plain frame's raw flow (netstack.plain_flow) -> (connection, side, its direction, the
-        # peer's), for the connections open now: their usual segments go by feed_known
-        self.lanes: dict[bytes, tuple[Connection, tuple, _Direction, _Direction]] = {}
+        # a plain frame's raw flow (netstack.plain_flow) -> its lane, for the connections open
+        # now: their usual segments go by feed_known
+        self.lanes: dict[bytes, Lane] = {}
 
-    def feed_known(self, flow: bytes, ts: float, seq: int, ack: int, flags: int, payload: bytes,
+    def feed_known(self, lane: Lane, ts: float, seq: int, ack: int, flags: int, payload: bytes,
                    origin: object) -> list[Chunk] | None:
-        """A segment of an open connection by its raw flow, when it is the usual one: an ACK
-        carrying the next bytes in order, or none, with nothing held out of order. None for any
-        other (or an unknown flow): then the segment goes the general way, by ``feed``."""
-        lane = self.lanes.get(flow)
-        if lane is None or flags & LANE_FLAGS != TCP_ACK or ts >= self._next_sweep:
+        """A segment on a lane, when it is the usual one: an ACK carrying the next bytes in
+        order, or none, with nothing held out of order. None for any other: then the segment
+        goes the general way, by ``feed``."""
+        if flags & LANE_FLAGS != TCP_ACK or ts >= self._next_sweep:
             return None
         conn, side, direction, peer = lane
         if direction.pending or peer.pending or (payload and seq != direction.next_seq):
@@ -185,13 +192,8 @@ class Reassembler:
             return out
         if flags & TCP_ACK:
             self._acked(conn, (seg.dst, seg.dport), seg.ack, out)
-        payload = seg.payload
-        if payload:
-            if seg.seq == direction.next_seq and not direction.pending:      # in order: the usual case
-                out.append(Chunk(DATA, conn, side, payload, origin))
-                direction.next_seq = seq_add(seg.seq, len(payload))
-            else:
-                self._data(ts, conn, side, direction, seg.seq, payload, out)
+        if seg.payload:
+            self._data(ts, conn, side, direction, seg.seq, seg.payload, out)
         if flags & TCP_FIN:
             direction.fin = True
         # ended: reset, or both sides finished with nothing left to deliver (what still comes,
@@ -201,7 +203,7 @@ class Reassembler:
         else:
             self.connections[key] = conn   # re-inserted last: the dict is ordered by recency
             if flow is not None and flow not in self.lanes:
-                self.lanes[flow] = (conn, side, direction, conn.directions[(seg.dst, seg.dport)])
+                self.lanes[flow] = Lane(conn, side, direction, conn.directions[(seg.dst, seg.dport)])
                 conn.lanes.append(flow)
         return out
 
