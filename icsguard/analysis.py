@@ -236,15 +236,8 @@ def learn(paths: list[str], learned: LearnedModel | None = None, site_file: site
     maintenance is not normal operation. Returns the model and the error that stopped a
     capture early, if any (what came before it is learned)."""
     learned = learning_model(learned, estimator, false_alarm_rate, window_seconds)
-    learning = Learning(learned, site_file)
     stats = RunStats(captures=list(paths))
-    error = None
-    try:
-        for event in decode(paths, stats=stats, conversations=True, progress=progress):
-            learning.feed(event)
-    except CaptureError as exc:
-        error = str(exc)
-    learning.finish()
+    error = Learning(learned, site_file).learn(decode(paths, stats=stats, conversations=True, progress=progress))
     finish_learning(learned, paths, stats)
     return learned, error
 
@@ -276,6 +269,18 @@ class Learning:
         self.targets = Targets()
         self.windows = Windows(learned.model.window_seconds, targets=self.targets)
 
+    def learn(self, events: Iterable[Event]) -> str | None:
+        """Learn the events, then close the last windows; the error that ended the capture
+        early, if any (what came before it is learned)."""
+        error = None
+        try:
+            for event in events:
+                self.feed(event)
+        except CaptureError as exc:
+            error = str(exc)
+        self.learned.model.add(self.windows.flush())
+        return error
+
     def feed(self, event: Event) -> None:
         if self.site_file is not None and self.site_file.in_maintenance(event.ts):
             return
@@ -285,9 +290,6 @@ class Learning:
         for attribute, value in identity_facts(event):
             if len(learned.identities) < MAX_LEARNED_IDENTITIES:
                 learned.identities.setdefault((event.src, event.proto, attribute), set()).add(value)
-
-    def finish(self) -> None:
-        self.learned.model.add(self.windows.flush())
 
 
 def finish_learning(learned: LearnedModel, paths: list[str], stats: RunStats) -> None:

@@ -148,16 +148,9 @@ def learn_shard(job: LearnJob) -> tuple[modelfile.LearnedModel, RunStats, str | 
     """What one shard learned: its servers' baseline, windows and identities."""
     site = load_site(job.site) if job.site else None
     learned = learning_model(None, window_seconds=job.window_seconds)
-    learning = Learning(learned, site)
     stats = RunStats(captures=list(job.captures))
-    error = None
-    try:
-        pipeline = Pipeline(stats, conversations=True, shard=(job.shard, job.shards))
-        for event in pipeline.run(read_captures(job.captures)):
-            learning.feed(event)
-    except CaptureError as exc:
-        error = str(exc)
-    learning.finish()
+    pipeline = Pipeline(stats, conversations=True, shard=(job.shard, job.shards))
+    error = Learning(learned, site).learn(pipeline.run(read_captures(job.captures)))
     return learned, stats, error
 
 
