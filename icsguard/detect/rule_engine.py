@@ -15,7 +15,7 @@ from typing import Any, Callable
 from icsguard.bounded import remember
 from icsguard.budget import Budget
 from icsguard.detect.folding import Alert, Finding, Folding, compact
-from icsguard.detect.rules import COMMON_INDEX, MISSING, Rule, RuleSet, resolve
+from icsguard.detect.rules import COMMON_INDEX, Rule, RuleSet, resolve
 from icsguard.events import Event, hashable
 
 
@@ -90,10 +90,10 @@ def values_of(names: tuple[str, ...]) -> Callable[[Event], Any]:
     common field straight from the Event's tuple, any other through its path."""
     if all(name in COMMON_INDEX for name in names):
         return itemgetter(*(COMMON_INDEX[name] for name in names))
-    if len(names) == 1 and "." not in names[0]:
-        name = names[0]
-        return lambda event: hashable(event.fields.get(name, MISSING))
     paths = [tuple(name.split(".")) for name in names]
+    if len(paths) == 1:
+        path = paths[0]
+        return lambda event: hashable(resolve(event, path))
     return lambda event: tuple(hashable(resolve(event, path)) for path in paths)
 
 
