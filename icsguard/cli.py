@@ -275,9 +275,10 @@ def _rule_files(paths: Optional[List[str]], defaults: bool) -> list[str]:
     return [*(str(p) for p in (shipped_rules() if defaults else [])), *(paths or [])]
 
 
-def _model(path: Optional[str]) -> modelfile.LearnedModel | None:
+def _model(path: Optional[str], shared: bool = False) -> modelfile.LearnedModel | None:
+    """A model file loaded (``shared``: once per process, for an analysis only reading it)."""
     try:
-        return modelfile.load(path) if path else None
+        return (modelfile.load_shared if shared else modelfile.load)(path) if path else None
     except modelfile.ModelFileError as exc:
         raise Failure(str(exc)) from None
 
@@ -293,7 +294,7 @@ def analyze(captures: List[str] = CapturesArg, db: str = DbOption,
     _check_workers(captures, workers, scheduler)
     # a broken rule, site or model file stops us before any work
     ruleset = _rules(rules, _site(site), defaults=not no_default_rules, detecting=True)
-    learned = _model(model)
+    learned = _model(model, shared=True)      # (the shards read the one loaded here)
     _analysis().check_captures(captures)      # before the database is touched
     store = _open_store(db)
     if workers > 1 or scheduler:

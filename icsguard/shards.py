@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -70,7 +69,7 @@ class ShardResult:
 def analyze_shard(job: ShardJob) -> ShardResult:
     """One shard's analysis, in a worker process (or on a Dask worker)."""
     local, across = _rules(tuple(job.rule_files), job.site).split_by_server()
-    learned = _model(job.model) if job.model else None
+    learned = modelfile.load_shared(job.model) if job.model else None
     stats, budget = RunStats(captures=list(job.captures)), Budget()
     detection = Detection(stats, budget, local, learned, job.muted, job.known, job.macs)
     matched: list[Event] = []
@@ -91,28 +90,11 @@ def analyze_shard(job: ShardJob) -> ShardResult:
                        detection.take_drifts())
 
 
-# Loaded once per process and file version: worker processes forked after the parent loaded them
-# start with them (a model file costs a third of a second to read and check); Dask's workers
-# load their own.
-def _model(path: str) -> modelfile.LearnedModel:
-    return _loaded_model(path, _version(path))
-
-
+# Rules loaded once per process and file version, as model files are (modelfile.load_shared);
+# Dask's workers load their own.
 def _rules(rule_files: tuple[str, ...], site: str | None) -> RuleSet:
-    return _loaded_rules(rule_files, site, tuple(_version(p) for p in (*rule_files, *([site] if site else []))))
-
-
-def _version(path: str) -> tuple[int, int] | None:
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None              # (loading says what is wrong with it)
-    return found.st_mtime_ns, found.st_size
-
-
-@functools.lru_cache(maxsize=2)
-def _loaded_model(path: str, _version: tuple | None) -> modelfile.LearnedModel:
-    return modelfile.load(path)
+    files = (*rule_files, *([site] if site else []))
+    return _loaded_rules(rule_files, site, tuple(modelfile.file_version(p) for p in files))
 
 
 @functools.lru_cache(maxsize=2)
@@ -179,7 +161,7 @@ def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files:
                     model: str | None, scheduler: str | None = None) -> tuple[int, str, str | None]:
     """Analyse over ``workers`` shards and store one run, as ``analysis.analyze`` does."""
     check_captures(captures)
-    known, macs = known_identities(store, _model(model) if model else None)
+    known, macs = known_identities(store, modelfile.load_shared(model) if model else None)
     muted = store.mutes()
     jobs = [ShardJob(list(captures), n, workers, list(rule_files), site, model, muted, known, macs)
             for n in range(workers)]

@@ -7,6 +7,7 @@ its training windows, its threshold and an isolation forest's trees (see model.p
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -79,6 +80,27 @@ def save(learned: LearnedModel, path: str | Path) -> None:
     with gzip.open(partial, "wt", encoding="utf-8") as out:
         json.dump(envelope, out)
     os.replace(partial, path)
+
+
+def load_shared(path: str) -> LearnedModel:
+    """The model file loaded once per process while the file is unchanged, for callers that only
+    read it (an analysis and its shards): a worker forked after its parent loaded it starts with
+    it, and a model costs a fifth of a second to read and check."""
+    return _load_version(path, file_version(path))
+
+
+def file_version(path: str) -> tuple[int, int] | None:
+    """What tells a file changed since it was loaded; None when it cannot be read (loading says why)."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_size
+
+
+@functools.lru_cache(maxsize=2)
+def _load_version(path: str, _version: tuple | None) -> LearnedModel:
+    return load(path)
 
 
 def load(path: str | Path) -> LearnedModel:

@@ -55,3 +55,18 @@ def test_a_forest_that_is_not_whole_is_refused(damage, message):
     damage(data["forest"]["trees"][3])
     with pytest.raises((ValueError, TypeError), match=message):
         Model.from_json(data)
+
+
+def test_a_shared_model_is_read_once_until_its_file_changes(tmp_path):
+    """An analysis and its shards read one copy; a model file learned again is read again."""
+    from icsguard.detect import modelfile
+    path = str(tmp_path / "plant.icsg")
+    learned = modelfile.LearnedModel()
+    learned.model = Model.from_json(_model_json())
+    modelfile.save(learned, path)
+    first = modelfile.load_shared(path)
+    assert first.model.ready and modelfile.load_shared(path) is first
+    learned.packets = 123_456           # (a longer file: a change told even by a coarse clock)
+    modelfile.save(learned, path)
+    again = modelfile.load_shared(path)
+    assert again is not first and again.packets == 123_456
