@@ -202,10 +202,12 @@ class Baseline:
         elif self.observed is not None and 0 < ts - self.last_ts <= WATCH_GAP:
             self.observed += ts - self.last_ts
         self.last_ts = ts
+        conversation = event.proto in CONVERSATIONS
         if event.direction != "request":
             self._learn_values(event, targets)
+            if not conversation:
+                self._learn_answered(event)
             return
-        conversation = event.proto in CONVERSATIONS
         pair = (event.src, peer(event.src, event.dst) if conversation else event.dst, event.proto)
         functions = self.pairs.get(pair)
         if functions is None:
@@ -226,6 +228,18 @@ class Baseline:
                 return
             channel = self.channels[key] = Channel()
         channel.see(event.ts)
+
+    def _learn_answered(self, event: Event) -> None:
+        """A response teaches who talks to whom, not what was asked (functions are the requests'):
+        a tap that carries one direction only, or a capture begun mid-poll, shows answers whose
+        questions were never seen, and their pair is no new talker next time."""
+        pair = (event.dst, event.src, event.proto)
+        if pair not in self.pairs:
+            if len(self.pairs) >= MAX_PAIRS:
+                return
+            self.pairs[pair] = {}
+        if self.observed is not None:
+            _watch(self.watched, pair, event.ts)
 
     def _learn_targets(self, key: tuple, touched: tuple[Target, ...]) -> None:
         if self._answers:
@@ -389,7 +403,7 @@ def watched_text(seconds: float) -> str:
 
 
 def _watch(watched: dict[tuple, list[float]], pair: tuple, ts: float) -> None:
-    """Time a pair was watched: its requests' gaps, breaks between captures left out."""
+    """Time a pair was watched: its messages' gaps, breaks between captures left out."""
     seen = watched.get(pair)
     if seen is None:
         if len(watched) < MAX_PAIRS:
@@ -526,7 +540,7 @@ class BaselineDetector:
         elif request and event.function not in functions and \
                 not _announced(known, event.function, functions) and not _reconnecting(event.proto, event.function):
             # (only requests: responses name functions their own way)
-            used = ", ".join(sorted(functions)[:8])
+            used = ", ".join(sorted(functions)[:8]) or "only its answers"
             finding = _READING if function_kind(event.function) == "read" else _FINDINGS["new_function"]
             found = [(finding, client, server,
                       f"{event.function} never used from {client} to {known} (learned: {used})")]

@@ -54,7 +54,7 @@ def _cut(table: Table, rows: list, console: Console) -> None:
 def _pairs(baseline: Baseline, console: Console) -> None:
     table = Table("client", "server", "proto", "functions (requests learned)", "watched", title="Who talks to whom",
                   title_justify="left")
-    rows = [(c, s, p, ", ".join(f"{f} ({n:,})" for f, n in sorted(functions.items())),
+    rows = [(c, s, p, ", ".join(f"{f} ({n:,})" for f, n in sorted(functions.items())) or "none: only answers seen",
              watched_text(baseline.watched[(c, s, p)][2]) if (c, s, p) in baseline.watched else "–")
             for (c, s, p), functions in sorted(baseline.pairs.items())]
     _cut(table, rows, console)

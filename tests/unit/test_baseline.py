@@ -442,3 +442,22 @@ def test_a_reconnect_of_a_client_learned_mid_session_is_not_news():
         ("baseline.new_function", f"WriteRequest never used from {HISTORIAN} to {PLC} (learned: ReadRequest)")]
     assert [finding.rule for finding, *_ in detector.findings(request(2011.0, "CreateSessionRequest", ROGUE))] == [
         "baseline.new_talker"]
+
+
+@pytest.mark.usefixtures("watched_long")
+def test_answers_whose_questions_were_never_seen_teach_their_pair():
+    """A tap that carries the PLC's side only: learning sees its answers, never the HMI's
+    requests. The same answers later are no new talker; a request then is a function the HMI
+    was never seen to use, and answers to a host never seen are still a new talker."""
+    def answer(ts, client=HMI):
+        return Event(ts, "modbus", PLC, 502, client, 40000, "response", "read_coils", 1, "", "x.pcap", 1,
+                     {"unit_id": 1, "address": 0, "quantity": 8, "values": [0] * 8})
+    baseline = Baseline()
+    for second in range(30):
+        baseline.learn(answer(1000.0 + second), TARGETS)
+    assert baseline.pairs == {(HMI, PLC, "modbus"): {}} and (HMI, PLC, "modbus") in baseline.watched
+    detector = BaselineDetector(baseline)
+    assert [detector.findings(answer(2000.0 + n)) for n in range(3)] == [[]] * 3
+    assert [(finding.rule, why) for finding, _, _, why in detector.findings(_poll(2010.0))] == [
+        ("baseline.new_function", f"read_coils never used from {HMI} to {PLC} (learned: only its answers)")]
+    assert [finding.rule for finding, *_ in detector.findings(answer(2011.0, ROGUE))] == ["baseline.new_talker"]
