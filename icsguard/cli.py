@@ -319,7 +319,7 @@ def _sharded(captures: list[str], store: Store, workers: int, rules: Optional[Li
     from icsguard.shards import analyze_sharded
     with _cluster_errors(scheduler):
         return analyze_sharded(captures, store, workers, _rule_files(rules, not no_default_rules), site, model,
-                               scheduler)
+                               scheduler, _stop_on_signals())
 
 
 @contextmanager

@@ -10,9 +10,18 @@ each shard sends the events those rules match, and they are counted here, in tim
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import threading
+import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from icsguard.analysis import (
     Detection,
@@ -33,12 +42,16 @@ from icsguard.detect.rules import RuleSet, load_rules
 from icsguard.detect.site import load_site
 from icsguard.events import Event
 from icsguard.output.inventory import Asset, Communication, Inventory
+from icsguard.output.recorder import COMMIT_SECONDS, RunRecorder
 from icsguard.output.store import Store
 from icsguard.pipeline import Pipeline
 from icsguard.runstats import RunStats
 
 # counters every shard sets alike, or whose largest value is the run's
 LARGEST = frozenset({"rules.active", "rules.need_site_file", "baseline.pairs", "memory.held_peak_bytes"})
+POLL_SECONDS = 0.2             # the parent's wait for a shard's delta before it looks at the workers
+# a worker's findings reach the store within a second: sent each half second, committed each half second
+DELTA_SECONDS = COMMIT_SECONDS / 2
 
 
 @dataclass
@@ -56,38 +69,85 @@ class ShardJob:
 
 
 @dataclass
-class ShardResult:
+class ShardDelta:
+    """What one shard found since its previous delta (a Dask worker's one delta: all of it): its
+    counters so far, the communications and assets it changed (their totals in this shard), the
+    alerts it raised or grew, identity sightings, pace drifts, and the events matched by the rules
+    counted across servers; ``final``: the shard's last."""
+    shard: int
     stats: RunStats
-    inventory: Inventory
+    pairs: list[tuple[tuple, Communication]]
+    assets: list[Asset]
     alerts: list[Alert]
     sightings: list[tuple[tuple[str, str, str], Sighting]]
-    across: list[Event]                 # events matched by the rules that count across servers
-    error: str | None
-    drifts: list = field(default_factory=list)
+    across: list[Event]
+    drifts: list
+    final: bool = False
+    error: str | None = None
 
 
-def analyze_shard(job: ShardJob) -> ShardResult:
-    """One shard's analysis, in a worker process (or on a Dask worker)."""
+# in a worker process: the queue to the parent that started it, for its deltas as it goes, and
+# the event by which the parent asks it to stop
+_parent: Any = None
+_halt: Any = None
+
+
+def _report_to(inbox: Any, halt: Any) -> None:
+    """A worker process's start: a stop is its parent's to ask (Ctrl-C reaches the whole group)."""
+    global _parent, _halt
+    _parent, _halt = inbox, halt
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_end_when_orphaned, args=(os.getppid(),), daemon=True).start()
+
+
+def _end_when_orphaned(parent: int) -> None:
+    """A worker whose parent was killed has nobody to report to: it ends at once."""
+    while os.getppid() == parent:
+        time.sleep(DELTA_SECONDS)
+    os._exit(1)
+
+
+def analyze_shard(job: ShardJob) -> ShardDelta | None:
+    """One shard's analysis. In a worker process it sends its parent a delta every DELTA_SECONDS
+    (pickled at once: the detectors go on changing what it holds), stops when the parent
+    asks (and at once when the parent is gone) and returns nothing; on a Dask worker it returns
+    one delta with everything."""
     local, across = _rules(tuple(job.rule_files), job.site).split_by_server()
     learned = modelfile.load_shared(job.model) if job.model else None
     stats, budget = RunStats(captures=list(job.captures)), Budget()
     detection = Detection(stats, budget, local, learned, job.muted, job.known, job.macs)
     matched: list[Event] = []
+
+    def delta(final: bool = False, error: str | None = None) -> ShardDelta:
+        detection.count()
+        pairs, assets = detection.inventory.take_changes({})       # (MACs: the parent sees every shard's)
+        alerts = [alert for each in detection.detectors for alert in each.folding.drain()]
+        found = ShardDelta(job.shard, stats, pairs, assets, alerts, detection.identity.take_changes(), list(matched),
+                           detection.take_drifts(), final, error)
+        matched.clear()
+        return found
+    parent = _parent
+    due = time.monotonic() + DELTA_SECONDS
     error = None
     try:
         with long_run_collection():
-            for event in Pipeline(stats, conversations=True, budget=budget,
-                                  shard=(job.shard, job.shards)).run(read_captures(job.captures)):
+            for n, event in enumerate(Pipeline(stats, conversations=True, budget=budget,
+                                               shard=(job.shard, job.shards)).run(read_captures(job.captures))):
                 detection.feed(event)
                 if across.rules and across.matching(event):
                     matched.append(event)
+                if parent is not None and not n & 0xFF and time.monotonic() >= due:
+                    if _halt.is_set():
+                        break
+                    parent.put(pickle.dumps(delta()))
+                    due = time.monotonic() + DELTA_SECONDS
     except CaptureError as exc:
         error = str(exc)
     detection.flush()
-    detection.count()
-    alerts = [alert for each in detection.detectors for alert in each.folding.drain()]
-    return ShardResult(stats, detection.inventory, alerts, detection.identity.take_changes(), matched, error,
-                       detection.take_drifts())
+    if parent is None:
+        return delta(True, error)
+    parent.put(pickle.dumps(delta(True, error)))
+    return None
 
 
 # Rules loaded once per process and file version, as model files are (modelfile.load_shared);
@@ -158,8 +218,12 @@ def learn_sharded(captures: list[str], learned: modelfile.LearnedModel | None, s
 
 
 def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files: list[str], site: str | None,
-                    model: str | None, scheduler: str | None = None) -> tuple[int, str, str | None]:
-    """Analyse over ``workers`` shards and store one run, as ``analysis.analyze`` does."""
+                    model: str | None, scheduler: str | None = None,
+                    stop: threading.Event | None = None) -> tuple[int, str, str | None]:
+    """Analyse over ``workers`` shards and store one run, as ``analysis.analyze`` does: worker
+    processes' findings are committed as they come, at least once a second, and ``stop`` ends
+    them within a second with what they found (``interrupted``); a Dask cluster's findings come
+    at the end."""
     check_captures(captures)
     known, macs = known_identities(store, modelfile.load_shared(model) if model else None)
     muted = store.mutes()
@@ -167,76 +231,146 @@ def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files:
             for n in range(workers)]
     rules = _rules(tuple(rule_files), site)
     run_id = store.start_run("analyze", list(captures), [rule.id for rule in rules.rules])
+    joined = Joined(captures)
+    recorder = RunRecorder(store, run_id, joined.stats, joined.inventory, [joined], joined.count, DELTA_SECONDS,
+                           identity=joined, drifts=joined.take_drifts)
     try:
-        results = run_shards(analyze_shard, jobs, scheduler)
-    except BaseException as exc:         # no shard's findings: the run says how it ended, and why
-        failed = RunStats(captures=list(captures), error=f"the workers did not finish: {exc}")
-        store.record(run_id, failed, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", [], [], [])
+        for delta in _deltas(jobs, scheduler, stop or threading.Event()):
+            if delta is not None:
+                joined.add(delta)
+            recorder.tick()
+    except BaseException as exc:         # what the shards sent is kept; the run says how it ended, and why
+        joined.stats.error = f"the workers did not finish: {exc}"
+        recorder.commit("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         raise
-    stats, inventory, sightings = _merge(results)
     _, across = rules.split_by_server()
     counted = RuleDetector(across, muted)
-    for event in sorted((e for r in results for e in r.across), key=lambda e: e.ts):
+    for event in sorted(joined.across, key=lambda e: e.ts):
         counted.feed(event)
     counted.flush()
-    alerts = [a for r in results for a in r.alerts] + counted.folding.drain()
-    stats.counters["rules.active"] = len(rules.rules)
-    stats.counters["rules.matches"] += counted.matches
-    errors = [r.error for r in results if r.error]
-    status, error = ("failed", errors[0]) if errors else ("finished", None)
-    pairs, assets = inventory.take_changes(stats.hosts)
-    store.record(run_id, stats, status, alerts, pairs, assets, sightings, [d for r in results for d in r.drifts])
+    # the parent's own share, joined as a shard's: the alerts of the rules counted across servers
+    joined.add(ShardDelta(workers, RunStats(counters=Counter({"rules.active": len(rules.rules),
+                                                              "rules.matches": counted.matches})),
+                          [], [], counted.folding.drain(), [], [], [], final=True))
+    status, error = ("failed", joined.errors[0]) if joined.errors else \
+        ("interrupted" if stop is not None and stop.is_set() else "finished", None)
+    recorder.commit(status)
     return run_id, status, error
 
 
-def _merge(results: list[ShardResult]) -> tuple[RunStats, Inventory, list]:
-    """The shards' findings as one run's: packets as the first shard counted them (every shard
-    reads them all), the rest added up, communications and assets joined."""
-    stats = results[0].stats
-    inventory = Inventory()
-    inventory.max_pairs = inventory.max_assets = 1 << 62       # each shard kept within its own budget
-    sightings: dict[tuple, Sighting] = {}
-    for n, result in enumerate(results):
-        if n:
-            for name, value in result.stats.counters.items():
+def _deltas(jobs: list[ShardJob], scheduler: str | None, stop: threading.Event) -> Iterator[ShardDelta | None]:
+    """The shards' deltas as they come, and None each POLL_SECONDS without one (the caller's
+    chance to commit): from worker processes as they go, from a Dask cluster at the end."""
+    if scheduler is not None:
+        yield from run_shards(analyze_shard, jobs, scheduler)
+        return
+    forking = multiprocessing.get_context("fork")
+    inbox, halt = forking.Queue(), forking.Event()
+    with long_run_collection(), concurrent.futures.ProcessPoolExecutor(
+            max_workers=len(jobs), mp_context=forking, initializer=_report_to, initargs=(inbox, halt)) as pool:
+        futures = [pool.submit(analyze_shard, job) for job in jobs]
+        finished = 0
+        while finished < len(jobs):
+            if stop.is_set():
+                halt.set()
+            try:
+                delta = pickle.loads(inbox.get(timeout=POLL_SECONDS))
+            except queue.Empty:
+                delta = None
+            if delta is None:
+                for future in futures:
+                    if future.done():
+                        future.result()         # (a worker that failed says why)
+            else:
+                finished += delta.final
+            yield delta
+
+
+class Joined:
+    """The shards' deltas joined into one run's findings, as the parent's recorder commits them:
+    packets as the first shard counted them (every shard reads them all), other counters added
+    up, a communication's or an asset's totals summed over the shards that saw it (each shard
+    kept within its own budget)."""
+
+    def __init__(self, captures: list[str]):
+        self.stats = RunStats(captures=list(captures))
+        self.inventory = Inventory()
+        self.inventory.max_pairs = self.inventory.max_assets = 1 << 62
+        self.latest: dict[int, RunStats] = {}
+        self.pairs: dict[int, dict[tuple, Communication]] = defaultdict(dict)      # shard -> its own totals
+        self.assets: dict[int, dict[str, Asset]] = defaultdict(dict)
+        self.alerts: list[Alert] = []
+        self.sightings: list = []
+        self.drifts: list = []
+        self.across: list[Event] = []
+        self.errors: list[str] = []
+
+    def add(self, delta: ShardDelta) -> None:
+        self.latest[delta.shard] = delta.stats
+        for key, comm in delta.pairs:
+            self.pairs[delta.shard][key] = comm
+            self.inventory.pairs[key] = _joined_pair([shard[key] for shard in self.pairs.values() if key in shard])
+            self.inventory.changed_pairs.add(key)
+        for asset in delta.assets:
+            self.assets[delta.shard][asset.ip] = asset
+            self.inventory.assets[asset.ip] = _joined_asset([shard[asset.ip] for shard in self.assets.values()
+                                                             if asset.ip in shard])
+            self.inventory.changed_assets.add(asset.ip)
+        self.alerts += delta.alerts
+        self.sightings += delta.sightings
+        self.drifts += delta.drifts
+        self.across += delta.across
+        if delta.error:
+            self.errors.append(delta.error)
+
+    def count(self) -> None:
+        """The run's counters and packets from each shard's latest."""
+        if not self.latest:
+            return
+        stats = self.stats
+        first = self.latest[min(self.latest)]
+        for name in ("packets", "bytes", "first_ts", "last_ts", "longest_silence"):
+            setattr(stats, name, getattr(first, name))
+        stats.counters.clear()
+        for shard in self.latest.values():
+            for name, value in shard.counters.items():
                 stats.counters[name] = max(stats.counters[name], value) if name in LARGEST else \
                     stats.counters[name] + value
-            stats.hosts.update(result.stats.hosts)
-        for key, comm in result.inventory.pairs.items():
-            _join_pair(inventory.pairs, key, comm)
-        for ip, asset in result.inventory.assets.items():
-            _join_asset(inventory.assets, ip, asset)
-        for key, seen in result.sightings:
-            known = sightings.get(key)
-            if known is None or seen.first_seen < known.first_seen:
-                sightings[key] = Sighting(**{**seen.__dict__, "last_seen": max(seen.last_seen, known.last_seen)
-                                             if known else seen.last_seen})
-            else:
-                known.last_seen = max(known.last_seen, seen.last_seen)
-    inventory.changed_pairs = set(inventory.pairs)
-    inventory.changed_assets = set(inventory.assets)
-    return stats, inventory, list(sightings.items())
+            stats.hosts.update(shard.hosts)
+
+    def drain(self) -> list[Alert]:
+        """Alerts raised or grown since the last commit (the recorder's, as a detector's folding)."""
+        alerts, self.alerts = self.alerts, []
+        return alerts
+
+    def take_changes(self) -> list:
+        """Identity sightings since the last commit (the recorder's, as the identity detector's)."""
+        sightings, self.sightings = self.sightings, []
+        return sightings
+
+    def take_drifts(self) -> list:
+        drifts, self.drifts = self.drifts, []
+        return drifts
 
 
-def _join_pair(pairs: dict[tuple, Communication], key: tuple, comm: Communication) -> None:
-    known = pairs.get(key)
-    if known is None:
-        pairs[key] = comm
-        return
-    for name in ("requests", "responses", "exceptions", "malformed"):
-        setattr(known, name, getattr(known, name) + getattr(comm, name))
-    known.first_seen, known.last_seen = min(known.first_seen, comm.first_seen), max(known.last_seen, comm.last_seen)
+def _joined_pair(seen: list[Communication]) -> Communication:
+    joined = dataclasses.replace(seen[0])
+    for comm in seen[1:]:
+        for name in ("requests", "responses", "exceptions", "malformed"):
+            setattr(joined, name, getattr(joined, name) + getattr(comm, name))
+        joined.first_seen, joined.last_seen = min(joined.first_seen, comm.first_seen), \
+            max(joined.last_seen, comm.last_seen)
+    return joined
 
 
-def _join_asset(assets: dict[str, Asset], ip: str, asset: Asset) -> None:
-    known = assets.get(ip)
-    if known is None:
-        assets[ip] = asset
-        return
-    known.protocols |= asset.protocols
-    known.served_ports |= asset.served_ports
-    for name in ("serves", "writes", "engineering", "requests"):
-        setattr(known, name, getattr(known, name) + getattr(asset, name))
-    known.controller_identity = known.controller_identity or asset.controller_identity
-    known.first_seen, known.last_seen = min(known.first_seen, asset.first_seen), max(known.last_seen, asset.last_seen)
-
+def _joined_asset(seen: list[Asset]) -> Asset:
+    joined = dataclasses.replace(seen[0], protocols=set(seen[0].protocols), served_ports=set(seen[0].served_ports))
+    for asset in seen[1:]:
+        joined.protocols |= asset.protocols
+        joined.served_ports |= asset.served_ports
+        for name in ("serves", "writes", "engineering", "requests"):
+            setattr(joined, name, getattr(joined, name) + getattr(asset, name))
+        joined.controller_identity = joined.controller_identity or asset.controller_identity
+        joined.first_seen, joined.last_seen = min(joined.first_seen, asset.first_seen), \
+            max(joined.last_seen, asset.last_seen)
+    return joined

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -33,9 +34,21 @@ def whole(captures, tmp_path_factory):
     return _state(db)
 
 
-def _start(db, captures) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "icsguard", "analyze", "--db", str(db), *captures],
+def _start(db, captures, *options) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "icsguard", "analyze", "--db", str(db), *captures, *options],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue                 # (a process that just ended)
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
 
 
 def _state(db) -> dict:
@@ -94,3 +107,42 @@ def test_ctrl_c_and_sigterm_end_the_run_as_interrupted(tmp_path, captures, whole
 def test_a_finished_run_matches_what_it_committed_along_the_way(captures, whole):
     """Committing as it goes stores the same as before: one finished run, every alert once."""
     assert whole["status"] == "finished" and whole["alerts"] > 0 and whole["matches"] >= whole["alerts"]
+
+
+def test_a_sharded_run_commits_as_it_goes_and_its_workers_end_with_it(tmp_path, captures, whole):
+    """--workers 2: the shards' findings are in the store within a second; killed, the run
+    keeps them, and the orphaned workers end instead of running on."""
+    db = tmp_path / "killed.db"
+    run = _start(db, captures, "--workers", "2")
+    wait_for_run(db, run)
+    time.sleep(2.0)
+    workers = _children(run.pid)
+    if run.poll() is not None:
+        pytest.fail("analyze --workers 2 finished within 2 s: the captures are too small to test this")
+    assert len(workers) >= 2
+    killed_at = time.time()
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=30)
+    state = _state(db)
+    assert state["status"] == "running" and killed_at - state["updated"] <= 1.5
+    assert 0 < state["packets"] <= whole["packets"] and 0 < state["pairs"] <= whole["pairs"]
+    deadline = time.time() + 5
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_ctrl_c_stops_the_workers_with_what_they_found(tmp_path, captures, whole):
+    db = tmp_path / "stopped.db"
+    run = _start(db, captures, "--workers", "2")
+    wait_for_run(db, run)
+    time.sleep(2.0)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("icsguard: interrupted: run 1") and "Traceback" not in stderr
+    state = _state(db)
+    assert state["status"] == "interrupted"
+    assert 0 < state["packets"] <= whole["packets"] and 0 < state["pairs"] <= whole["pairs"]
+    assert state["matches"] < whole["matches"]               # stopped before the end
