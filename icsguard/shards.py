@@ -5,6 +5,8 @@ Every worker reads every capture but goes on only with the connections of its se
 controller's traffic stays in one shard, so its reassembly, baseline, thresholds and folds are
 whole). Rules that count per client across servers (a scan) cannot be decided by a shard:
 each shard sends the events those rules match, and they are counted here, in time order.
+Worker processes send what they found as they go, and the parent stores it as one process
+would (at least once a second); Dask workers send it at the end.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ LARGEST = frozenset({"rules.active", "rules.need_site_file", "baseline.pairs", "
 POLL_SECONDS = 0.2             # the parent's wait for a shard's delta before it looks at the workers
 # a worker's findings reach the store within a second: sent each half second, committed each half second
 DELTA_SECONDS = COMMIT_SECONDS / 2
+FORKING = multiprocessing.get_context("fork")
 
 
 @dataclass
@@ -166,8 +169,8 @@ def run_shards(work: Callable[[Any], Any], jobs: list, scheduler: str | None) ->
     """``work`` on each job, on worker processes, or on a Dask cluster (``local``: one started
     here for the run)."""
     if scheduler is None:
-        with long_run_collection(), concurrent.futures.ProcessPoolExecutor(max_workers=len(jobs)) as pool:
-            return list(pool.map(work, jobs))     # (the parent's heap frozen: forked workers need not copy it)
+        with long_run_collection(), _forked_workers(len(jobs)) as pool:
+            return list(pool.map(work, jobs))
     from dask.distributed import Client, LocalCluster
     if scheduler == "local":
         with LocalCluster(n_workers=len(jobs), threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
@@ -175,6 +178,14 @@ def run_shards(work: Callable[[Any], Any], jobs: list, scheduler: str | None) ->
             return client.gather(client.map(work, jobs, pure=False))
     with Client(scheduler) as client:
         return client.gather(client.map(work, jobs, pure=False))
+
+
+def _forked_workers(count: int, initializer: Callable | None = None,
+                    initargs: tuple = ()) -> concurrent.futures.ProcessPoolExecutor:
+    """Worker processes forked from this one, which start with what it loaded (Scapy, the rules,
+    the model); run them inside long_run_collection, so that they need not copy its heap."""
+    return concurrent.futures.ProcessPoolExecutor(count, mp_context=FORKING, initializer=initializer,
+                                                  initargs=initargs)
 
 
 @dataclass
@@ -264,10 +275,8 @@ def _deltas(jobs: list[ShardJob], scheduler: str | None, stop: threading.Event) 
     if scheduler is not None:
         yield from run_shards(analyze_shard, jobs, scheduler)
         return
-    forking = multiprocessing.get_context("fork")
-    inbox, halt = forking.Queue(), forking.Event()
-    with long_run_collection(), concurrent.futures.ProcessPoolExecutor(
-            max_workers=len(jobs), mp_context=forking, initializer=_report_to, initargs=(inbox, halt)) as pool:
+    inbox, halt = FORKING.Queue(), FORKING.Event()
+    with long_run_collection(), _forked_workers(len(jobs), _report_to, (inbox, halt)) as pool:
         futures = [pool.submit(analyze_shard, job) for job in jobs]
         finished = 0
         while finished < len(jobs):
