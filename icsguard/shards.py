@@ -76,7 +76,8 @@ class ShardDelta:
     """What one shard found since its previous delta (a Dask worker's one delta: all of it): its
     counters so far, the communications and assets it changed (their totals in this shard), the
     alerts it raised or grew, identity sightings, pace drifts, and the events matched by the rules
-    counted across servers; ``final``: the shard's last."""
+    counted across servers; ``final``: the shard's last, ``stopped``: when its parent stopped it
+    before the end of the captures."""
     shard: int
     stats: RunStats
     pairs: list[tuple[tuple, Communication]]
@@ -87,6 +88,7 @@ class ShardDelta:
     drifts: list
     final: bool = False
     error: str | None = None
+    stopped: bool = False
 
 
 # in a worker process: the queue to the parent that started it, for its deltas as it goes, and
@@ -131,7 +133,7 @@ def analyze_shard(job: ShardJob) -> ShardDelta | None:
         return found
     parent = _parent
     due = time.monotonic() + DELTA_SECONDS
-    error = None
+    error, stopped = None, False
     try:
         with long_run_collection():
             for n, event in enumerate(Pipeline(stats, conversations=True, budget=budget,
@@ -141,15 +143,18 @@ def analyze_shard(job: ShardJob) -> ShardDelta | None:
                     matched.append(event)
                 if parent is not None and not n & 0xFF and time.monotonic() >= due:
                     if _halt.is_set():
+                        stopped = True
                         break
                     parent.put(pickle.dumps(delta()))
                     due = time.monotonic() + DELTA_SECONDS
     except CaptureError as exc:
         error = str(exc)
     detection.flush()
+    final = delta(True, error)
+    final.stopped = stopped
     if parent is None:
-        return delta(True, error)
-    parent.put(pickle.dumps(delta(True, error)))
+        return final
+    parent.put(pickle.dumps(final))
     return None
 
 
@@ -234,7 +239,7 @@ def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files:
     """Analyse over ``workers`` shards and store one run, as ``analysis.analyze`` does: worker
     processes' findings are committed as they come, at least once a second, and ``stop`` ends
     them within a second with what they found (``interrupted``); a Dask cluster's findings come
-    at the end."""
+    at the end (and a stop waits for them)."""
     check_captures(captures)
     known, macs = known_identities(store, modelfile.load_shared(model) if model else None)
     muted = store.mutes()
@@ -251,8 +256,9 @@ def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files:
                 joined.add(delta)
             recorder.tick()
     except BaseException as exc:         # what the shards sent is kept; the run says how it ended, and why
-        joined.stats.error = f"the workers did not finish: {exc}"
-        recorder.commit("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        stopped = isinstance(exc, KeyboardInterrupt)
+        joined.stats.error = None if stopped else f"the workers did not finish: {exc}"
+        recorder.commit("interrupted" if stopped else "failed")
         raise
     _, across = rules.split_by_server()
     counted = RuleDetector(across, muted)
@@ -264,7 +270,7 @@ def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files:
                                                               "rules.matches": counted.matches})),
                           [], [], counted.folding.drain(), [], [], [], final=True))
     status, error = ("failed", joined.errors[0]) if joined.errors else \
-        ("interrupted" if stop is not None and stop.is_set() else "finished", None)
+        ("interrupted" if joined.stopped else "finished", None)
     recorder.commit(status)
     return run_id, status, error
 
@@ -313,6 +319,7 @@ class Joined:
         self.drifts: list = []
         self.across: list[Event] = []
         self.errors: list[str] = []
+        self.stopped = False                  # a shard stopped before the end of the captures
 
     def add(self, delta: ShardDelta) -> None:
         self.latest[delta.shard] = delta.stats
@@ -331,6 +338,7 @@ class Joined:
         self.across += delta.across
         if delta.error:
             self.errors.append(delta.error)
+        self.stopped = self.stopped or delta.stopped
 
     def count(self) -> None:
         """The run's counters and packets from each shard's latest."""
