@@ -12,7 +12,6 @@ would (at least once a second); Dask workers send it at the end.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import functools
 import multiprocessing
 import os
@@ -22,7 +21,7 @@ import signal
 import threading
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 from icsguard.analysis import (
@@ -101,6 +100,7 @@ def _report_to(inbox: Any, halt: Any) -> None:
     """A worker process's start: a stop is its parent's to ask (Ctrl-C reaches the whole group)."""
     global _parent, _halt
     _parent, _halt = inbox, halt
+    inbox.cancel_join_thread()   # (at its end a worker does not wait for a parent no longer reading)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_end_when_orphaned, args=(os.getppid(),), daemon=True).start()
 
@@ -285,20 +285,23 @@ def _deltas(jobs: list[ShardJob], scheduler: str | None, stop: threading.Event) 
     with long_run_collection(), _forked_workers(len(jobs), _report_to, (inbox, halt)) as pool:
         futures = [pool.submit(analyze_shard, job) for job in jobs]
         finished = 0
-        while finished < len(jobs):
-            if stop.is_set():
-                halt.set()
-            try:
-                delta = pickle.loads(inbox.get(timeout=POLL_SECONDS))
-            except queue.Empty:
-                delta = None
-            if delta is None:
-                for future in futures:
-                    if future.done():
-                        future.result()         # (a worker that failed says why)
-            else:
-                finished += delta.final
-            yield delta
+        try:
+            while finished < len(jobs):
+                if stop.is_set():
+                    halt.set()
+                try:
+                    delta = pickle.loads(inbox.get(timeout=POLL_SECONDS))
+                except queue.Empty:
+                    delta = None
+                if delta is None:
+                    for future in futures:
+                        if future.done():
+                            future.result()         # (a worker that failed says why)
+                else:
+                    finished += delta.final
+                yield delta
+        finally:
+            halt.set()          # (a second Ctrl-C, or a worker that failed: the others stop too)
 
 
 class Joined:
@@ -371,7 +374,7 @@ class Joined:
 
 
 def _joined_pair(seen: list[Communication]) -> Communication:
-    joined = dataclasses.replace(seen[0])
+    joined = replace(seen[0])
     for comm in seen[1:]:
         for name in ("requests", "responses", "exceptions", "malformed"):
             setattr(joined, name, getattr(joined, name) + getattr(comm, name))
@@ -381,7 +384,7 @@ def _joined_pair(seen: list[Communication]) -> Communication:
 
 
 def _joined_asset(seen: list[Asset]) -> Asset:
-    joined = dataclasses.replace(seen[0], protocols=set(seen[0].protocols), served_ports=set(seen[0].served_ports))
+    joined = replace(seen[0], protocols=set(seen[0].protocols), served_ports=set(seen[0].served_ports))
     for asset in seen[1:]:
         joined.protocols |= asset.protocols
         joined.served_ports |= asset.served_ports

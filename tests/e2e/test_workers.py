@@ -4,6 +4,7 @@ servers, IT traffic beside Modbus, S7, OPC UA), with worker processes and a loca
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 from pathlib import Path
 
@@ -122,3 +123,24 @@ def test_learning_over_shards_learns_what_one_process_learns(tmp_path):
             assert theirs == pytest.approx(ours, rel=0.01)
         assert shards.model.threshold == pytest.approx(one.model.threshold, rel=0.05)
         assert shards.identities == one.identities and shards.packets == one.packets
+
+
+def test_a_worker_that_fails_fails_the_run_and_stops_the_others(tmp_path, monkeypatch):
+    """A bug in one shard (here: its detectors raise on one RTU's requests) ends the run as
+    failed, saying why, and no worker is left behind."""
+    from icsguard import shards
+    from icsguard.output.store import Store
+
+    real = shards.Detection.feed
+
+    def feed(self, event):
+        if event.dst == "192.168.1.104" and event.direction == "request":
+            raise RuntimeError("a bug in a detector")
+        real(self, event)
+    monkeypatch.setattr(shards.Detection, "feed", feed)          # (the workers fork with it)
+    store = Store(str(tmp_path / "failed.db"))
+    with pytest.raises(RuntimeError, match="a bug in a detector"):
+        shards.analyze_sharded([str(public(SCAN)), str(public(MIXED_TRAFFIC[0]))], store, 2, [], None, None)
+    run = store.run(1)
+    assert run["status"] == "failed" and run["error"] == "the workers did not finish: a bug in a detector"
+    assert not multiprocessing.active_children()
