@@ -4,7 +4,8 @@ cluster, merged into one database with the same alerts as one process (into one 
 Every worker reads every capture but goes on only with the connections of its servers (a
 controller's traffic stays in one shard, so its reassembly, baseline, thresholds and folds are
 whole). Rules that count per client across servers (a scan) cannot be decided by a shard:
-each shard sends the events those rules match, and they are counted here, in time order.
+each shard sends the events those rules match, and they are counted here, in time order, as
+far as every shard has read (so that they wait in memory only while one shard is ahead).
 Worker processes send what they found as they go, and the parent stores it as one process
 would (at least once a second); Dask workers send it at the end.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import math
 import multiprocessing
 import os
 import pickle
@@ -20,7 +22,7 @@ import queue
 import signal
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
@@ -34,7 +36,7 @@ from icsguard.analysis import (
     long_run_collection,
 )
 from icsguard.budget import Budget
-from icsguard.capture.files import CaptureError, read_captures
+from icsguard.capture.files import CaptureError, Frame, read_captures
 from icsguard.detect import modelfile
 from icsguard.detect.folding import Alert
 from icsguard.detect.identity import Sighting
@@ -50,6 +52,8 @@ from icsguard.runstats import RunStats
 
 # counters every shard sets alike, or whose largest value is the run's
 LARGEST = frozenset({"rules.active", "rules.need_site_file", "baseline.pairs", "memory.held_peak_bytes"})
+# how far behind what a shard read an event of it may still come (reassembly holds segments back)
+REORDER_SECONDS = 60.0
 POLL_SECONDS = 0.2             # the parent's wait for a shard's delta before it looks at the workers
 # a worker's findings reach the store within a second: sent each half second, committed each half second
 DELTA_SECONDS = COMMIT_SECONDS / 2
@@ -88,6 +92,10 @@ class ShardDelta:
     final: bool = False
     error: str | None = None
     stopped: bool = False
+
+
+class _Stopped(Exception):
+    """The parent asked a worker process to stop."""
 
 
 # in a worker process: the queue to the parent that started it, for its deltas as it goes, and
@@ -133,22 +141,31 @@ def analyze_shard(job: ShardJob) -> ShardDelta | None:
         return found
     parent = _parent
     due = time.monotonic() + DELTA_SECONDS
+    frames = 0
+
+    def report(_frame: Frame) -> None:
+        """Told of every frame read, the shard's own or not (a shard with little of its own
+        still says how far it read): a delta every DELTA_SECONDS, or the stop asked for."""
+        nonlocal due, frames
+        frames += 1
+        if frames & 0xFF or time.monotonic() < due:
+            return
+        if _halt.is_set():
+            raise _Stopped
+        parent.put(pickle.dumps(delta()))
+        due = time.monotonic() + DELTA_SECONDS
     error, stopped = None, False
     try:
         with long_run_collection():
-            for n, event in enumerate(Pipeline(stats, conversations=True, budget=budget,
-                                               shard=(job.shard, job.shards)).run(read_captures(job.captures))):
+            for event in Pipeline(stats, conversations=True, budget=budget, shard=(job.shard, job.shards)).run(
+                    read_captures(job.captures), report if parent is not None else None):
                 detection.feed(event)
                 if across.rules and across.matching(event):
                     matched.append(event)
-                if parent is not None and not n & 0xFF and time.monotonic() >= due:
-                    if _halt.is_set():
-                        stopped = True
-                        break
-                    parent.put(pickle.dumps(delta()))
-                    due = time.monotonic() + DELTA_SECONDS
     except CaptureError as exc:
         error = str(exc)
+    except _Stopped:
+        stopped = True
     detection.flush()
     final = delta(True, error)
     final.stopped = stopped
@@ -247,7 +264,8 @@ def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files:
             for n in range(workers)]
     rules = _rules(tuple(rule_files), site)
     run_id = store.start_run("analyze", list(captures), [rule.id for rule in rules.rules])
-    joined = Joined(captures)
+    _, across = rules.split_by_server()
+    joined = Joined(captures, workers, RuleDetector(across, muted), len(rules.rules))
     recorder = RunRecorder(store, run_id, joined.stats, joined.inventory, [joined], joined.count, DELTA_SECONDS,
                            identity=joined, drifts=joined.take_drifts)
     try:
@@ -260,15 +278,7 @@ def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files:
         joined.stats.error = None if stopped else f"the workers did not finish: {exc}"
         recorder.commit("interrupted" if stopped else "failed")
         raise
-    _, across = rules.split_by_server()
-    counted = RuleDetector(across, muted)
-    for event in sorted(joined.across, key=lambda e: e.ts):
-        counted.feed(event)
-    counted.flush()
-    # the parent's own share, joined as a shard's: the alerts of the rules counted across servers
-    joined.add(ShardDelta(workers, RunStats(counters=Counter({"rules.active": len(rules.rules),
-                                                              "rules.matches": counted.matches})),
-                          [], [], counted.folding.drain(), [], [], [], final=True))
+    joined.across.flush()
     status, error = ("failed", joined.errors[0]) if joined.errors else \
         ("interrupted" if joined.stopped else "finished", None)
     recorder.commit(status)
@@ -308,9 +318,14 @@ class Joined:
     """The shards' deltas joined into one run's findings, as the parent's recorder commits them:
     packets as the first shard counted them (every shard reads them all), other counters added
     up, a communication's or an asset's totals summed over the shards that saw it (each shard
-    kept within its own budget)."""
+    kept within its own budget). The events of the rules that count across servers are counted
+    here (``across``) in time order, as far as every shard has read: those of a shard ahead of
+    the others wait, no more."""
 
-    def __init__(self, captures: list[str]):
+    def __init__(self, captures: list[str], shards: int, across: RuleDetector, rules_active: int):
+        self.shards, self.across, self.rules_active = shards, across, rules_active
+        self.read_to: dict[int, float] = {}         # shard -> how far in capture time it has read
+        self.waiting: list[Event] = []             # events for ``across`` no shard can precede now
         self.stats = RunStats(captures=list(captures))
         self.inventory = Inventory()
         self.inventory.max_pairs = self.inventory.max_assets = 1 << 62
@@ -320,7 +335,6 @@ class Joined:
         self.alerts: list[Alert] = []
         self.sightings: list = []
         self.drifts: list = []
-        self.across: list[Event] = []
         self.errors: list[str] = []
         self.stopped = False                  # a shard stopped before the end of the captures
 
@@ -338,13 +352,25 @@ class Joined:
         self.alerts += delta.alerts
         self.sightings += delta.sightings
         self.drifts += delta.drifts
-        self.across += delta.across
+        self.read_to[delta.shard] = math.inf if delta.final else (delta.stats.last_ts or -math.inf) - REORDER_SECONDS
+        if delta.across or self.waiting:
+            self._count_across(delta.across)
         if delta.error:
             self.errors.append(delta.error)
         self.stopped = self.stopped or delta.stopped
 
+    def _count_across(self, more: list[Event]) -> None:
+        self.waiting += more
+        now = min(self.read_to.get(shard, -math.inf) for shard in range(self.shards))
+        self.waiting.sort(key=lambda event: event.ts)
+        ready = 0
+        while ready < len(self.waiting) and self.waiting[ready].ts <= now:
+            self.across.feed(self.waiting[ready])
+            ready += 1
+        del self.waiting[:ready]
+
     def count(self) -> None:
-        """The run's counters and packets from each shard's latest."""
+        """The run's counters and packets from each shard's latest, and the matches counted here."""
         if not self.latest:
             return
         stats = self.stats
@@ -357,11 +383,13 @@ class Joined:
                 stats.counters[name] = max(stats.counters[name], value) if name in LARGEST else \
                     stats.counters[name] + value
             stats.hosts.update(shard.hosts)
+        stats.counters["rules.matches"] += self.across.matches
+        stats.counters["rules.active"] = self.rules_active
 
     def drain(self) -> list[Alert]:
         """Alerts raised or grown since the last commit (the recorder's, as a detector's folding)."""
         alerts, self.alerts = self.alerts, []
-        return alerts
+        return alerts + self.across.folding.drain()
 
     def take_changes(self) -> list:
         """Identity sightings since the last commit (the recorder's, as the identity detector's)."""

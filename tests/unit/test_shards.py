@@ -1,0 +1,43 @@
+"""Joining shards' findings in the parent: the rules that count across servers see every
+shard's events in time order, and hold back only what a slower shard might still precede."""
+
+from __future__ import annotations
+
+from icsguard.detect.rule_engine import RuleDetector
+from icsguard.detect.rules import load_rules
+from icsguard.events import Event
+from icsguard.runstats import RunStats
+from icsguard.shards import REORDER_SECONDS, Joined, ShardDelta
+
+CLIENT = "10.0.0.66"
+
+
+def _refusal(ts: float, server: str) -> Event:
+    """An illegal-data-address answer to a scanning client."""
+    return Event(ts, "modbus", server, 502, CLIENT, 40000, "response", "read_holding_registers", 3, "", "x.pcap", 1,
+                 {"unit_id": 1, "exception_code": 2})
+
+
+def _delta(shard: int, read_to: float, events: list[Event], final: bool = False) -> ShardDelta:
+    return ShardDelta(shard, RunStats(last_ts=read_to), [], [], [], [], events, [], final)
+
+
+def test_a_scan_of_servers_in_two_shards_is_counted_once_both_have_read_that_far():
+    _, across = load_rules().split_by_server()
+    assert "modbus.points_list_scan" in {rule.id for rule in across.rules}      # 5 answers a minute, by client
+    joined = Joined(["x.pcap"], 2, RuleDetector(across), len(across.rules))
+    joined.add(_delta(0, 100.0 + REORDER_SECONDS + 10, [_refusal(100.0 + n, "10.0.0.1") for n in range(3)]))
+    assert len(joined.waiting) == 3 and joined.drain() == []          # shard 1 may still hold earlier answers
+    joined.add(_delta(1, 101.5, [_refusal(101.5, "10.0.0.2")]))
+    assert len(joined.waiting) == 4 and joined.drain() == []          # shard 1 read only to 101.5: nothing is sure
+    joined.add(_delta(1, 104.0 + REORDER_SECONDS + 10, [_refusal(104.0, "10.0.0.2")]))
+    assert joined.waiting == []
+    joined.across.flush()
+    alerts = joined.drain()
+    joined.count()
+    assert [(a.rule, a.src, a.count) for a in alerts] == [("modbus.points_list_scan", CLIENT, 1)]
+    assert joined.stats.counters["rules.matches"] == 1
+    joined.add(_delta(0, 0.0, [_refusal(900.0, "10.0.0.1")], final=True))
+    assert len(joined.waiting) == 1                                    # shard 1 has not finished
+    joined.add(_delta(1, 0.0, [], final=True))
+    assert joined.waiting == []
