@@ -58,11 +58,12 @@ class Pipeline:
         after everything before them has been yielded."""
         stats = self.stats
         sharder = self.sharder
-        decode, plain_segment = self.netstack.decode, self.netstack.plain_segment
+        plain_segment = self.netstack.plain_segment
         feed_tcp, feed_known = self.reassembler.feed, self.reassembler.feed_known
         # connections followed by their raw flows, unless something needs every frame's segment
         lanes = self.reassembler.lanes if self.on_segment is None else None
         plain_frames = lanes is not None or sharder is not None       # (see netstack.plain_tcp4_at)
+        decode = self.netstack.decode_other if plain_frames else self.netstack.decode
         feed_app = self.protocols.feed
         see = self.conversations.feed if self.conversations is not None else None
         hosts = stats.hosts
@@ -101,9 +102,9 @@ class Pipeline:
                     known = sharder.flows.get(plain)
                     if known is False:
                         continue                   # another shard's connection, known as such
-                if where is not None and lanes is not None:
+                if where is not None:
                     data = frame.data
-                    lane = lanes.get(flow)
+                    lane = lanes.get(flow) if lanes is not None else None
                     if lane is not None:       # an open connection's: its usual segments go straight on
                         chunks = feed_known(lane, frame.ts, *plain_tcp_fields(data, where), frame)
                         if chunks is not None:

@@ -131,12 +131,12 @@ def analyze_shard(job: ShardJob) -> ShardDelta | None:
     detection = Detection(stats, budget, local, learned, job.muted, job.known, job.macs)
     matched: list[Event] = []
 
-    def delta(final: bool = False, error: str | None = None) -> ShardDelta:
+    def delta(final: bool = False, error: str | None = None, stopped: bool = False) -> ShardDelta:
         detection.count()
         pairs, assets = detection.inventory.take_changes({})       # (MACs: the parent sees every shard's)
         alerts = [alert for each in detection.detectors for alert in each.folding.drain()]
         found = ShardDelta(job.shard, stats, pairs, assets, alerts, detection.identity.take_changes(), list(matched),
-                           detection.take_drifts(), final, error)
+                           detection.take_drifts(), final, error, stopped)
         matched.clear()
         return found
     parent = _parent
@@ -167,8 +167,7 @@ def analyze_shard(job: ShardJob) -> ShardDelta | None:
     except _Stopped:
         stopped = True
     detection.flush()
-    final = delta(True, error)
-    final.stopped = stopped
+    final = delta(True, error, stopped)
     if parent is None:
         return final
     parent.put(pickle.dumps(final))

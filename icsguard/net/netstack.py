@@ -110,6 +110,11 @@ class NetStack:
         plain = plain_tcp4_at(link_type, data)
         if plain is not None:
             return self.plain_segment(data, plain)
+        return self.decode_other(ts, link_type, data)
+
+    def decode_other(self, ts: float, link_type: int, data: bytes) -> Segment | None:
+        """A frame its reader already found not plain (plain_tcp4_at): VLAN tags, other links,
+        fragments, UDP, anything odd."""
         mac = None
         if link_type == LINK_ETHERNET:
             if len(data) < 14:
