@@ -14,7 +14,10 @@ $(BIN)/icsguard: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# byte-compiled as a packaged install is, so that no run compiles the modules again at start
+# (a third of a second of every command where Python is told not to write its caches)
 install: $(BIN)/icsguard
+	$(BIN)/python -m compileall -q icsguard parsers
 
 demo: install
 	rm -f demo.db
