@@ -64,7 +64,7 @@ class Pipeline:
         lanes = self.reassembler.lanes if self.on_segment is None else None
         plain_frames = lanes is not None or sharder is not None       # (see netstack.plain_tcp4_at)
         decode = self.netstack.decode_other if plain_frames else self.netstack.decode
-        feed_app = self.protocols.feed
+        feed_app, feed_lane = self.protocols.feed, self.protocols.feed_data
         see = self.conversations.feed if self.conversations is not None else None
         hosts = stats.hosts
         macs: dict[str, bytes] = {}
@@ -79,45 +79,45 @@ class Pipeline:
         failure = None
         try:
             for frame in frames:
-                if not frame.data:                 # a live source's heartbeat: no packet came
+                ts, link_type, data, capture, number = frame
+                if not data:                       # a live source's heartbeat: no packet came
                     if progress is not None:
                         progress(frame)
                     continue
                 # the tap's quietest stretch, within one capture (captures merged may be days apart)
-                if last is not None and last.capture == frame.capture and frame.ts - last.ts > stats.longest_silence:
-                    stats.longest_silence = frame.ts - last.ts
+                if last is not None and last.capture == capture and ts - last.ts > stats.longest_silence:
+                    stats.longest_silence = ts - last.ts
                 last = frame
                 stats.packets += 1
-                stats.bytes += len(frame.data)
+                stats.bytes += len(data)
                 if stats.first_ts is None:
-                    stats.first_ts = frame.ts
-                stats.last_ts = frame.ts
+                    stats.first_ts = ts
+                stats.last_ts = ts
                 if progress is not None:
                     progress(frame)
-                where = plain_tcp4_at(frame.link_type, frame.data) if plain_frames else None
-                flow = plain_flow(frame.data, where[0]) if where is not None else None
-                plain = sharder.plain(flow, frame.data[where[0] + 13]) if sharder is not None and flow else None
+                where = plain_tcp4_at(link_type, data) if plain_frames else None
+                flow = plain_flow(data, where[0]) if where is not None else None
+                plain = sharder.plain(flow, data[where[0] + 13]) if sharder is not None and flow else None
                 known = None
                 if plain is not None:
                     known = sharder.flows.get(plain)
                     if known is False:
                         continue                   # another shard's connection, known as such
                 if where is not None:
-                    data = frame.data
                     lane = lanes.get(flow) if lanes is not None else None
                     if lane is not None:       # an open connection's: its usual segments go straight on
-                        chunks = feed_known(lane, frame.ts, *plain_tcp_fields(data, where), frame)
-                        if chunks is not None:
+                        payload = feed_known(lane, ts, *plain_tcp_fields(data, where))
+                        if payload is not None:
                             src, mac = lane.side[0], data[6:12]
                             if macs.get(src) != mac:
                                 seen_from(src, mac)
-                            for chunk in chunks:
-                                yield from feed_app(chunk, frame.ts, frame.capture, frame.number)
+                            if payload:
+                                yield from feed_lane(lane.conn, lane.side, payload, ts, capture, number)
                             continue
                     segment = plain_segment(data, where)
                 else:
                     try:
-                        segment = decode(frame.ts, frame.link_type, frame.data)
+                        segment = decode(ts, link_type, data)
                     except UnsupportedLink as exc:     # a pcapng interface added mid-file
                         raise CaptureError(f"{frame.capture}: {exc}") from None
                     if segment is None:
@@ -130,13 +130,13 @@ class Pipeline:
                 if sharder is not None and not known and not sharder.mine(segment, plain):
                     continue                       # (ours, known as such: nothing to work out)
                 if see is not None:
-                    started = see(frame.ts, segment, frame.capture, frame.number)
+                    started = see(ts, segment, capture, number)
                     if started is not None:
                         stats.counters["conversations.started"] += 1
                         yield started
                 if segment.transport != IPPROTO_TCP:
                     continue
-                for chunk in feed_tcp(frame.ts, segment, frame, flow):
+                for chunk in feed_tcp(ts, segment, frame, flow):
                     origin = chunk.origin
                     yield from feed_app(chunk, origin.ts, origin.capture, origin.number)
         except CaptureError as exc:

@@ -134,10 +134,10 @@ class Reassembler:
         # now: their usual segments go by feed_known
         self.lanes: dict[bytes, Lane] = {}
 
-    def feed_known(self, lane: Lane, ts: float, seq: int, ack: int, flags: int, payload: bytes,
-                   origin: object) -> list[Chunk] | None:
+    def feed_known(self, lane: Lane, ts: float, seq: int, ack: int, flags: int, payload: bytes) -> bytes | None:
         """A segment on a lane, when it is the usual one: an ACK carrying the next bytes in
-        order, or none, with nothing held out of order. None for any other: then the segment
+        order, or none, with nothing held out of order; returns its bytes, in order on the
+        lane's side (a DATA chunk's, without the chunk). None for any other: then the segment
         goes the general way, by ``feed``."""
         if flags & LANE_FLAGS != TCP_ACK or ts >= self._next_sweep:
             return None
@@ -149,10 +149,9 @@ class Reassembler:
         self.connections[key] = conn
         conn.last_seen = ts
         peer.acked = ack
-        if not payload:
-            return []
-        direction.next_seq = seq_add(seq, len(payload))
-        return [Chunk(DATA, conn, side, payload, origin)]
+        if payload:
+            direction.next_seq = seq_add(seq, len(payload))
+        return payload
 
     def feed(self, ts: float, seg: Segment, origin: object = None, flow: bytes | None = None) -> list[Chunk]:
         """``flow``: the segment's raw flow, when it came in a plain frame: the connection is

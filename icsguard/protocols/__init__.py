@@ -15,7 +15,7 @@ from types import ModuleType
 
 from icsguard.budget import Budget, Pool
 from icsguard.events import Event
-from icsguard.net.reassembly import CLOSE, GAP, Chunk, Connection
+from icsguard.net.reassembly import CLOSE, DATA, GAP, Chunk, Connection
 from icsguard.protocols import modbus, opcua, s7
 from icsguard.protocols.decode_cache import DecodeCache
 from icsguard.protocols.framing import PduFramer
@@ -121,6 +121,14 @@ class ProtocolStage:
                 state.framers[chunk.src].gap()
             return []
         return self._events(state, conn, chunk.src, chunk.data, ts, capture, frame)
+
+    def feed_data(self, conn: Connection, side: tuple, data: bytes, ts: float, capture: str, frame: int) -> list[Event]:
+        """In-order bytes of one side, as a DATA chunk carries them (an open connection's
+        usual segment, handed on without one)."""
+        state = conn.session
+        if state.__class__ is _Claimed:
+            return self._events(state, conn, side, data, ts, capture, frame)
+        return self.feed(Chunk(DATA, conn, side, data, None), ts, capture, frame)
 
     def _identify(self, conn: Connection, chunk: Chunk, state, ts, capture, frame) -> list[Event]:
         """Claim the connection for the protocol its bytes look like, then decode what was held back."""
@@ -230,6 +238,7 @@ class ProtocolStage:
         flow = conn.flow_id
         events = []
         partial = state.partial
+        make = tuple.__new__          # an Event without its constructor's extra call (one per PDU)
         for pdu in pdus:
             try:
                 decoded = decode(pdu, from_client)
@@ -242,8 +251,8 @@ class ProtocolStage:
             if "malformed" in fields:
                 self.counters[state.malformed_key] += 1
             fields["pdu_length"] = len(pdu) + partial.pop(side, 0) if partial else len(pdu)
-            events.append(Event(ts, proto, src, sport, dst, dport, direction, function, code,
-                                flow, capture, frame, fields))
+            events.append(make(Event, (ts, proto, src, sport, dst, dport, direction, function, code,
+                                       flow, capture, frame, fields)))
         self.counters[state.pdus_key] += len(events)
         return events
 

@@ -136,9 +136,9 @@ def test_connections_followed_by_raw_flow_decode_as_the_general_path(tmp_path, m
     known = Reassembler.feed_known
 
     def counted(self, *args):
-        chunks = known(self, *args)
-        followed[chunks is not None] += 1
-        return chunks
+        payload = known(self, *args)
+        followed[payload is not None] += 1
+        return payload
     monkeypatch.setattr(Reassembler, "feed_known", counted)
     client, server, payloads, _ = _reference()
     segments = cut(payloads, 5)
