@@ -62,17 +62,23 @@ class Sighting:
 def facts(event: Event) -> list[tuple[str, str]]:
     """The (attribute, value) pairs a PDU tells about its sender."""
     fields = event.fields
+    proto = event.proto
+    if proto == "modbus":                 # (almost every event: polls, which tell nothing of this)
+        if "objects" not in fields and event.function != "report_server_id":
+            return []
+    elif proto != "opcua" and "cpu_info" not in fields:
+        return []
     found: list[tuple[str, Any]] = []
-    if event.proto == "s7comm" and isinstance(fields.get("cpu_info"), dict):
+    if proto == "s7comm" and isinstance(fields.get("cpu_info"), dict):
         found += [(S7_ATTRIBUTES[k], v) for k, v in fields["cpu_info"].items() if k in S7_ATTRIBUTES]
-    elif event.proto == "modbus" and event.direction == "response" and "exception_code" not in fields:
+    elif proto == "modbus" and event.direction == "response" and "exception_code" not in fields:
         objects = fields.get("objects")
         if isinstance(objects, dict):
             found += [(MODBUS_OBJECTS[int(k)], v) for k, v in objects.items()
                       if str(k).isdigit() and int(k) in MODBUS_OBJECTS]
         if event.function == "report_server_id" and isinstance(fields.get("data"), str):
             found.append(("server_id", _server_id(fields["data"])))
-    elif event.proto == "opcua":
+    elif proto == "opcua":
         found += [(name, fields[key]) for key, name in OPCUA_FIELDS.items() if fields.get(key)]
         if event.function == "ReadResponse":
             nodes, values = fields.get("node_ids") or (), fields.get("values") or ()
