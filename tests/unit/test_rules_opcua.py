@@ -134,6 +134,20 @@ def test_certificate_error_alternative(site):
     assert rule.why(quiet) is None
 
 
+def test_browse_enumeration_counts_nodes_not_requests(site):
+    """A historian reconnecting every few seconds browses the same two nodes each time (sixty
+    Browse requests a minute): no enumeration. A client browsing twenty different nodes is one."""
+    def browse(second: float, node: str) -> Event:
+        return Event(1_795_000_000.0 + second, "opcua", CLIENT, 40000, SERVER, 4840, "request", "BrowseRequest",
+                     None, "1:x", "t.pcap", 1, {"node_ids": [node]})
+    rebrowsing = [browse(i, node) for i in range(30) for node in ("i=85", "ns=2;i=1")]
+    assert "opcua.browse_enumeration" not in alerts_by_rule(rebrowsing, site)
+    walk = [browse(i, f"ns=2;i={i}") for i in range(20)]
+    assert "opcua.browse_enumeration" not in alerts_by_rule(walk[:19], site)
+    alert = alerts_by_rule(walk, site)["opcua.browse_enumeration"]
+    assert (alert.src, alert.dst, alert.count, alert.first_ts) == (CLIENT, SERVER, 1, walk[19].ts)
+
+
 @pytest.mark.parametrize("name, port", [
     ("opcua-security-research/freeopcua_20251026_025314.pcap", 4842),
     ("opcua-security-research/nodeopcua_20251026_025314.pcap", 4841),
