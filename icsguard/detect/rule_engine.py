@@ -15,7 +15,7 @@ from typing import Any, Callable
 from icsguard.bounded import remember
 from icsguard.budget import Budget
 from icsguard.detect.folding import Alert, Finding, Folding, compact
-from icsguard.detect.rules import COMMON_INDEX, MISSING, Rule, RuleSet, resolve
+from icsguard.detect.rules import COMMON_INDEX, Rule, RuleSet, resolve
 from icsguard.events import Event, hashable
 
 
@@ -91,13 +91,6 @@ def values_of(names: tuple[str, ...]) -> Callable[[Event], Any]:
     if all(name in COMMON_INDEX for name in names):
         return itemgetter(*(COMMON_INDEX[name] for name in names))
     paths = [tuple(name.split(".")) for name in names]
-    if len(paths) == 1 and len(paths[0]) == 1:     # one protocol field (a sweep's unit id): straight from it
-        name = paths[0][0]
-
-        def field_value(event: Event) -> Any:
-            value = event.fields.get(name, MISSING)
-            return value if value.__class__ in (int, str) else hashable(value)
-        return field_value
     if len(paths) == 1:
         path = paths[0]
         return lambda event: hashable(resolve(event, path))

@@ -65,7 +65,7 @@ FIELDS = frozenset(COMMON_FIELDS) | PROTOCOL_FIELDS
 COMMON_INDEX = {name: index for index, name in enumerate(COMMON_FIELDS)}     # an Event's tuple position
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _MITRE = re.compile(r"^T0\d{3}(\.\d{3})?$")
-MISSING = object()          # a field the event does not carry (None is a value)
+_MISSING = object()
 
 Predicate = Callable[[Any, Event], bool]
 
@@ -175,11 +175,11 @@ class _Group:
         carried = event.fields
         for tested in self.tested:
             name, index, answers, tests = tested
-            value = carried.get(name, MISSING)        # as in the event's JSON: its fields over the common
-            if value is MISSING and index is not None:
+            value = carried.get(name, _MISSING)        # as in the event's JSON: its fields over the common
+            if value is _MISSING and index is not None:
                 value = event[index]
             kind = value.__class__
-            key = value if kind is str or kind is int or kind is float or value is MISSING else _answer_key(value)
+            key = value if kind is str or kind is int or kind is float or value is _MISSING else _answer_key(value)
             bits = answers.get(key) if key is not None else None
             if bits is None:
                 bits = 0
@@ -222,7 +222,7 @@ def _answer_key(value: Any) -> Any:
     scalar, a list of scalars (a PDU's registers) as a tuple, otherwise None (not
     remembered). Booleans are keyed apart from the numbers they equal."""
     kind = value.__class__
-    if kind is str or kind is int or kind is float or value is MISSING:
+    if kind is str or kind is int or kind is float or value is _MISSING:
         return value
     if kind is bool:
         return (bool, value)
@@ -314,14 +314,14 @@ def _compile(conditions: list[Condition]) -> Callable[[Event], bool]:
 
 def resolve(event: Event, path: tuple[str, ...]) -> Any:
     """A field's value, following a dotted path into mappings and through lists."""
-    value = event.get(path[0], MISSING)
+    value = event.get(path[0], _MISSING)
     for key in path[1:]:
         if isinstance(value, dict):
-            value = value.get(key, MISSING)
+            value = value.get(key, _MISSING)
         elif isinstance(value, (list, tuple)):
             value = [item.get(key) for item in value if isinstance(item, dict) and key in item]
         else:
-            return MISSING
+            return _MISSING
     return value
 
 
@@ -494,7 +494,7 @@ def _literal_values(operator: str, operand: Any) -> frozenset | None:
 
 
 def _show(value: Any) -> str:
-    text = "missing" if value is MISSING else repr(value)
+    text = "missing" if value is _MISSING else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -506,7 +506,7 @@ def _elements(value) -> list:
 
 def _any_element(test: Callable[[Any], bool]) -> Predicate:
     def check(value, event):
-        if value is MISSING or value is None:
+        if value is _MISSING or value is None:
             return False
         return any(test(v) for v in _elements(value))
     return check
@@ -514,7 +514,7 @@ def _any_element(test: Callable[[Any], bool]) -> Predicate:
 
 def _equals(operand, site, check_groups) -> Predicate:
     if isinstance(operand, list):
-        return lambda value, event: value is not MISSING and list(_elements(value)) == operand
+        return lambda value, event: value is not _MISSING and list(_elements(value)) == operand
     return _any_element(lambda v: v == operand)
 
 
@@ -583,7 +583,7 @@ def _membership(inside: bool):
         member = _members(operand, site, check_groups)
 
         def check(value, event):
-            if value is MISSING or value is None:
+            if value is _MISSING or value is None:
                 return False
             return any(member(v, event) for v in _elements(value)) == inside
         return check
@@ -621,7 +621,7 @@ def _regex(operand, site, check_groups) -> Predicate:
 def _exists(operand, site, check_groups) -> Predicate:
     if not isinstance(operand, bool):
         raise ValueError("exists is true or false")
-    return lambda value, event: (value is not MISSING and value is not None) == operand
+    return lambda value, event: (value is not _MISSING and value is not None) == operand
 
 
 def _contains(operand, site, check_groups) -> Predicate:
