@@ -96,16 +96,13 @@ class Pipeline:
                 if progress is not None:
                     progress(frame)
                 where = plain_tcp4_at(link_type, data) if plain_frames else None
-                flow = plain = known = None
-                if where is not None:
-                    flow = plain_flow(data, where[0])
-                    if sharder is not None:
-                        flags = data[where[0] + 13]
-                        plain = sharder.plain(flow, flags) if flags & (TCP_SYN | TCP_FIN | TCP_RST) else flow
-                        if plain is not None:
-                            known = sharder.flows.get(plain)
-                            if known is False:
-                                continue           # another shard's connection, known as such
+                flow = plain_flow(data, where[0]) if where is not None else None
+                plain = sharder.plain(flow, data[where[0] + 13]) if sharder is not None and flow else None
+                known = None
+                if plain is not None:
+                    known = sharder.flows.get(plain)
+                    if known is False:
+                        continue                   # another shard's connection, known as such
                 if where is not None:
                     lane = lanes.get(flow) if lanes is not None else None
                     if lane is not None:       # an open connection's: its usual segments go straight on
@@ -122,7 +119,7 @@ class Pipeline:
                     try:
                         segment = decode(ts, link_type, data)
                     except UnsupportedLink as exc:     # a pcapng interface added mid-file
-                        raise CaptureError(f"{frame.capture}: {exc}") from None
+                        raise CaptureError(f"{capture}: {exc}") from None
                     if segment is None:
                         continue
                 if self.on_segment is not None:
