@@ -508,7 +508,9 @@ def _any_element(test: Callable[[Any], bool]) -> Predicate:
     def check(value, event):
         if value is _MISSING or value is None:
             return False
-        return any(test(v) for v in _elements(value))
+        if isinstance(value, (list, tuple)):
+            return any(test(v) for v in value)
+        return test(value)          # (a scalar: a port, a unit, tested as it is, with no list made for it)
     return check
 
 
@@ -585,7 +587,9 @@ def _membership(inside: bool):
         def check(value, event):
             if value is _MISSING or value is None:
                 return False
-            return any(member(v, event) for v in _elements(value)) == inside
+            if isinstance(value, (list, tuple)):
+                return any(member(v, event) for v in value) == inside
+            return member(value, event) == inside
         return check
     return make
 
