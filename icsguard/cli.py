@@ -302,7 +302,8 @@ def analyze(captures: List[str] = CapturesArg, db: str = DbOption,
     _analysis().check_captures(captures)      # before the database is touched
     store = _open_store(db)
     if workers > 1 or scheduler:
-        run_id, status, error = _sharded(captures, store, workers, rules, no_default_rules, site, model, scheduler)
+        run_id, status, error = _sharded(captures, store, workers, rules, no_default_rules, site, model, scheduler,
+                                         ruleset)
     else:
         stop = _stop_on_signals()
         with _progress(captures) as progress:
@@ -319,11 +320,12 @@ def analyze(captures: List[str] = CapturesArg, db: str = DbOption,
 
 
 def _sharded(captures: list[str], store: Store, workers: int, rules: Optional[List[str]], no_default_rules: bool,
-             site: Optional[str], model: Optional[str], scheduler: Optional[str]) -> tuple[int, str, str | None]:
+             site: Optional[str], model: Optional[str], scheduler: Optional[str],
+             ruleset: RuleSet) -> tuple[int, str, str | None]:
     from icsguard.shards import analyze_sharded
     with _cluster_errors(scheduler):
         return analyze_sharded(captures, store, workers, _rule_files(rules, not no_default_rules), site, model,
-                               scheduler, _stop_on_signals())
+                               scheduler, _stop_on_signals(), ruleset)
 
 
 @contextmanager

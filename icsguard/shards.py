@@ -13,7 +13,6 @@ would (at least once a second); Dask workers send it at the end.
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import math
 import multiprocessing
 import os
@@ -174,16 +173,21 @@ def analyze_shard(job: ShardJob) -> ShardDelta | None:
     return None
 
 
-# Rules loaded once per process and file version, as model files are (modelfile.load_shared);
-# Dask's workers load their own.
-def _rules(rule_files: tuple[str, ...], site: str | None) -> RuleSet:
+# Rules loaded once per process and file version, as model files are (modelfile.load_shared):
+# forked workers start with their parent's; Dask's workers load their own.
+_loaded: dict[tuple, RuleSet] = {}
+
+
+def _rules(rule_files: tuple[str, ...], site: str | None, loaded: RuleSet | None = None) -> RuleSet:
+    """``loaded``: these files as the caller already loaded them (a command checks them first)."""
     files = (*rule_files, *([site] if site else []))
-    return _loaded_rules(rule_files, site, tuple(modelfile.file_version(p) for p in files))
-
-
-@functools.lru_cache(maxsize=2)
-def _loaded_rules(rule_files: tuple[str, ...], site: str | None, _versions: tuple) -> RuleSet:
-    return load_rules(list(rule_files), load_site(site) if site else None)
+    key = (rule_files, site, tuple(modelfile.file_version(p) for p in files))
+    found = _loaded.get(key)
+    if found is None:
+        found = loaded if loaded is not None else load_rules(list(rule_files), load_site(site) if site else None)
+        _loaded.clear()
+        _loaded[key] = found
+    return found
 
 
 def run_shards(work: Callable[[Any], Any], jobs: list, scheduler: str | None) -> list:
@@ -250,18 +254,19 @@ def learn_sharded(captures: list[str], learned: modelfile.LearnedModel | None, s
 
 
 def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files: list[str], site: str | None,
-                    model: str | None, scheduler: str | None = None,
-                    stop: threading.Event | None = None) -> tuple[int, str, str | None]:
+                    model: str | None, scheduler: str | None = None, stop: threading.Event | None = None,
+                    rules: RuleSet | None = None) -> tuple[int, str, str | None]:
     """Analyse over ``workers`` shards and store one run, as ``analysis.analyze`` does: worker
     processes' findings are committed as they come, at least once a second, and ``stop`` ends
     them within a second with what they found (``interrupted``); a Dask cluster's findings come
-    at the end (and a stop waits for them)."""
+    at the end (and a stop waits for them). ``rules``: the rule files as the caller already
+    loaded them, which the workers then start with."""
     check_captures(captures)
     known, macs = known_identities(store, modelfile.load_shared(model) if model else None)
     muted = store.mutes()
     jobs = [ShardJob(list(captures), n, workers, list(rule_files), site, model, muted, known, macs)
             for n in range(workers)]
-    rules = _rules(tuple(rule_files), site)
+    rules = _rules(tuple(rule_files), site, rules)
     run_id = store.start_run("analyze", list(captures), [rule.id for rule in rules.rules])
     _, across = rules.split_by_server()
     joined = Joined(captures, workers, RuleDetector(across, muted), len(rules.rules))
