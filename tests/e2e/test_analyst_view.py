@@ -9,6 +9,8 @@ import os
 import pty
 import subprocess
 import sys
+import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,11 +18,12 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
+from icsguard.output.progress import DELAY
 from tests.support import PCAPS, public, run_icsguard
 from tests.support.rewrite import write_pcap
 
 LONG_CAPTURE = ("2017QUT_S7comm/attacks/20161215191717.ChangeUpperThreshold_Flooding/"
-                "20161215191717.ChangeUpperThreshold_Flooding.master.pcap")      # 39,566 packets: a few seconds
+                "20161215191717.ChangeUpperThreshold_Flooding.master.pcap")      # 39,566 packets
 
 
 @pytest.fixture(scope="module")
@@ -120,12 +123,31 @@ def _with_stderr_on_a_terminal(*args: str, stdout_path: Path) -> str:
     return seen.decode(errors="replace")
 
 
+def _arriving_slowly(path: Path, capture: bytes) -> threading.Thread:
+    """A named pipe at ``path`` that gives a quarter of the capture, then the rest once the
+    progress bar's delay has passed: a long read however fast the machine."""
+    os.mkfifo(path)
+
+    def feed() -> None:
+        with open(path, "wb") as pipe:
+            pipe.write(capture[:len(capture) // 4])
+            pipe.flush()
+            time.sleep(DELAY + 0.5)
+            pipe.write(capture[len(capture) // 4:])
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    return feeder
+
+
 def test_long_reads_show_progress(tmp_path):
-    capture = public(LONG_CAPTURE)
-    three = [capture] * 3            # read three times over: long enough for the bar's one-second delay
-    for command in (("decode", *three), ("learn", *three, "--model", tmp_path / "m.icsg"),
-                    ("rules", "test", "s7.write_outputs_or_flags", *three), ("site", "init", *three)):
+    capture = public(LONG_CAPTURE).read_bytes()
+    slow = tmp_path / "slow.pcap"
+    for command in (("decode", slow), ("learn", slow, "--model", tmp_path / "m.icsg"),
+                    ("rules", "test", "s7.write_outputs_or_flags", slow), ("site", "init", slow)):
+        feeder = _arriving_slowly(slow, capture)
         shown = _with_stderr_on_a_terminal(*command, stdout_path=tmp_path / "out")
+        feeder.join(timeout=60)
+        slow.unlink()
         assert "decoding" in shown, command
         assert (tmp_path / "out").stat().st_size > 0
 
