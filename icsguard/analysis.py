@@ -90,10 +90,11 @@ class Detection:
 
     def __init__(self, stats: RunStats, budget: Budget, rules: RuleSet | None, learned: LearnedModel | None,
                  muted: set, known: dict, macs: dict, health: HealthDetector | None = None,
-                 evidence: EvidenceRing | None = None):
+                 evidence: EvidenceRing | None = None, elsewhere: tuple | None = None):
+        """``elsewhere``: rules counted by someone else (see RuleDetector)."""
         self.stats, self.budget = stats, budget
         self.inventory = Inventory(budget)
-        self.rules = RuleDetector(rules if rules is not None else RuleSet(), muted, budget)
+        self.rules = RuleDetector(rules if rules is not None else RuleSet(), muted, budget, elsewhere)
         self.identity = IdentityDetector(known, macs, stats.hosts, muted, budget)
         self.detectors: list = [self.rules, self.identity]
         self.baseline: BaselineDetector | None = None

@@ -124,11 +124,12 @@ def analyze_shard(job: ShardJob) -> ShardDelta | None:
     (pickled at once: the detectors go on changing what it holds), stops when the parent
     asks (and at once when the parent is gone) and returns nothing; on a Dask worker it returns
     one delta with everything."""
-    local, across = _rules(tuple(job.rule_files), job.site).split_by_server()
+    rules = _rules(tuple(job.rule_files), job.site)
     learned = modelfile.load_shared(job.model) if job.model else None
     stats, budget = RunStats(captures=list(job.captures)), Budget()
-    detection = Detection(stats, budget, local, learned, job.muted, job.known, job.macs)
-    matched: list[Event] = []
+    matched: list[Event] = []          # events of the rules counted across servers, for the parent
+    detection = Detection(stats, budget, rules, learned, job.muted, job.known, job.macs,
+                          elsewhere=(frozenset(rule.id for rule in rules.across_servers().rules), matched.append))
 
     def delta(final: bool = False, error: str | None = None, stopped: bool = False) -> ShardDelta:
         detection.count()
@@ -159,8 +160,6 @@ def analyze_shard(job: ShardJob) -> ShardDelta | None:
             for event in Pipeline(stats, conversations=True, budget=budget, shard=(job.shard, job.shards)).run(
                     read_captures(job.captures), report if parent is not None else None):
                 detection.feed(event)
-                if across.rules and across.matching(event):
-                    matched.append(event)
     except CaptureError as exc:
         error = str(exc)
     except _Stopped:
@@ -268,8 +267,7 @@ def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files:
             for n in range(workers)]
     rules = _rules(tuple(rule_files), site, rules)
     run_id = store.start_run("analyze", list(captures), [rule.id for rule in rules.rules])
-    _, across = rules.split_by_server()
-    joined = Joined(captures, workers, RuleDetector(across, muted), len(rules.rules))
+    joined = Joined(captures, workers, RuleDetector(rules.across_servers(), muted), len(rules.rules))
     recorder = RunRecorder(store, run_id, joined.stats, joined.inventory, [joined], joined.count, DELTA_SECONDS,
                            identity=joined, drifts=joined.take_drifts)
     try:

@@ -23,10 +23,14 @@ class RuleDetector:
     """The rule engine as a detector: ``feed(event) -> alerts``, ``flush() -> alerts``."""
 
     def __init__(self, rules: RuleSet, muted: set[tuple[str, str | None]] | None = None,
-                 budget: Budget | None = None):
-        """``budget``: how many threshold groups are remembered (beyond, the oldest are forgotten)."""
+                 budget: Budget | None = None, elsewhere: tuple[frozenset[str], Callable[[Event], None]] | None = None):
+        """``budget``: how many threshold groups are remembered (beyond, the oldest are forgotten).
+        ``elsewhere``: (rule ids, hand): rules counted by someone else (a shard's parent counts those
+        that count across servers), to whom each event they match is handed, once; matched here
+        with the others, so that an event is matched once."""
         budget = budget or Budget()
         self.rules = rules
+        self.elsewhere, self.hand = elsewhere or (frozenset(), None)
         self.folding = Folding(muted, budget)
         self.max_groups = budget.entries("rule_groups")
         self.groups: dict[tuple, deque | dict] = {}
@@ -44,7 +48,13 @@ class RuleDetector:
     def feed(self, event: Event) -> list[Alert]:
         """Alerts that are complete now (a repeat came too late to join them)."""
         closed: list[Alert] = []
+        handed = False
         for rule in self.rules.matching(event):
+            if rule.id in self.elsewhere:
+                if not handed:
+                    self.hand(event)
+                    handed = True
+                continue
             if rule.threshold is not None and not self._over_threshold(rule, event):
                 continue
             finding = self.findings.get(rule.id)

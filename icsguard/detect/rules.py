@@ -271,13 +271,11 @@ class RuleSet:
     def by_id(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
 
-    def split_by_server(self) -> tuple[RuleSet, RuleSet]:
-        """(rules whose alerts a shard of the traffic decides alone, rules that count across
-        servers). A shard holds whole servers: a rule without a threshold, or one counting per
-        server, sees all it counts; one counting per client (a scan of many servers) does not."""
-        local = [r for r in self.rules if r.threshold is None or _per_server(r)]
-        across = [r for r in self.rules if not (r.threshold is None or _per_server(r))]
-        return RuleSet(local, dict(self.inactive)), RuleSet(across)
+    def across_servers(self) -> RuleSet:
+        """The rules whose alerts no shard of the traffic can decide alone. A shard holds whole
+        servers: a rule without a threshold, or one counting per server, sees all it counts; one
+        counting per client (a scan of many servers) does not."""
+        return RuleSet([r for r in self.rules if not (r.threshold is None or _per_server(r))])
 
 
 def _per_server(rule: Rule) -> bool:

@@ -23,7 +23,7 @@ def _delta(shard: int, read_to: float, events: list[Event], final: bool = False)
 
 
 def test_a_scan_of_servers_in_two_shards_is_counted_once_both_have_read_that_far():
-    _, across = load_rules().split_by_server()
+    across = load_rules().across_servers()
     assert "modbus.points_list_scan" in {rule.id for rule in across.rules}      # 5 answers a minute, by client
     joined = Joined(["x.pcap"], 2, RuleDetector(across), len(across.rules))
     joined.add(_delta(0, 100.0 + REORDER_SECONDS + 10, [_refusal(100.0 + n, "10.0.0.1") for n in range(3)]))
