@@ -41,3 +41,22 @@ def test_a_scan_of_servers_in_two_shards_is_counted_once_both_have_read_that_far
     assert len(joined.waiting) == 1                                    # shard 1 has not finished
     joined.add(_delta(1, 0.0, [], final=True))
     assert joined.waiting == []
+
+
+def test_a_shard_hands_on_each_event_of_the_rules_counted_across_servers_once_and_counts_the_others():
+    rules = load_rules()
+    across = {rule.id for rule in rules.across_servers().rules}
+    assert "modbus.points_list_scan" in across and "modbus.server_busy" not in across      # by client; by pair
+    busy = [Event(100.0 + n, "modbus", "10.0.0.1", 502, CLIENT, 40000, "response", "read_holding_registers", 3,
+                  "", "x.pcap", 1, {"unit_id": 1, "exception_code": 6}) for n in range(3)]
+    refusals = [_refusal(100.5 + n, "10.0.0.1") for n in range(6)]
+    events = sorted(busy + refusals, key=lambda event: event.ts)
+    handed: list[Event] = []
+    shard = RuleDetector(rules, elsewhere=(frozenset(across), handed.append))
+    alone = RuleDetector(rules)
+    for event in events:
+        shard.feed(event)
+        alone.feed(event)
+    assert handed == refusals                                          # once each, in order
+    assert [alert.rule for alert in shard.flush()] == ["modbus.server_busy"]
+    assert sorted(alert.rule for alert in alone.flush()) == ["modbus.points_list_scan", "modbus.server_busy"]
