@@ -670,8 +670,9 @@ class BaselineDetector:
         recent.clear()
         low, high = period / PACE_BAND, period * PACE_BAND
         if low <= now <= high and low <= middle <= high:
-            # a poller that drifted slower may pause as many of its own periods as it learned to
-            watch.wait = max(watch.learned_wait, SILENCE_PERIODS * middle)
+            # a poller that drifted slower may pause as many of its own periods as it learned to,
+            # and one that pauses between bursts pauses longer by as much as its bursts slowed
+            watch.wait = max(watch.learned_wait * max(1.0, middle / period), SILENCE_PERIODS * middle)
             if not 1 / DRIFT_NOTED < middle / period < DRIFT_NOTED:
                 self._note_drift(key[:4], period, middle, event.ts)
         if low <= now <= high or low <= middle <= high or (middle < period) != (now < period):

@@ -334,6 +334,25 @@ def test_a_duty_cycle_is_silent_only_after_twice_its_pause():
                                                    "silent for 210.5 s"]]
 
 
+def test_a_duty_cycle_slowed_down_pauses_longer_by_as_much():
+    """The same bursts and pauses, the whole cycle played three times as slowly (benign drift):
+    a pause of 181.5 s is its usual 60.5 s slowed down, no silence; one of 431.5 s still is."""
+    def burst(start, every):
+        return [_poll(start + every * n, "write_single_coil", 7) for n in range(30)]
+    baseline = Baseline()
+    for cycle in range(8):
+        for event in burst(1000.0 + 75 * cycle, 0.5):
+            baseline.learn(event, TARGETS)
+
+    def silences(starts):
+        detector = BaselineDetector(baseline)
+        alerts = [a for start in starts for e in burst(start, 1.5) for a in detector.feed(e)] + detector.flush()
+        return [whys_of(a) for a in alerts if a.rule == "baseline.channel_silent"]
+    assert silences([5000.0, 5225.0, 5450.0]) == []                     # bursts of 43.5 s, pauses of 181.5 s
+    assert silences([5000.0, 5225.0, 5700.0]) == [["write_single_coil from 127.0.0.10 to 127.0.0.2 every 0.5 s, "
+                                                   "silent for 431.5 s"]]
+
+
 def test_addresses_next_to_learned_ones_are_learned():
     """An HMI that wrote coils 1 and 2 may write coil 0 (the operator's next button); coil
     40 is far from anything it wrote. SZL ids and block numbers are names, not neighbours."""
