@@ -36,14 +36,16 @@ from icsguard.runstats import RunStats
 
 class Pipeline:
     def __init__(self, stats: RunStats | None = None, conversations: bool = False, budget: Budget | None = None,
-                 on_segment: Callable[[Frame, Segment], None] | None = None, shard: tuple[int, int] | None = None):
+                 on_segment: Callable[[Frame, Segment], None] | None = None, shard: tuple[int, int] | None = None,
+                 placed: dict[str, int] | None = None):
         """``conversations``: also an Event (``tcp``/``udp``) for each new conversation of any kind.
         ``budget``: the run's memory budget, shared by every stage. ``on_segment`` sees every
         frame with the segment it carried (a sensor's packet ring keeps them as evidence).
         ``shard`` (index, count): go on only with the connections of this shard's servers
-        (every shard reads every frame; the first alone counts what the netstack saw)."""
+        (every shard reads every frame; the first alone counts what the netstack saw); ``placed``:
+        servers given their shard beforehand (the others go by their address's hash)."""
         self.on_segment = on_segment
-        self.sharder = Sharder(*shard, (budget or Budget()).entries("conversations")) if shard else None
+        self.sharder = Sharder(*shard, (budget or Budget()).entries("conversations"), placed) if shard else None
         self.stats = stats or RunStats()
         counters = self.stats.counters
         budget = budget or Budget()
@@ -158,10 +160,12 @@ class Sharder:
     """Whether a segment's connection belongs to this shard: its server's. The server is the end
     the SYN went to (as conversations are oriented), else the end on a controller's or a known
     service's port, else the one on the lower port; the same in every shard, since every shard
-    sees every frame, so a server's connections stay in one shard."""
+    sees every frame, so a server's connections stay in one shard. A server's shard is the one
+    it was placed in beforehand (by its traffic: see server_traffic), else its address's hash."""
 
-    def __init__(self, index: int, count: int, capacity: int):
+    def __init__(self, index: int, count: int, capacity: int, placed: dict[str, int] | None = None):
         self.index, self.count, self.capacity = index, count, capacity
+        self.placed = placed or {}
         self.servers: dict[tuple, str] = {}        # connection -> its server, as its SYN said
         # a plain TCP frame's flow (see netstack.plain_flow) -> whether it is this shard's: frames of other
         # shards' connections are passed over before they are decoded
@@ -178,18 +182,47 @@ class Sharder:
         return None if flags & (TCP_FIN | TCP_RST) else flow
 
     def mine(self, segment: Segment, plain: bytes | None = None) -> bool:
+        server = self.server(segment)
+        shard = self.placed.get(server)
+        ours = (zlib.crc32(server.encode()) % self.count if shard is None else shard) == self.index
+        if plain is not None:
+            remember(self.flows, plain, ours, self.capacity)
+        return ours
+
+    def server(self, segment: Segment) -> str:
         a, b = (segment.src, segment.sport), (segment.dst, segment.dport)
         key = (a, b) if a < b else (b, a)
         flags = segment.flags if segment.transport == IPPROTO_TCP else 0
         if flags & TCP_SYN:
             server = segment.src if flags & TCP_ACK else segment.dst
             remember(self.servers, key, server, self.capacity)
-        else:
-            server = self.servers.get(key) or _server_by_port(segment)
-        ours = zlib.crc32(server.encode()) % self.count == self.index
-        if plain is not None:
-            remember(self.flows, plain, ours, self.capacity)
-        return ours
+            return server
+        return self.servers.get(key) or _server_by_port(segment)
+
+
+def server_traffic(frames: Iterable[Frame], capacity: int) -> Counter:
+    """Frames per server, servers named as a Sharder names them: what shards are balanced by.
+    An estimate (a flow keeps the server its first frame named) that ends at a broken frame."""
+    netstack, sharder = NetStack(Counter()), Sharder(0, 1, capacity)
+    servers: dict[bytes, str] = {}
+    traffic: Counter = Counter()
+    try:
+        for ts, link_type, data, _, _ in frames:
+            where = plain_tcp4_at(link_type, data)
+            flow = plain_flow(data, where[0]) if where is not None else None
+            server = servers.get(flow) if flow is not None else None
+            if server is None:
+                segment = netstack.plain_segment(data, where) if where is not None else \
+                    netstack.decode_other(ts, link_type, data)
+                if segment is None:
+                    continue
+                server = sharder.server(segment)
+                if flow is not None:
+                    remember(servers, flow, server, capacity)
+            traffic[server] += 1
+    except (CaptureError, UnsupportedLink):
+        pass
+    return traffic
 
 
 def _server_by_port(segment: Segment) -> str:

@@ -3,7 +3,8 @@ cluster, merged into one database with the same alerts as one process (into one 
 
 Every worker reads every capture but goes on only with the connections of its servers (a
 controller's traffic stays in one shard, so its reassembly, baseline, thresholds and folds are
-whole). Rules that count per client across servers (a scan) cannot be decided by a shard:
+whole). The servers of the captures' first frames are placed in shards by their traffic before
+the workers start; the others go by their address's hash. Rules that count per client across servers (a scan) cannot be decided by a shard:
 each shard sends the events those rules match, and they are counted here, in time order, as
 far as every shard has read (so that they wait in memory only while one shard is ahead).
 Worker processes send what they found as they go, and the parent stores it as one process
@@ -13,6 +14,7 @@ would (at least once a second); Dask workers send it at the end.
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import math
 import multiprocessing
 import os
@@ -46,7 +48,7 @@ from icsguard.events import Event
 from icsguard.output.inventory import Asset, Communication, Inventory
 from icsguard.output.recorder import COMMIT_SECONDS, RunRecorder
 from icsguard.output.store import Store
-from icsguard.pipeline import Pipeline
+from icsguard.pipeline import Pipeline, server_traffic
 from icsguard.runstats import RunStats
 
 # counters every shard sets alike, or whose largest value is the run's
@@ -57,6 +59,8 @@ POLL_SECONDS = 0.2             # the parent's wait for a shard's delta before it
 # a worker's findings reach the store within a second: sent each half second, committed each half second
 DELTA_SECONDS = COMMIT_SECONDS / 2
 FORKING = multiprocessing.get_context("fork")
+# frames read before the shards start, to place the busiest servers in different shards
+PLACING_FRAMES = 20_000
 
 
 @dataclass
@@ -71,6 +75,7 @@ class ShardJob:
     muted: set = field(default_factory=set)
     known: dict = field(default_factory=dict)
     macs: dict = field(default_factory=dict)
+    placed: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -157,7 +162,8 @@ def analyze_shard(job: ShardJob) -> ShardDelta | None:
     error, stopped = None, False
     try:
         with long_run_collection():
-            for event in Pipeline(stats, conversations=True, budget=budget, shard=(job.shard, job.shards)).run(
+            for event in Pipeline(stats, conversations=True, budget=budget, shard=(job.shard, job.shards),
+                                  placed=job.placed).run(
                     read_captures(job.captures), report if parent is not None else None):
                 detection.feed(event)
     except CaptureError as exc:
@@ -187,6 +193,20 @@ def _rules(rule_files: tuple[str, ...], site: str | None, loaded: RuleSet | None
         _loaded.clear()
         _loaded[key] = found
     return found
+
+
+def placed_servers(captures: list[str], shards: int) -> dict[str, int]:
+    """The servers of the captures' first PLACING_FRAMES frames, each in a shard: the busiest
+    first, each into the shard with the fewest frames so far, so that a few busy controllers are
+    not hashed into one shard. Servers first seen later go by their address's hash."""
+    totals = [0] * shards
+    placed = {}
+    traffic = server_traffic(itertools.islice(read_captures(captures), PLACING_FRAMES), Budget().entries("conversations"))
+    for server, frames in traffic.most_common():
+        shard = totals.index(min(totals))
+        placed[server] = shard
+        totals[shard] += frames
+    return placed
 
 
 def run_shards(work: Callable[[Any], Any], jobs: list, scheduler: str | None) -> list:
@@ -219,6 +239,7 @@ class LearnJob:
     shards: int
     site: str | None
     window_seconds: float
+    placed: dict
 
 
 def learn_shard(job: LearnJob) -> tuple[modelfile.LearnedModel, RunStats, str | None]:
@@ -226,7 +247,7 @@ def learn_shard(job: LearnJob) -> tuple[modelfile.LearnedModel, RunStats, str | 
     site = load_site(job.site) if job.site else None
     learned = learning_model(None, window_seconds=job.window_seconds)
     stats = RunStats(captures=list(job.captures))
-    pipeline = Pipeline(stats, conversations=True, shard=(job.shard, job.shards))
+    pipeline = Pipeline(stats, conversations=True, shard=(job.shard, job.shards), placed=job.placed)
     error = Learning(learned, site).learn(pipeline.run(read_captures(job.captures)))
     return learned, stats, error
 
@@ -241,7 +262,8 @@ def learn_sharded(captures: list[str], learned: modelfile.LearnedModel | None, s
     (one process by any server's), and the baseline's total watch by its own events' gaps."""
     check_captures(captures)
     learned = learning_model(learned, estimator, false_alarm_rate, window_seconds)
-    jobs = [LearnJob(list(captures), n, workers, site, learned.model.window_seconds) for n in range(workers)]
+    placed = placed_servers(captures, workers)
+    jobs = [LearnJob(list(captures), n, workers, site, learned.model.window_seconds, placed) for n in range(workers)]
     results = run_shards(learn_shard, jobs, scheduler)
     for shard, _, _ in results:
         learned.baseline.merge(shard.baseline)
@@ -263,7 +285,8 @@ def analyze_sharded(captures: list[str], store: Store, workers: int, rule_files:
     check_captures(captures)
     known, macs = known_identities(store, modelfile.load_shared(model) if model else None)
     muted = store.mutes()
-    jobs = [ShardJob(list(captures), n, workers, list(rule_files), site, model, muted, known, macs)
+    placed = placed_servers(captures, workers)
+    jobs = [ShardJob(list(captures), n, workers, list(rule_files), site, model, muted, known, macs, placed)
             for n in range(workers)]
     rules = _rules(tuple(rule_files), site, rules)
     run_id = store.start_run("analyze", list(captures), [rule.id for rule in rules.rules])

@@ -3,11 +3,19 @@ shard's events in time order, and hold back only what a slower shard might still
 
 from __future__ import annotations
 
+import struct
+
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+
+from icsguard.capture.files import read_captures
 from icsguard.detect.rule_engine import RuleDetector
 from icsguard.detect.rules import load_rules
 from icsguard.events import Event
+from icsguard.pipeline import Pipeline
 from icsguard.runstats import RunStats
-from icsguard.shards import REORDER_SECONDS, Joined, ShardDelta
+from icsguard.shards import REORDER_SECONDS, Joined, ShardDelta, placed_servers
+from tests.support.rewrite import write_pcap
 
 CLIENT = "10.0.0.66"
 
@@ -60,3 +68,21 @@ def test_a_shard_hands_on_each_event_of_the_rules_counted_across_servers_once_an
     assert handed == refusals                                          # once each, in order
     assert [alert.rule for alert in shard.flush()] == ["modbus.server_busy"]
     assert sorted(alert.rule for alert in alone.flush()) == ["modbus.points_list_scan", "modbus.server_busy"]
+
+
+def test_the_busiest_servers_are_placed_in_different_shards_and_each_shard_keeps_its_own(tmp_path):
+    """Three Modbus servers polled 60, 30 and 25 times: their addresses' hashes put all three in
+    one of two shards; placed by their traffic, the busiest has a shard to itself."""
+    frames = []
+    for server, polls in (("10.0.0.1", 60), ("10.0.0.2", 30), ("10.0.0.3", 25)):
+        for n in range(polls):
+            mbap = struct.pack(">HHHB", n, 0, 6, 1) + struct.pack(">BHH", 3, 0, 1)
+            packet = Ether() / IP(src=CLIENT, dst=server) / TCP(sport=40000, dport=502, flags="PA", seq=1000 + 12 * n)
+            frames.append((1_800_000_000.0 + n + int(server[-1]) / 10, bytes(packet / mbap)))
+    capture = str(write_pcap(tmp_path / "three.pcap", sorted(frames)))
+    placed = placed_servers([capture], 2)
+    assert placed == {"10.0.0.1": 0, "10.0.0.2": 1, "10.0.0.3": 1}
+    for shard, servers in ((0, {"10.0.0.1"}), (1, {"10.0.0.2", "10.0.0.3"})):
+        events = list(Pipeline(shard=(shard, 2), placed=placed).run(read_captures([capture])))
+        assert len(events) == (60 if shard == 0 else 55)
+        assert {event.dst for event in events} == servers
