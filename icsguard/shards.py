@@ -4,9 +4,10 @@ cluster, merged into one database with the same alerts as one process (into one 
 Every worker reads every capture but goes on only with the connections of its servers (a
 controller's traffic stays in one shard, so its reassembly, baseline, thresholds and folds are
 whole). The servers of the captures' first frames are placed in shards by their traffic before
-the workers start; the others go by their address's hash. Rules that count per client across servers (a scan) cannot be decided by a shard:
-each shard sends the events those rules match, and they are counted here, in time order, as
-far as every shard has read (so that they wait in memory only while one shard is ahead).
+the workers start; the others go by their address's hash. Rules that count per client across
+servers (a scan) cannot be decided by a shard: each shard hands on the events those rules
+match, and they are counted here, in time order, as far as every shard has read (so that they
+wait in memory only while one shard is ahead).
 Worker processes send what they found as they go, and the parent stores it as one process
 would (at least once a second); Dask workers send it at the end.
 """
