@@ -212,8 +212,7 @@ def server_traffic(frames: Iterable[Frame], capacity: int) -> Counter:
             flow = plain_flow(data, where[0]) if where is not None else None
             server = servers.get(flow) if flow is not None else None
             if server is None:
-                segment = netstack.plain_segment(data, where) if where is not None else \
-                    netstack.decode_other(ts, link_type, data)
+                segment = netstack.decode(ts, link_type, data)
                 if segment is None:
                     continue
                 server = sharder.server(segment)

@@ -502,13 +502,17 @@ def _elements(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _passes(value, test: Callable[..., bool], *args) -> bool:
+    """Whether ``test`` passes for an element of a list field, or for a scalar field (a port, a
+    unit) as it is, with no list made for it."""
+    if isinstance(value, (list, tuple)):
+        return any(test(v, *args) for v in value)
+    return test(value, *args)
+
+
 def _any_element(test: Callable[[Any], bool]) -> Predicate:
     def check(value, event):
-        if value is _MISSING or value is None:
-            return False
-        if isinstance(value, (list, tuple)):
-            return any(test(v) for v in value)
-        return test(value)          # (a scalar: a port, a unit, tested as it is, with no list made for it)
+        return value is not _MISSING and value is not None and _passes(value, test)
     return check
 
 
@@ -583,11 +587,7 @@ def _membership(inside: bool):
         member = _members(operand, site, check_groups)
 
         def check(value, event):
-            if value is _MISSING or value is None:
-                return False
-            if isinstance(value, (list, tuple)):
-                return any(member(v, event) for v in value) == inside
-            return member(value, event) == inside
+            return value is not _MISSING and value is not None and _passes(value, member, event) == inside
         return check
     return make
 
